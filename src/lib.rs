@@ -1,1 +1,2 @@
 //! handler
+pub mod config;
