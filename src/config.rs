@@ -16,15 +16,190 @@ pub struct AppSetting {
 
 /// Every app setting the handler reads. The deployment template is checked against this list.
 pub const APP_SETTINGS: &[AppSetting] = &[
-    AppSetting { name: "KEY_VAULT_URL", deployed: true, purpose: "the vault's URL, e.g. https://<vault>.vault.azure.net/ (GetSecret)" },
-    AppSetting { name: "STORAGE_BLOB_URL", deployed: true, purpose: "the account's blob endpoint, e.g. https://<account>.blob.core.windows.net (WriteBlob, ReadBlob)" },
-    AppSetting { name: "AZURE_CLIENT_ID", deployed: true, purpose: "client id of the user-assigned identity to use by default; absent means system-assigned" },
-    AppSetting { name: "ALLOWED_SECRETS", deployed: true, purpose: "comma-separated secret names or prefixes (app-*) that GetSecret may read; absent allows none" },
-    AppSetting { name: "TOKEN_REFRESH_SCHEDULE", deployed: true, purpose: "six-field NCRONTAB schedule of RefreshTokens, e.g. 0 */5 * * * *" },
-    AppSetting { name: "TOKEN_REFRESH_RESOURCES", deployed: false, purpose: "comma-separated resources RefreshTokens keeps warm; default Key Vault and Storage" },
-    AppSetting { name: "DOWNSTREAM_API_URL", deployed: true, purpose: "base URL of the API that CallApi calls" },
-    AppSetting { name: "DOWNSTREAM_API_SCOPE", deployed: true, purpose: "Application ID URI of that API (api://<guid>, /.default optional)" },
-    AppSetting { name: "AUTH_AUTHORITY", deployed: true, purpose: "issuer authority for Whoami, e.g. https://login.microsoftonline.com/<tenant>/v2.0" },
-    AppSetting { name: "AUTH_AUDIENCE", deployed: true, purpose: "audience Whoami accepts: the App ID URI or the app's client id" },
-    AppSetting { name: "AUTH_REQUIRED_ROLE", deployed: false, purpose: "app role Whoami requires in the roles claim, when set" },
+    AppSetting {
+        name: "KEY_VAULT_URL",
+        deployed: true,
+        purpose: "the vault's URL, e.g. https://<vault>.vault.azure.net/ (GetSecret)",
+    },
+    AppSetting {
+        name: "STORAGE_BLOB_URL",
+        deployed: true,
+        purpose: "the account's blob endpoint, e.g. https://<account>.blob.core.windows.net (WriteBlob, ReadBlob)",
+    },
+    AppSetting {
+        name: "AZURE_CLIENT_ID",
+        deployed: true,
+        purpose: "client id of the user-assigned identity to use by default; absent means system-assigned",
+    },
+    AppSetting {
+        name: "ALLOWED_SECRETS",
+        deployed: true,
+        purpose: "comma-separated secret names or prefixes (app-*) that GetSecret may read; absent allows none",
+    },
+    AppSetting {
+        name: "TOKEN_REFRESH_SCHEDULE",
+        deployed: true,
+        purpose: "six-field NCRONTAB schedule of RefreshTokens, e.g. 0 */5 * * * *",
+    },
+    AppSetting {
+        name: "TOKEN_REFRESH_RESOURCES",
+        deployed: false,
+        purpose: "comma-separated resources RefreshTokens keeps warm; default Key Vault and Storage",
+    },
+    AppSetting {
+        name: "DOWNSTREAM_API_URL",
+        deployed: true,
+        purpose: "base URL of the API that CallApi calls",
+    },
+    AppSetting {
+        name: "DOWNSTREAM_API_SCOPE",
+        deployed: true,
+        purpose: "Application ID URI of that API (api://<guid>, /.default optional)",
+    },
+    AppSetting {
+        name: "AUTH_AUTHORITY",
+        deployed: true,
+        purpose: "issuer authority for Whoami, e.g. https://login.microsoftonline.com/<tenant>/v2.0",
+    },
+    AppSetting {
+        name: "AUTH_AUDIENCE",
+        deployed: true,
+        purpose: "audience Whoami accepts: the App ID URI or the app's client id",
+    },
+    AppSetting {
+        name: "AUTH_REQUIRED_ROLE",
+        deployed: false,
+        purpose: "app role Whoami requires in the roles claim, when set",
+    },
 ];
+
+use std::path::PathBuf;
+
+/// A setting that is missing or invalid, named so the message says what to fix.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A required setting is not set.
+    #[error("{name} is not set: {hint}")]
+    Missing {
+        /// The setting's name.
+        name: &'static str,
+        /// What to set it to.
+        hint: &'static str,
+    },
+    /// A setting is set to something unusable.
+    #[error("{name}='{value}' is not valid: {reason}")]
+    Invalid {
+        /// The setting's name.
+        name: &'static str,
+        /// The value as given (never a secret: only non-secret settings are quoted).
+        value: String,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+}
+
+/// What the server needs before anything else: its port and where the function folders are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The port the host told us to listen on (on 127.0.0.1).
+    pub port: u16,
+    /// The folder holding host.json and the function folders.
+    pub app_root: PathBuf,
+}
+
+impl ServerConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, so tests need not touch the process environment.
+    ///
+    /// The port comes from FUNCTIONS_CUSTOMHANDLER_PORT (or its legacy twin, which the host sets
+    /// to the same value); the app root from FUNCTIONS_APP_ROOT_PATH, else AzureWebJobsScriptRoot
+    /// (Core Tools and Linux images), else the working directory.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let port = read_port(&lookup)?;
+        let app_root = ["FUNCTIONS_APP_ROOT_PATH", "AzureWebJobsScriptRoot"]
+            .iter()
+            .find_map(|name| lookup(name).filter(|v| !v.trim().is_empty()))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(Self { port, app_root })
+    }
+}
+
+fn read_port(lookup: &impl Fn(&str) -> Option<String>) -> Result<u16, ConfigError> {
+    const NAME: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+    let value = lookup(NAME).or_else(|| lookup("FUNCTIONS_HTTPWORKER_PORT")).ok_or(ConfigError::Missing {
+        name: NAME,
+        hint: "the Functions host sets it when it starts the handler; to run the handler by hand, set it to a free port, e.g. FUNCTIONS_CUSTOMHANDLER_PORT=8080",
+    })?;
+    match value.trim().parse::<u16>() {
+        Ok(port) if port > 0 => Ok(port),
+        _ => Err(ConfigError::Invalid {
+            name: NAME,
+            value,
+            reason: "expected a TCP port number from 1 to 65535".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn the_port_and_app_root_come_from_the_hosts_variables() {
+        let config = ServerConfig::from_lookup(lookup(&[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "4321"),
+            ("FUNCTIONS_APP_ROOT_PATH", "/home/site/wwwroot"),
+            ("AzureWebJobsScriptRoot", "/elsewhere"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config,
+            ServerConfig {
+                port: 4321,
+                app_root: "/home/site/wwwroot".into()
+            }
+        );
+        let legacy =
+            ServerConfig::from_lookup(lookup(&[("FUNCTIONS_HTTPWORKER_PORT", "99")])).unwrap();
+        assert_eq!(legacy.port, 99);
+        assert_eq!(legacy.app_root, PathBuf::from("."));
+    }
+
+    #[test]
+    fn a_missing_or_bad_port_is_named_in_the_error() {
+        let missing = ServerConfig::from_lookup(lookup(&[])).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .starts_with("FUNCTIONS_CUSTOMHANDLER_PORT is not set")
+        );
+        for bad in ["abc", "0", "70000", ""] {
+            let error = ServerConfig::from_lookup(lookup(&[("FUNCTIONS_CUSTOMHANDLER_PORT", bad)]))
+                .unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    ConfigError::Invalid {
+                        name: "FUNCTIONS_CUSTOMHANDLER_PORT",
+                        ..
+                    }
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,1 +1,102 @@
-fn main() {}
+//! The `handler` binary: `handler` (or `handler serve`) serves the Functions host;
+//! `handler check` compares the function folders with the code.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use handler::app::{self, App};
+use handler::config::ServerConfig;
+use handler::{functions, logging, registry, server};
+
+const USAGE: &str =
+    "usage: handler [serve]      serve the Azure Functions host on FUNCTIONS_CUSTOMHANDLER_PORT
+       handler check [DIR]  compare DIR's function folders (default: the app root) with the code";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    logging::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None | Some("serve") => serve().await,
+        Some("check") => check(args.get(1).map(String::as_str)),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("handler: unknown command '{other}'\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve() -> ExitCode {
+    let config = match ServerConfig::from_env() {
+        Ok(config) => config,
+        Err(error) => return fail(&error),
+    };
+    let listener = match app::bind(&config).await {
+        Ok(listener) => listener,
+        Err(error) => return fail(&error),
+    };
+    log::info!("listening on 127.0.0.1:{}", config.port);
+    let runtime = app::runtime(&config.app_root, Arc::new(App::new()), functions::all());
+    server::run(listener, Arc::new(runtime), shutdown_signal()).await;
+    log::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn check(dir: Option<&str>) -> ExitCode {
+    let app_root = match dir {
+        Some(dir) => dir.into(),
+        None => match ServerConfig::from_lookup(|name| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| (name == "FUNCTIONS_CUSTOMHANDLER_PORT").then(|| "1".into()))
+        }) {
+            Ok(config) => config.app_root,
+            Err(error) => return fail(&error),
+        },
+    };
+    let (declared, broken) = match registry::load_declared(&app_root) {
+        Ok(loaded) => loaded,
+        Err(error) => return fail(&error),
+    };
+    let mismatches = registry::compare(&declared, &functions::all());
+    for problem in broken
+        .iter()
+        .map(ToString::to_string)
+        .chain(mismatches.iter().map(ToString::to_string))
+    {
+        println!("mismatch: {problem}");
+    }
+    if broken.is_empty() && mismatches.is_empty() {
+        println!("ok: {} function folder(s) match the code", declared.len());
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Completes on SIGTERM (the host stopping us) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            log::warn!("cannot watch SIGTERM ({error}); stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    log::info!("shutting down: finishing in-flight invocations");
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("handler: {error}");
+    ExitCode::FAILURE
+}

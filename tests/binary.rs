@@ -1,0 +1,133 @@
+//! The shipped binary, started as the Functions host starts it.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{AppRoot, JsonBody, RunningHandler, handler_binary, http_payload};
+use serde_json::{Value, json};
+
+fn run_without_serving(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(handler_binary());
+    command
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run handler");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_missing_port_is_a_clear_message_and_a_non_zero_exit() {
+    let (code, stderr) = run_without_serving(&[]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("FUNCTIONS_CUSTOMHANDLER_PORT is not set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_invalid_port_is_a_clear_message_and_a_non_zero_exit() {
+    let (code, stderr) = run_without_serving(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "http")]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("FUNCTIONS_CUSTOMHANDLER_PORT='http' is not valid"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_serves_the_host_and_stops_cleanly_on_sigterm() {
+    let root = AppRoot::new(json!({"version": "2.0"}), &[]);
+    let mut handler = RunningHandler::start(root.path(), &[]).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{}/", handler.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let envelope: Value = client
+        .post(format!("{}/Missing", handler.base))
+        .body(http_payload("GET", "u", json!({}), None).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json_body()
+        .await;
+    assert!(
+        envelope["Logs"]
+            .to_string()
+            .contains("no function named 'Missing'")
+    );
+
+    handler.terminate();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = handler.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "handler did not stop within 10 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    let mut stdout = String::new();
+    handler
+        .child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(stdout.contains("listening on 127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("shutting down"), "{stdout}");
+    let mut stderr = String::new();
+    handler
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        !stderr.contains("INFO"),
+        "info lines must not go to stderr: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_listens_on_loopback_only() {
+    let root = AppRoot::new(json!({"version": "2.0"}), &[]);
+    let handler = RunningHandler::start(root.path(), &[]).await;
+    let port = handler.base.rsplit(':').next().unwrap();
+    let listening = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat /proc/net/tcp | awk '{{print $2, $4}}' | grep ':{:04X} 0A'",
+            port.parse::<u16>().unwrap()
+        ))
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&listening.stdout).into_owned();
+    assert!(!lines.is_empty(), "no listener found for port {port}");
+    assert!(
+        lines.lines().all(|line| line.starts_with("0100007F:")),
+        "must bind 127.0.0.1 only: {lines}"
+    );
+}

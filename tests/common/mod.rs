@@ -1,0 +1,237 @@
+//! The one place integration tests get what they need: a free port, the real binary started as
+//! the Functions host starts it, an in-process runtime with test-only functions, and requests
+//! shaped the way the host sends them.
+#![allow(dead_code)] // each test file uses a different part of this helper
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use handler::registry::Implemented;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// A port nobody listens on right now, found the way the host finds one: bind and let go.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// Polls `GET /` every 25 ms, as the host does, until any HTTP answer arrives (30 s limit).
+pub async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if client.get(format!("{base}/")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{base} did not answer GET / within 30 s");
+}
+
+/// A temporary app root holding host.json and the given function folders.
+pub struct AppRoot {
+    dir: tempfile::TempDir,
+}
+
+impl AppRoot {
+    /// Writes `host.json` and one `<name>/function.json` per entry.
+    pub fn new(host: Value, functions: &[(&str, Value)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("host.json"), host.to_string()).expect("host.json");
+        for (name, function) in functions {
+            std::fs::create_dir_all(dir.path().join(name)).expect("function folder");
+            std::fs::write(
+                dir.path().join(name).join("function.json"),
+                function.to_string(),
+            )
+            .expect("function.json");
+        }
+        Self { dir }
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The function.json of an HTTP function.
+pub fn http_function(route: &str, methods: &[&str]) -> Value {
+    json!({"bindings": [
+        {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "function", "methods": methods, "route": route},
+        {"type": "http", "direction": "out", "name": "res"}
+    ]})
+}
+
+/// The function.json of a timer function.
+pub fn timer_function(schedule: &str) -> Value {
+    json!({"bindings": [{"type": "timerTrigger", "direction": "in", "name": "myTimer", "schedule": schedule}]})
+}
+
+/// An in-process runtime on an ephemeral port, with functions of the test's own.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// A client for it.
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _root: AppRoot,
+}
+
+impl TestApp {
+    /// Starts serving `functions` declared by `root`.
+    pub async fn spawn<S: Send + Sync + 'static>(
+        root: AppRoot,
+        state: S,
+        functions: Vec<Implemented<S>>,
+    ) -> Self {
+        handler::logging::init();
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let runtime = handler::app::runtime(root.path(), Arc::new(state), functions);
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(handler::server::run(listener, Arc::new(runtime), async {
+            let _ = rx.await;
+        }));
+        let base = format!("http://{addr}");
+        wait_ready(&base).await;
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            server: Some(server),
+            _root: root,
+        }
+    }
+
+    /// POSTs a JSON-mode invocation of `function` and returns the host envelope.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/{function}", self.base))
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("X-Azure-Functions-InvocationId", uuid_like())
+            .body(payload.to_string())
+            .send()
+            .await
+            .expect("invocation");
+        let status = response.status().as_u16();
+        let body = response.bytes().await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// Asks the server to stop, and returns the task that completes when it has.
+    pub fn stop(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.take().expect("server already stopped")
+    }
+}
+
+/// A host-shaped JSON-mode payload for an HTTP trigger named `req` (contract spec §2.4).
+pub fn http_payload(method: &str, url: &str, params: Value, body: Option<&str>) -> Value {
+    let mut req = json!({
+        "Url": url, "Method": method, "Query": {},
+        "Headers": {"Host": ["localhost:7071"], "Content-Type": ["text/plain"]},
+        "Params": params,
+        "Identities": [{"AuthenticationType": null, "IsAuthenticated": false, "Claims": []}]
+    });
+    if let Some(body) = body {
+        req["Body"] = json!(body);
+    }
+    json!({"Data": {"req": req}, "Metadata": {"sys": {"MethodName": "x", "UtcNow": "2024-10-24T17:42:07.5123456Z", "RandGuid": uuid_like()}}})
+}
+
+/// A host-shaped timer payload (contract spec §2.5).
+pub fn timer_payload(status: Value) -> Value {
+    json!({"Data": {"myTimer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": status, "IsPastDue": false}},
+           "Metadata": {"sys": {"MethodName": "Tick", "UtcNow": "2024-10-24T17:45:00.0211583Z", "RandGuid": uuid_like()}}})
+}
+
+/// A unique id shaped like the host's invocation ids.
+pub fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "00000000-0000-4000-8000-{:012x}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The `handler` binary Cargo built for this test run.
+pub fn handler_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_handler"))
+}
+
+/// The real binary, started as the host starts it, and stopped when dropped.
+pub struct RunningHandler {
+    /// The child process.
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl RunningHandler {
+    /// Starts the binary with the host's variables (spec §1.3) plus `extra`, and waits for `GET /`.
+    pub async fn start(app_root: &Path, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut command = Command::new(handler_binary());
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env("FUNCTIONS_HTTPWORKER_PORT", port.to_string())
+            .env(
+                "FUNCTIONS_CUSTOMHANDLER_WORKER_ID",
+                "11111111-1111-4111-8111-111111111111",
+            )
+            .env("FUNCTIONS_APP_ROOT_PATH", app_root)
+            .current_dir(app_root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("start handler");
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ready(&base).await;
+        Self { child, base }
+    }
+
+    /// Sends SIGTERM, as the host does when it stops.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+}
+
+impl Drop for RunningHandler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a response body as JSON (null when it is not JSON), for assertions.
+pub trait JsonBody {
+    /// The body as JSON.
+    async fn json_body(self) -> Value;
+}
+
+impl JsonBody for reqwest::Response {
+    async fn json_body(self) -> Value {
+        serde_json::from_slice(&self.bytes().await.expect("body")).unwrap_or(Value::Null)
+    }
+}
