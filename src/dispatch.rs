@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use futures::FutureExt as _;
 
 use crate::contract::{HttpOutput, HttpTriggerData, InvocationRequest, InvocationResponse};
 use crate::error::FunctionError;
@@ -190,11 +191,15 @@ impl<S: Send + Sync + 'static> Runtime<S> {
         invocation.scope(work).await
     }
 
-    /// Runs a function under host.json's functionTimeout.
+    /// Runs a function under host.json's functionTimeout. A panic (a bug: no input should cause
+    /// one) fails only this invocation, with a 500 in its output and its Logs kept.
     async fn limited<T>(
         &self,
         work: impl Future<Output = Result<T, FunctionError>>,
     ) -> Result<T, FunctionError> {
+        let work = std::panic::AssertUnwindSafe(work)
+            .catch_unwind()
+            .map(|outcome| outcome.unwrap_or(Err(FunctionError::Panicked)));
         match self.options.function_timeout {
             Some(limit) => tokio::time::timeout(limit, work)
                 .await

@@ -39,6 +39,11 @@ pub enum FunctionError {
         /// What is wrong with it and what to set.
         problem: String,
     },
+    /// The function panicked: a bug in the handler, never the caller's fault.
+    #[error(
+        "the function failed unexpectedly (a bug in the handler); its log on stderr has the details"
+    )]
+    Panicked,
     /// The function ran out of time.
     #[error("the function did not finish within {} s (host.json functionTimeout)", .0.as_secs())]
     Timeout(Duration),
@@ -64,7 +69,7 @@ impl FunctionError {
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::PayloadTooLarge { .. } => 413,
-            Self::NotConfigured { .. } => 500,
+            Self::NotConfigured { .. } | Self::Panicked => 500,
             Self::Timeout(_) => 504,
         }
     }
@@ -78,6 +83,7 @@ impl FunctionError {
             Self::NotFound(_) => "NotFound",
             Self::PayloadTooLarge { .. } => "PayloadTooLarge",
             Self::NotConfigured { .. } => "NotConfigured",
+            Self::Panicked => "InternalError",
             Self::Timeout(_) => "Timeout",
         }
     }

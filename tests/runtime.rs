@@ -63,6 +63,19 @@ fn binary(_: Arc<()>, _: HttpRequest) -> BoxFuture<'static, Result<HttpResponse,
     .boxed()
 }
 
+fn panics(_: Arc<()>, _: HttpRequest) -> BoxFuture<'static, Result<HttpResponse, FunctionError>> {
+    async {
+        log::info!("about to fail");
+        let empty: Vec<u8> = Vec::new();
+        Ok(HttpResponse::new(
+            200,
+            "text/plain",
+            vec![empty[empty.len()]],
+        ))
+    }
+    .boxed()
+}
+
 fn tick(_: Arc<()>, timer: TimerInfo) -> BoxFuture<'static, Result<(), FunctionError>> {
     async move {
         let last = timer
@@ -111,6 +124,14 @@ fn implemented() -> Vec<Implemented<()>> {
             },
         },
         Implemented {
+            name: "Panics",
+            trigger: ImplementedTrigger::Http {
+                route: "panics",
+                methods: &["GET"],
+                run: panics,
+            },
+        },
+        Implemented {
             name: "Tick",
             trigger: ImplementedTrigger::Timer { run: tick },
         },
@@ -125,6 +146,8 @@ fn app_root() -> AppRoot {
             ("Fail", http_function("fail", &["get"])),
             ("Slow", http_function("slow", &["get"])),
             ("Binary", http_function("binary", &["get"])),
+            ("Panics", http_function("panics", &["get"])),
+            ("Panics", http_function("panics", &["get"])),
             ("Tick", timer_function("0 */5 * * * *")),
         ],
     )
@@ -257,6 +280,24 @@ async fn a_failure_is_an_error_status_in_the_output_and_a_line_in_logs_never_a_n
         logs.contains("answered 403: the caller may not read this"),
         "{logs}"
     );
+}
+
+#[tokio::test]
+async fn a_panicking_function_fails_only_its_own_invocation_and_keeps_its_logs() {
+    let app = spawn().await;
+    let (status, envelope) = app
+        .invoke("Panics", &http_payload("GET", "u", json!({}), None))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(output(&envelope)["statusCode"], 500);
+    assert!(envelope["Logs"].to_string().contains("about to fail"));
+    let (status, _) = app
+        .invoke(
+            "Echo",
+            &http_payload("GET", "u", json!({"name": "after"}), None),
+        )
+        .await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]
@@ -475,6 +516,7 @@ fn the_registry_check_names_every_difference_between_folders_and_code() {
         },
         Mismatch::DeclaredNotImplemented("Orphan".into()),
         Mismatch::ImplementedNotDeclared("Binary".into()),
+        Mismatch::ImplementedNotDeclared("Panics".into()),
         Mismatch::ImplementedNotDeclared("Tick".into()),
     ];
     expected.sort_by_key(|m| format!("{m:?}"));
