@@ -43,9 +43,9 @@ pub async fn serve(
         jwks_url,
         format!("127.0.0.1:{}", addr.port()),
     ));
+    let shutdown = install_shutdown_signals();
     print_ready(addr)?;
     let acceptor = TlsAcceptor::from(tls);
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -132,18 +132,36 @@ fn body_too_large() -> HttpResponse {
     response
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+/// Registers SIGTERM/SIGINT handlers now (so a signal right after the ready line is not lost)
+/// and returns a future that resolves when either arrives.
+#[cfg(unix)]
+fn install_shutdown_signals() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
-            return;
+            (Ok(mut only), Err(_)) | (Err(_), Ok(mut only)) => {
+                only.recv().await;
+            }
+            (Err(e), Err(_)) => {
+                log::warn!("cannot listen for signals: {e}");
+                std::future::pending::<()>().await;
+            }
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Resolves on Ctrl-C where Unix signals are not available.
+#[cfg(not(unix))]
+fn install_shutdown_signals() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
