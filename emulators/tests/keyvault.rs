@@ -709,3 +709,29 @@ fn invalid_config_fails_fast_with_a_message() {
     assert!(output.stdout.is_empty(), "no ready line for a bad config");
     assert!(String::from_utf8_lossy(&output.stderr).contains("bad_name"));
 }
+
+#[tokio::test]
+async fn unsupported_operations_and_oversized_bodies_are_refused() {
+    let f = Fixture::start(&standard_config()).await;
+    let token = f.token(WRITER_OID);
+    let delete = f
+        .client
+        .delete(f.vault.url(&format!("/secrets/app-x?{API}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status().as_u16(), 405);
+    let (status, _, body) = get(&f, &format!("/keys/some-key?{API}"), Some(&token)).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "NotFound");
+
+    let huge = json!({"value": "x".repeat(300 * 1024)});
+    let (status, _, _) = put(&f, &format!("/secrets/app-big?{API}"), Some(&token), &huge).await;
+    assert_eq!(status, 413);
+    let (status, _, _) = get(&f, &format!("/secrets/app-big?{API}"), Some(&token)).await;
+    assert_eq!(status, 404, "nothing was stored");
+
+    let (status, _) = admin(&f, reqwest::Method::GET, "/_emulator/nothing", None).await;
+    assert_eq!(status, 404);
+}

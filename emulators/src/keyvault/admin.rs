@@ -168,7 +168,7 @@ impl FaultQueue {
     /// Takes one use of the front fault, if any.
     pub fn next(&mut self) -> Option<Fault> {
         let front = self.faults.front_mut()?;
-        front.remaining -= 1;
+        front.remaining = front.remaining.saturating_sub(1);
         let fault = front.clone();
         if front.remaining == 0 {
             self.faults.pop_front();
