@@ -159,8 +159,7 @@ fn verify_signature_and_lifetime(token: &str, key: &DecodingKey) -> Result<Claim
 }
 
 fn check_audience(aud: Option<&Value>) -> Result<(), AuthFailure> {
-    let accepted =
-        |a: &str| a.trim_end_matches('/') == VAULT_AUDIENCE && a.len() <= VAULT_AUDIENCE.len() + 1;
+    let accepted = |a: &str| a == VAULT_AUDIENCE || a.strip_suffix('/') == Some(VAULT_AUDIENCE);
     let ok = match aud {
         Some(Value::String(a)) => accepted(a),
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(accepted),

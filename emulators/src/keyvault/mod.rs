@@ -69,7 +69,7 @@ mod tls;
 
 use std::path::PathBuf;
 
-pub use config::{AccessRules, SeedVersion, VaultConfig};
+pub use config::{AccessRules, Permission, SeedVersion, VaultConfig};
 
 /// Parsed command-line flags of `emulators keyvault`.
 #[derive(Debug, Clone, PartialEq, Eq)]
