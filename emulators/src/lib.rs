@@ -1,1 +1,2 @@
 //! emulators
+pub mod keyvault;
