@@ -1,2 +1,3 @@
 //! handler
+pub mod clients;
 pub mod config;
