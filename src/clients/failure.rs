@@ -40,7 +40,7 @@ impl Failure {
                 code: error_code.clone().filter(|code| is_printable_code(code)),
                 retry_after: raw_response.as_ref().and_then(|r| retry_after(r.headers())),
             },
-            ErrorKind::Credential => Self::Credential(error.to_string()),
+            ErrorKind::Credential => Self::Credential(describe(innermost_sdk_error(error))),
             ErrorKind::DataConversion => {
                 Self::Transport("the response could not be decoded".to_string())
             }
@@ -57,6 +57,20 @@ fn is_printable_code(code: &str) -> bool {
         && code
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// The SDK wraps errors in context layers ("non-transport error occurred which will not be
+/// retried"); the innermost `azure_core::Error` is the one the credential itself returned.
+fn innermost_sdk_error(error: &azure_core::Error) -> &azure_core::Error {
+    let mut innermost = error;
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        if let Some(sdk_error) = inner.downcast_ref::<azure_core::Error>() {
+            innermost = sdk_error;
+        }
+        source = inner.source();
+    }
+    innermost
 }
 
 fn describe(error: &azure_core::Error) -> String {
@@ -242,7 +256,8 @@ mod tests {
 
     #[test]
     fn credential_and_decoding_errors_are_told_apart() {
-        let credential = azure_core::Error::with_message(ErrorKind::Credential, "no identity");
+        let credential = azure_core::Error::with_message(ErrorKind::Credential, "no identity")
+            .with_context("non-transport error occurred which will not be retried");
         assert_eq!(
             Failure::from_sdk(&credential),
             Failure::Credential("no identity".into())

@@ -84,8 +84,9 @@ impl AzureHttp {
     }
 
     /// SDK client options carrying the shared transport, our retry policy and `per_try` policies
-    /// (they run after the SDK's authorization policy, just before the transport).
-    pub(crate) fn client_options(&self, per_try_policies: Vec<Arc<dyn Policy>>) -> ClientOptions {
+    /// (they run after the SDK's authorization policy, just before the transport). Public so any
+    /// other SDK client the handler builds uses the same transport and retry behaviour.
+    pub fn client_options(&self, per_try_policies: Vec<Arc<dyn Policy>>) -> ClientOptions {
         ClientOptions {
             transport: Some(Transport::new(self.client.clone())),
             retry: RetryOptions::custom(Arc::new(TransientRetry::from(&self.settings))),
