@@ -2,6 +2,8 @@
 //! from a script, and a `TokenCredential` that counts its calls.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use async_trait::async_trait;
 use azure_core::{
     credentials::{AccessToken, TokenCredential, TokenRequestOptions},
