@@ -10,7 +10,7 @@ use handler::clients::{
         BEARER_MIN_API_VERSION, BLOB_API_VERSION, BLOB_READER_ROLE, BLOB_WRITER_ROLE,
         BlobOperation, BlobStore, StorageError,
     },
-    names::{MAX_BLOB_BYTES, NameError},
+    names::{InputError, MAX_BLOB_BYTES},
 };
 use std::{
     collections::HashMap,
@@ -374,7 +374,7 @@ async fn invalid_input_sends_nothing() {
         .unwrap_err();
     assert!(matches!(
         err,
-        StorageError::InvalidInput(NameError::BodyTooLarge { .. })
+        StorageError::InvalidInput(InputError::BodyTooLarge { .. })
     ));
     for (container, blob, content_type) in [
         ("Data", "a", "text/plain"),

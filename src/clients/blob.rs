@@ -9,8 +9,8 @@ use crate::clients::{
     failure::{Failure, UpstreamDetail},
     http::AzureHttp,
     names::{
-        MAX_BLOB_BYTES, NameError, validate_blob_name, validate_body_size, validate_container_name,
-        validate_content_type,
+        InputError, MAX_BLOB_BYTES, validate_blob_name, validate_body_size,
+        validate_container_name, validate_content_type,
     },
 };
 use azure_core::{
@@ -84,7 +84,7 @@ pub enum StorageError {
     InvalidStorageUrl(&'static str),
     /// A container or blob name, content type or body size is unacceptable; nothing was sent.
     #[error(transparent)]
-    InvalidInput(#[from] NameError),
+    InvalidInput(#[from] InputError),
     /// 403: the identity lacks access (or its token was refused).
     #[error(
         "{operation} access was denied ({code}): the managed identity needs the \"{}\" role on the storage account",

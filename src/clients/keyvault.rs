@@ -17,7 +17,7 @@
 use crate::clients::{
     failure::{Failure, UpstreamDetail},
     http::AzureHttp,
-    names::{NameError, validate_secret_name, validate_secret_version},
+    names::{InputError, validate_secret_name, validate_secret_version},
 };
 use async_trait::async_trait;
 use azure_core::{
@@ -98,7 +98,7 @@ pub enum KeyVaultError {
     InvalidVaultUrl(&'static str),
     /// The secret name or version is malformed; nothing was sent.
     #[error(transparent)]
-    InvalidName(#[from] NameError),
+    InvalidName(#[from] InputError),
     /// 403: the identity lacks access.
     #[error(
         "access to secret '{name}' was denied ({code}): the managed identity needs the \"Key Vault Secrets User\" role on the vault"
@@ -275,12 +275,10 @@ impl KeyVault {
             .get_secret(name, Some(options))
             .await
             .map_err(|e| KeyVaultError::from_sdk(&e, name, version))?;
-        let model = response.into_model().map_err(|e| {
-            KeyVaultError::from_sdk(
-                &azure_core::Error::with_message(ErrorKind::DataConversion, e.to_string()),
-                name,
-                version,
-            )
+        let model = response.into_model().map_err(|_| {
+            KeyVaultError::Upstream(UpstreamDetail::reason(
+                "the vault's response could not be decoded".to_string(),
+            ))
         })?;
         secret_from_model(model, name)
     }

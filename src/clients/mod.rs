@@ -4,6 +4,7 @@
 //! Both are built once at start-up from validated URLs, one shared transport ([`http::AzureHttp`])
 //! and any `Arc<dyn TokenCredential>` (the managed identity in production, fakes in tests). Errors
 //! are typed per service and never carry a token or a secret value.
+#![deny(missing_docs)]
 
 pub mod blob;
 mod failure;

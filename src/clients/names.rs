@@ -28,9 +28,10 @@ pub const MAX_BLOB_PATH_SEGMENTS: usize = 254;
 /// Longest content type `put_block_blob` stores.
 pub const MAX_CONTENT_TYPE_LEN: usize = 255;
 
-/// Why a name was rejected. The message quotes the rule, never more than the name itself.
+/// Why an input (name, version, content type, body size, allowlist entry) was rejected. The
+/// message quotes the rule, never the input itself (except an allowlist entry, which is config).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum NameError {
+pub enum InputError {
     /// A Key Vault secret name breaks the service's rules.
     #[error("invalid secret name: {0}")]
     SecretName(&'static str),
@@ -60,15 +61,15 @@ pub enum NameError {
 }
 
 /// Checks a Key Vault secret name: 1-127 characters of `0-9 a-z A-Z -`.
-pub fn validate_secret_name(name: &str) -> Result<(), NameError> {
+pub fn validate_secret_name(name: &str) -> Result<(), InputError> {
     if name.is_empty() {
-        return Err(NameError::SecretName("it is empty"));
+        return Err(InputError::SecretName("it is empty"));
     }
     if name.len() > MAX_SECRET_NAME_LEN {
-        return Err(NameError::SecretName("it is longer than 127 characters"));
+        return Err(InputError::SecretName("it is longer than 127 characters"));
     }
     if !name.bytes().all(is_secret_name_byte) {
-        return Err(NameError::SecretName(
+        return Err(InputError::SecretName(
             "only 0-9, a-z, A-Z and '-' are allowed",
         ));
     }
@@ -80,9 +81,9 @@ fn is_secret_name_byte(b: u8) -> bool {
 }
 
 /// Checks a secret version: Key Vault issues 32 hexadecimal characters.
-pub fn validate_secret_version(version: &str) -> Result<(), NameError> {
+pub fn validate_secret_version(version: &str) -> Result<(), InputError> {
     if version.len() != 32 || !version.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(NameError::SecretVersion(
+        return Err(InputError::SecretVersion(
             "expected 32 hexadecimal characters",
         ));
     }
@@ -91,15 +92,15 @@ pub fn validate_secret_version(version: &str) -> Result<(), NameError> {
 
 /// Checks a container name: 3-63 characters of lowercase letters, digits and single hyphens,
 /// starting and ending with a letter or digit.
-pub fn validate_container_name(name: &str) -> Result<(), NameError> {
+pub fn validate_container_name(name: &str) -> Result<(), InputError> {
     if !(3..=63).contains(&name.len()) {
-        return Err(NameError::ContainerName(
+        return Err(InputError::ContainerName(
             "it must be 3 to 63 characters long",
         ));
     }
     let lower_or_digit = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     if !name.bytes().all(|b| lower_or_digit(b) || b == b'-') {
-        return Err(NameError::ContainerName(
+        return Err(InputError::ContainerName(
             "only lowercase letters, digits and '-' are allowed",
         ));
     }
@@ -107,12 +108,12 @@ pub fn validate_container_name(name: &str) -> Result<(), NameError> {
     let starts_ok = bytes.first().is_some_and(|b| lower_or_digit(*b));
     let ends_ok = bytes.last().is_some_and(|b| lower_or_digit(*b));
     if !starts_ok || !ends_ok {
-        return Err(NameError::ContainerName(
+        return Err(InputError::ContainerName(
             "it must start and end with a letter or digit",
         ));
     }
     if name.contains("--") {
-        return Err(NameError::ContainerName(
+        return Err(InputError::ContainerName(
             "consecutive hyphens are not allowed",
         ));
     }
@@ -121,44 +122,48 @@ pub fn validate_container_name(name: &str) -> Result<(), NameError> {
 
 /// Checks a blob name: 1-1024 characters, no control characters, at most 254 `/`-separated
 /// segments, no `.` or `..` segment, and not ending with `.`, `/` or `\`.
-pub fn validate_blob_name(name: &str) -> Result<(), NameError> {
+pub fn validate_blob_name(name: &str) -> Result<(), InputError> {
     if name.is_empty() {
-        return Err(NameError::BlobName("it is empty"));
+        return Err(InputError::BlobName("it is empty"));
     }
     if name.chars().count() > MAX_BLOB_NAME_LEN {
-        return Err(NameError::BlobName("it is longer than 1024 characters"));
+        return Err(InputError::BlobName("it is longer than 1024 characters"));
     }
     if name.chars().any(char::is_control) {
-        return Err(NameError::BlobName("control characters are not allowed"));
+        return Err(InputError::BlobName("control characters are not allowed"));
     }
     if name.ends_with(['.', '/', '\\']) {
-        return Err(NameError::BlobName("it must not end with '.', '/' or '\\'"));
+        return Err(InputError::BlobName(
+            "it must not end with '.', '/' or '\\'",
+        ));
     }
     if name.split('/').count() > MAX_BLOB_PATH_SEGMENTS {
-        return Err(NameError::BlobName("it has more than 254 path segments"));
+        return Err(InputError::BlobName("it has more than 254 path segments"));
     }
     if name
         .split('/')
         .any(|segment| segment == "." || segment == "..")
     {
-        return Err(NameError::BlobName("'.' and '..' segments are not allowed"));
+        return Err(InputError::BlobName(
+            "'.' and '..' segments are not allowed",
+        ));
     }
     Ok(())
 }
 
 /// Checks a content type to store with a blob: 1-255 visible ASCII characters or spaces.
-pub fn validate_content_type(content_type: &str) -> Result<(), NameError> {
+pub fn validate_content_type(content_type: &str) -> Result<(), InputError> {
     if content_type.trim().is_empty() {
-        return Err(NameError::ContentType("it is empty"));
+        return Err(InputError::ContentType("it is empty"));
     }
     if content_type.len() > MAX_CONTENT_TYPE_LEN {
-        return Err(NameError::ContentType("it is longer than 255 characters"));
+        return Err(InputError::ContentType("it is longer than 255 characters"));
     }
     if !content_type
         .bytes()
         .all(|b| b == b' ' || b.is_ascii_graphic())
     {
-        return Err(NameError::ContentType(
+        return Err(InputError::ContentType(
             "only visible ASCII characters are allowed",
         ));
     }
@@ -166,9 +171,9 @@ pub fn validate_content_type(content_type: &str) -> Result<(), NameError> {
 }
 
 /// Checks a blob body against [`MAX_BLOB_BYTES`].
-pub fn validate_body_size(size: usize) -> Result<(), NameError> {
+pub fn validate_body_size(size: usize) -> Result<(), InputError> {
     if size > MAX_BLOB_BYTES {
-        return Err(NameError::BodyTooLarge {
+        return Err(InputError::BodyTooLarge {
             size,
             limit: MAX_BLOB_BYTES,
         });
@@ -199,7 +204,7 @@ impl SecretAllowlist {
     ///
     /// Fails on an entry that is neither a valid secret name nor a valid prefix followed by `*`,
     /// so a typo in the setting is reported at start-up instead of silently denying.
-    pub fn parse(raw: Option<&str>) -> Result<Self, NameError> {
+    pub fn parse(raw: Option<&str>) -> Result<Self, InputError> {
         let entries = raw
             .unwrap_or("")
             .split(',')
@@ -228,8 +233,8 @@ impl SecretAllowlist {
     }
 }
 
-fn parse_allow_entry(entry: &str) -> Result<AllowEntry, NameError> {
-    let invalid = || NameError::AllowlistEntry(entry.to_string());
+fn parse_allow_entry(entry: &str) -> Result<AllowEntry, InputError> {
+    let invalid = || InputError::AllowlistEntry(entry.to_string());
     match entry.strip_suffix('*') {
         Some(prefix) => {
             let prefix_ok =
@@ -344,7 +349,7 @@ mod tests {
         assert!(validate_body_size(MAX_BLOB_BYTES).is_ok());
         assert_eq!(
             validate_body_size(MAX_BLOB_BYTES + 1),
-            Err(NameError::BodyTooLarge {
+            Err(InputError::BodyTooLarge {
                 size: MAX_BLOB_BYTES + 1,
                 limit: MAX_BLOB_BYTES
             })
@@ -389,7 +394,7 @@ mod tests {
         for raw in ["a*b", "*app", "app_*", "db password", "app-**"] {
             assert_eq!(
                 SecretAllowlist::parse(Some(raw)),
-                Err(NameError::AllowlistEntry(raw.to_string())),
+                Err(InputError::AllowlistEntry(raw.to_string())),
                 "{raw} should be rejected"
             );
         }
