@@ -1,13 +1,24 @@
 //! The production transport trusts an extra CA only through SSL_CERT_FILE.
 //!
 //! reqwest 0.13 (rustls) verifies with rustls-platform-verifier, which on Linux loads roots with
-//! rustls-native-certs, which reads SSL_CERT_FILE instead of the system store when it is set. This
-//! file holds a single test because it changes the process environment.
+//! rustls-native-certs, which reads SSL_CERT_FILE instead of the system store when it is set. With
+//! that trust in place the test then drives [`KeyVault`] over real TLS to a loopback vault double.
+//! This file holds a single test because it changes the process environment.
 
 mod clients_support;
 
-use clients_support::tls::{TestPki, serve_ok};
-use handler::clients::http::{HttpSettings, build_reqwest_client};
+use clients_support::{
+    FakeCredential,
+    tls::{TestPki, serve, serve_ok},
+};
+use handler::clients::{
+    http::{AzureHttp, HttpSettings, build_reqwest_client},
+    keyvault::KeyVault,
+};
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
 #[test]
 fn ssl_cert_file_is_the_way_to_trust_the_emulator_ca() {
@@ -42,6 +53,46 @@ fn ssl_cert_file_is_the_way_to_trust_the_emulator_ca() {
 
     // The roots are read when the client is built: the first client still refuses.
     assert!(runtime.block_on(untrusting.get(&url).send()).is_err());
+
+    runtime.block_on(key_vault_over_real_tls(&pki));
+}
+
+/// The whole production path (reqwest transport, rustls, SDK challenge handling, our single-flight
+/// gate) against a loopback HTTPS vault double: 20 cold concurrent reads, one unauthenticated probe.
+async fn key_vault_over_real_tls(pki: &TestPki) {
+    let probes = Arc::new(AtomicUsize::new(0));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let responder = {
+        let (probes, reads) = (probes.clone(), reads.clone());
+        Arc::new(move |head: &str| {
+            if !head
+                .to_ascii_lowercase()
+                .contains("\r\nauthorization: bearer ")
+            {
+                probes.fetch_add(1, Ordering::SeqCst);
+                let body = r#"{"error":{"code":"Unauthorized","message":"AKV10000: Request is missing a Bearer or PoP token."}}"#;
+                return format!(
+                    "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer authorization=\"https://login.microsoftonline.com/t\", resource=\"https://vault.azure.net\"\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+            reads.fetch_add(1, Ordering::SeqCst);
+            let body = r#"{"value":"tls-secret","id":"https://127.0.0.1/secrets/db/0123456789abcdef0123456789abcdef"}"#;
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        })
+    };
+    let addr = serve(pki, responder).await;
+    let http = AzureHttp::new(HttpSettings::default()).unwrap();
+    let kv = KeyVault::new(&format!("https://{addr}/"), FakeCredential::new(), &http).unwrap();
+    let calls = (0..20).map(|_| kv.get_secret("db", None));
+    for result in futures::future::join_all(calls).await {
+        assert_eq!(result.unwrap().value.expose(), "tls-secret");
+    }
+    assert_eq!(probes.load(Ordering::SeqCst), 1);
+    assert_eq!(reads.load(Ordering::SeqCst), 20);
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

@@ -68,14 +68,30 @@ impl TestPki {
     }
 }
 
+/// Builds the raw HTTP/1.1 response for a raw request head.
+pub type Responder = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// Serves HTTPS on 127.0.0.1 (ephemeral port) until the runtime stops; every request gets 200 "ok".
 pub async fn serve_ok(pki: &TestPki) -> SocketAddr {
+    serve(
+        pki,
+        Arc::new(|_| {
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".to_string()
+        }),
+    )
+    .await
+}
+
+/// Serves HTTPS on 127.0.0.1 (ephemeral port) until the runtime stops, one request per
+/// connection, answering with `responder`.
+pub async fn serve(pki: &TestPki, responder: Responder) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_config()));
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
+            let responder = responder.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
@@ -88,8 +104,7 @@ pub async fn serve_ok(pki: &TestPki) -> SocketAddr {
                         Ok(n) => request.extend_from_slice(&chunk[..n]),
                     }
                 }
-                let response =
-                    "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                let response = responder(&String::from_utf8_lossy(&request));
                 let _ = tls.write_all(response.as_bytes()).await;
                 let _ = tls.shutdown().await;
             });
