@@ -245,6 +245,10 @@ impl KeyVault {
         if self.inner.challenge_learned.initialized() {
             return self.fetch(name, version).await;
         }
+        // One caller at a time runs its own read as the initializer; everyone else waits. The cell
+        // is set only once a request has gone out authorized (so the SDK client knows the scope);
+        // if this read failed before that (vault unreachable, probe refused), the next waiter
+        // becomes the initializer. Waiters released by a set cell make their read, pre-authorized.
         let mut own_result = None;
         let _ = self
             .inner
