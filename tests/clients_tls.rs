@@ -54,7 +54,33 @@ fn ssl_cert_file_is_the_way_to_trust_the_emulator_ca() {
     // The roots are read when the client is built: the first client still refuses.
     assert!(runtime.block_on(untrusting.get(&url).send()).is_err());
 
+    runtime.block_on(redirects_and_encodings_are_left_alone(&pki, &trusting));
     runtime.block_on(key_vault_over_real_tls(&pki));
+}
+
+/// Redirects are not followed (a token must never follow one) and bodies are not decompressed
+/// (the Blob SDK needs the bytes as stored).
+async fn redirects_and_encodings_are_left_alone(pki: &TestPki, client: &reqwest::Client) {
+    let responder = Arc::new(|head: &str| {
+        if head.starts_with("GET /redirect ") {
+            "HTTP/1.1 302 Found\r\nlocation: https://127.0.0.1:1/elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+        } else {
+            "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 4\r\nconnection: close\r\n\r\nraw!".to_string()
+        }
+    });
+    let addr = serve(pki, responder).await;
+    let redirected = client
+        .get(format!("https://{addr}/redirect"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirected.status(), 302);
+    let encoded = client
+        .get(format!("https://{addr}/gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(encoded.bytes().await.unwrap().as_ref(), b"raw!");
 }
 
 /// The whole production path (reqwest transport, rustls, SDK challenge handling, our single-flight
