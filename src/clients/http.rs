@@ -1,0 +1,213 @@
+//! The one HTTP transport and retry behaviour shared by the Key Vault and Blob clients.
+//!
+//! Built once at start-up: a `reqwest` client with connect and request timeouts, redirects off,
+//! automatic decompression off (the Blob SDK needs the raw bytes) and https only. TLS trust is the
+//! platform's roots; on Linux `reqwest`'s rustls-platform-verifier loads them through
+//! `rustls-native-certs`, which reads `SSL_CERT_FILE` (and `SSL_CERT_DIR`) **instead of** the system
+//! store when set. That is the only way to trust an extra CA (for the local emulators): certificate
+//! verification is never turned off. The file is read when the client is built.
+
+use azure_core::http::{
+    ClientOptions, HttpClient, RetryOptions, StatusCode, Transport,
+    policies::{Policy, RetryHeaders, RetryPolicy},
+};
+use azure_core::time::Duration as SdkDuration;
+use std::{fmt, sync::Arc, time::Duration};
+use thiserror::Error;
+
+/// Timeouts and retries for the Azure clients. `Default` is what production uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Time allowed to open the TCP + TLS connection (default 5 s).
+    pub connect_timeout: Duration,
+    /// Time allowed for one HTTP request, from sending to the last body byte (default 30 s).
+    pub request_timeout: Duration,
+    /// Time allowed for one client call, including the Key Vault challenge and retries (default 45 s).
+    pub operation_timeout: Duration,
+    /// How many times a transient failure (connection error, 408, 500, 502, 503, 504) is retried
+    /// (default 2). 429 is never retried here: it goes back to the caller with its Retry-After.
+    pub max_retries: u32,
+    /// Pause before the first retry; doubles for each further one (default 200 ms).
+    pub retry_delay: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(45),
+            max_retries: 2,
+            retry_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The transport could not be built (for example `SSL_CERT_FILE` names a file without certificates
+/// and there are no other roots).
+#[derive(Debug, Error)]
+#[error("could not build the HTTPS client: {0}")]
+pub struct TransportError(String);
+
+/// The shared HTTP plumbing handed to [`crate::clients::keyvault::KeyVault::new`] and
+/// [`crate::clients::blob::BlobStore::new`]: one transport, one retry policy, one call deadline.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct AzureHttp {
+    client: Arc<dyn HttpClient>,
+    settings: HttpSettings,
+}
+
+impl fmt::Debug for AzureHttp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureHttp")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AzureHttp {
+    /// Builds the production transport (`reqwest` + rustls, see the module docs) once.
+    pub fn new(settings: HttpSettings) -> Result<Self, TransportError> {
+        let client = build_reqwest_client(&settings)?;
+        Ok(Self::with_client(Arc::new(client), settings))
+    }
+
+    /// Uses another [`HttpClient`], e.g. a socket-free fake in tests.
+    pub fn with_client(client: Arc<dyn HttpClient>, settings: HttpSettings) -> Self {
+        Self { client, settings }
+    }
+
+    /// The settings this plumbing was built with.
+    pub fn settings(&self) -> &HttpSettings {
+        &self.settings
+    }
+
+    /// SDK client options carrying the shared transport, our retry policy and `per_try` policies
+    /// (they run after the SDK's authorization policy, just before the transport). Public so any
+    /// other SDK client the handler builds uses the same transport and retry behaviour.
+    pub fn client_options(&self, per_try_policies: Vec<Arc<dyn Policy>>) -> ClientOptions {
+        ClientOptions {
+            transport: Some(Transport::new(self.client.clone())),
+            retry: RetryOptions::custom(Arc::new(TransientRetry::from(&self.settings))),
+            per_try_policies,
+            ..Default::default()
+        }
+    }
+}
+
+/// Builds the `reqwest` client described in the module docs.
+pub fn build_reqwest_client(settings: &HttpSettings) -> Result<reqwest::Client, TransportError> {
+    reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_gzip()
+        .no_brotli()
+        .no_deflate()
+        .no_zstd()
+        .https_only(true)
+        .build()
+        .map_err(|e| TransportError(error_chain(&e)))
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// Retries transient failures a few times with a doubling pause. Not 429: a throttled call is
+/// returned to the caller with the service's Retry-After instead of sleeping inside the invocation.
+#[derive(Debug)]
+struct TransientRetry {
+    max_retries: u32,
+    first_delay: SdkDuration,
+    max_elapsed: SdkDuration,
+}
+
+/// Statuses retried by [`TransientRetry`].
+const TRANSIENT_STATUSES: &[StatusCode] = &[
+    StatusCode::RequestTimeout,
+    StatusCode::InternalServerError,
+    StatusCode::BadGateway,
+    StatusCode::ServiceUnavailable,
+    StatusCode::GatewayTimeout,
+];
+
+impl From<&HttpSettings> for TransientRetry {
+    fn from(settings: &HttpSettings) -> Self {
+        Self {
+            max_retries: settings.max_retries,
+            first_delay: to_sdk_duration(settings.retry_delay),
+            max_elapsed: to_sdk_duration(settings.operation_timeout),
+        }
+    }
+}
+
+fn to_sdk_duration(duration: Duration) -> SdkDuration {
+    SdkDuration::try_from(duration).unwrap_or(SdkDuration::MAX)
+}
+
+impl RetryPolicy for TransientRetry {
+    fn is_expired(&self, since_start: SdkDuration, retry_count: u32) -> bool {
+        retry_count >= self.max_retries || since_start >= self.max_elapsed
+    }
+
+    fn retry_headers(&self) -> Option<&RetryHeaders> {
+        None
+    }
+
+    fn retry_status_codes(&self) -> &[StatusCode] {
+        TRANSIENT_STATUSES
+    }
+
+    fn sleep_duration(&self, retry_count: u32) -> SdkDuration {
+        let factor = 2_i32.saturating_pow(retry_count.saturating_sub(1).min(16));
+        self.first_delay.saturating_mul(factor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_client_builds_with_platform_roots() {
+        assert!(build_reqwest_client(&HttpSettings::default()).is_ok());
+    }
+
+    #[test]
+    fn retry_stops_after_max_retries_and_doubles_its_pause() {
+        let retry = TransientRetry::from(&HttpSettings::default());
+        assert!(!retry.is_expired(SdkDuration::ZERO, 1));
+        assert!(retry.is_expired(SdkDuration::ZERO, 2));
+        assert!(retry.is_expired(SdkDuration::seconds(46), 0));
+        assert_eq!(retry.sleep_duration(1), SdkDuration::milliseconds(200));
+        assert_eq!(retry.sleep_duration(2), SdkDuration::milliseconds(400));
+        assert_eq!(
+            retry.sleep_duration(u32::MAX),
+            SdkDuration::milliseconds(200 * 65536)
+        );
+    }
+
+    #[test]
+    fn throttling_is_not_retried() {
+        let retry = TransientRetry::from(&HttpSettings::default());
+        assert!(
+            !retry
+                .retry_status_codes()
+                .contains(&StatusCode::TooManyRequests)
+        );
+        assert!(
+            retry
+                .retry_status_codes()
+                .contains(&StatusCode::ServiceUnavailable)
+        );
+    }
+}

@@ -1,0 +1,523 @@
+//! Key Vault secrets through the official `azure_security_keyvault_secrets` client.
+//!
+//! [`KeyVault`] is built once at start-up and shared. Two things differ from using the SDK client
+//! directly:
+//!
+//! * **The challenge is learned once.** The SDK client sends its first request without a token to
+//!   provoke Key Vault's 401 challenge, learns the scope, then authorizes every later request up
+//!   front. But until a request has come back, every concurrent request is also "first": 100 cold
+//!   concurrent reads pay 100 unauthenticated round trips. [`KeyVault`] lets exactly one call go
+//!   through the cold client (a single-flight gate on a `tokio::sync::OnceCell`); the others wait
+//!   until a request has gone out with an `Authorization` header (seen by a policy placed after the
+//!   SDK's authorization policy) and then make one request each.
+//! * **Challenge-resource verification stays on** for every vault host except loopback
+//!   (127.0.0.0/8, `::1`, `localhost`), where the local emulator runs with a vault.azure.net
+//!   challenge that cannot match `127.0.0.1`.
+
+use crate::clients::{
+    failure::{Failure, UpstreamDetail},
+    http::AzureHttp,
+    names::{InputError, validate_secret_name, validate_secret_version},
+};
+use async_trait::async_trait;
+use azure_core::{
+    credentials::TokenCredential,
+    error::ErrorKind,
+    http::{
+        Context, Request, Url,
+        headers::AUTHORIZATION,
+        policies::{Policy, PolicyResult},
+    },
+};
+use azure_security_keyvault_secrets::{
+    SecretClient, SecretClientOptions, models::SecretClientGetSecretOptions,
+};
+use std::{
+    fmt,
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+use thiserror::Error;
+use tokio::sync::OnceCell;
+use url::Host;
+
+/// The RBAC role an identity needs to read secret values.
+pub const SECRETS_READER_ROLE: &str = "Key Vault Secrets User";
+
+/// A secret value that does not print itself: `Debug` and `Display` show `<redacted>`.
+/// The only way to the text is [`SecretValue::expose`], so every use is explicit and greppable.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret text. Call it only where the value is deliberately handed out.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A secret read from the vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// The secret's name as the vault reports it (from its id), else as requested.
+    pub name: String,
+    /// The value, redacted in `Debug`/`Display`.
+    pub value: SecretValue,
+    /// The version that was read, when the vault reported the secret's id.
+    pub version: Option<String>,
+    /// The content type stored with the secret, if any.
+    pub content_type: Option<String>,
+}
+
+/// Why a Key Vault call failed. No message carries a token or a secret value.
+#[derive(Debug, Error)]
+pub enum KeyVaultError {
+    /// The vault URL is unusable; detected at start-up.
+    #[error("invalid Key Vault URL: {0}")]
+    InvalidVaultUrl(&'static str),
+    /// The secret name or version is malformed; nothing was sent.
+    #[error(transparent)]
+    InvalidName(#[from] InputError),
+    /// 403: the identity lacks access.
+    #[error(
+        "access to secret '{name}' was denied ({code}): the managed identity needs the \"Key Vault Secrets User\" role on the vault"
+    )]
+    Forbidden {
+        /// The secret that was requested.
+        name: String,
+        /// The service's error code (e.g. `Forbidden`, with inner code `ForbiddenByRbac`).
+        code: String,
+    },
+    /// 404: no such secret (or no such version).
+    #[error("secret '{name}'{} was not found in the vault", version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default())]
+    NotFound {
+        /// The secret that was requested.
+        name: String,
+        /// The version that was requested, if any.
+        version: Option<String>,
+    },
+    /// 429: the vault is throttling; retry after the given time when it said so.
+    #[error("Key Vault is throttling requests{}", retry_after.map(|d| format!("; retry after {} s", d.as_secs())).unwrap_or_default())]
+    Throttled {
+        /// The service's Retry-After, when present.
+        retry_after: Option<Duration>,
+    },
+    /// The credential could not produce a token.
+    #[error("could not get a token for Key Vault: {message}")]
+    Credential {
+        /// The credential's own message.
+        message: String,
+    },
+    /// Any other status, or no usable response (transport, TLS, challenge verification).
+    #[error("Key Vault request failed: {0}")]
+    Upstream(UpstreamDetail),
+    /// The request or the whole call ran out of time.
+    #[error("Key Vault request timed out")]
+    Timeout,
+}
+
+impl KeyVaultError {
+    fn from_sdk(error: &azure_core::Error, name: &str, version: Option<&str>) -> Self {
+        match Failure::from_sdk(error) {
+            Failure::Status {
+                status: 403, code, ..
+            } => Self::Forbidden {
+                name: name.to_string(),
+                code: code.unwrap_or_else(|| "Forbidden".to_string()),
+            },
+            Failure::Status { status: 404, .. } => Self::NotFound {
+                name: name.to_string(),
+                version: version.map(str::to_string),
+            },
+            Failure::Status {
+                status: 429,
+                retry_after,
+                ..
+            } => Self::Throttled { retry_after },
+            Failure::Status { status, code, .. } => {
+                Self::Upstream(UpstreamDetail::status(status, code))
+            }
+            Failure::Credential(message) => Self::Credential { message },
+            Failure::Timeout => Self::Timeout,
+            Failure::Transport(reason) => Self::Upstream(UpstreamDetail::reason(reason)),
+        }
+    }
+}
+
+/// The shared Key Vault client. Clone it freely: clones share one SDK client, one learned challenge
+/// and one token cache.
+#[derive(Clone, Debug)]
+pub struct KeyVault {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: SecretClient,
+    vault_url: Url,
+    authorized_seen: Arc<AuthorizedRequestSeen>,
+    challenge_learned: OnceCell<()>,
+    operation_timeout: Duration,
+}
+
+impl KeyVault {
+    /// Builds the client once from the vault URL (`https://<vault>.vault.azure.net/`), the
+    /// identity's credential and the shared HTTP plumbing. Verification of the challenge resource is
+    /// on unless the vault host is loopback.
+    pub fn new(
+        vault_url: &str,
+        credential: Arc<dyn TokenCredential>,
+        http: &AzureHttp,
+    ) -> Result<Self, KeyVaultError> {
+        let vault_url = validate_vault_url(vault_url)?;
+        let authorized_seen = Arc::new(AuthorizedRequestSeen::default());
+        let options = SecretClientOptions {
+            client_options: http.client_options(vec![authorized_seen.clone()]),
+            verify_challenge_resource: Some(!is_loopback_host(&vault_url)),
+            ..Default::default()
+        };
+        let client = SecretClient::new(vault_url.as_str(), credential, Some(options))
+            .map_err(|_| KeyVaultError::InvalidVaultUrl("the SDK rejected it"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                vault_url,
+                authorized_seen,
+                challenge_learned: OnceCell::new(),
+                operation_timeout: http.settings().operation_timeout,
+            }),
+        })
+    }
+
+    /// The validated vault URL.
+    pub fn vault_url(&self) -> &Url {
+        &self.inner.vault_url
+    }
+
+    /// Whether challenge-resource verification is on for this vault (off only for loopback).
+    pub fn verifies_challenge_resource(&self) -> bool {
+        !is_loopback_host(&self.inner.vault_url)
+    }
+
+    /// Reads a secret, the latest version unless `version` is given.
+    ///
+    /// Once the vault's challenge has been learned this is exactly one request; see the module docs.
+    pub async fn get_secret(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Secret, KeyVaultError> {
+        validate_secret_name(name)?;
+        if let Some(version) = version {
+            validate_secret_version(version)?;
+        }
+        let call = self.get_secret_learning_challenge_once(name, version);
+        tokio::time::timeout(self.inner.operation_timeout, call)
+            .await
+            .unwrap_or(Err(KeyVaultError::Timeout))
+    }
+
+    async fn get_secret_learning_challenge_once(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Secret, KeyVaultError> {
+        if self.inner.challenge_learned.initialized() {
+            return self.fetch(name, version).await;
+        }
+        // One caller at a time runs its own read as the initializer; everyone else waits. The cell
+        // is set only once a request has gone out authorized (so the SDK client knows the scope);
+        // if this read failed before that (vault unreachable, probe refused), the next waiter
+        // becomes the initializer. Waiters released by a set cell make their read, pre-authorized.
+        let mut own_result = None;
+        let _ = self
+            .inner
+            .challenge_learned
+            .get_or_try_init(|| async {
+                own_result = Some(self.fetch(name, version).await);
+                if self.inner.authorized_seen.get() {
+                    Ok(())
+                } else {
+                    Err(())
+                }
+            })
+            .await;
+        match own_result {
+            Some(result) => result,
+            None => self.fetch(name, version).await,
+        }
+    }
+
+    async fn fetch(&self, name: &str, version: Option<&str>) -> Result<Secret, KeyVaultError> {
+        let options = SecretClientGetSecretOptions {
+            secret_version: version.map(str::to_string),
+            ..Default::default()
+        };
+        let response = self
+            .inner
+            .client
+            .get_secret(name, Some(options))
+            .await
+            .map_err(|e| KeyVaultError::from_sdk(&e, name, version))?;
+        let model = response.into_model().map_err(|_| {
+            KeyVaultError::Upstream(UpstreamDetail::reason(
+                "the vault's response could not be decoded".to_string(),
+            ))
+        })?;
+        secret_from_model(model, name)
+    }
+}
+
+fn secret_from_model(
+    model: azure_security_keyvault_secrets::models::Secret,
+    requested_name: &str,
+) -> Result<Secret, KeyVaultError> {
+    let value = model.value.ok_or_else(|| {
+        KeyVaultError::Upstream(UpstreamDetail::reason(
+            "the vault's response has no secret value".to_string(),
+        ))
+    })?;
+    let (name, version) = model
+        .id
+        .as_deref()
+        .and_then(name_and_version_from_id)
+        .map(|(name, version)| (name, Some(version)))
+        .unwrap_or_else(|| (requested_name.to_string(), None));
+    Ok(Secret {
+        name,
+        value: SecretValue(value),
+        version,
+        content_type: model.content_type,
+    })
+}
+
+/// Splits a secret id `https://<vault>/secrets/<name>/<version>` into name and version.
+fn name_and_version_from_id(id: &str) -> Option<(String, String)> {
+    let url = Url::parse(id).ok()?;
+    let mut segments = url.path_segments()?;
+    let (kind, name, version) = (segments.next()?, segments.next()?, segments.next()?);
+    let plausible = kind == "secrets" && segments.next().is_none();
+    let valid = validate_secret_name(name).is_ok() && validate_secret_version(version).is_ok();
+    (plausible && valid).then(|| (name.to_string(), version.to_string()))
+}
+
+/// Checks the configured vault URL: https, a host, no user info, query or fragment, no path.
+pub fn validate_vault_url(raw: &str) -> Result<Url, KeyVaultError> {
+    let url = Url::parse(raw.trim())
+        .map_err(|_| KeyVaultError::InvalidVaultUrl("it is not an absolute URL"))?;
+    if url.scheme() != "https" {
+        return Err(KeyVaultError::InvalidVaultUrl("it must use https"));
+    }
+    if url.host().is_none() {
+        return Err(KeyVaultError::InvalidVaultUrl("it has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(KeyVaultError::InvalidVaultUrl(
+            "it must not carry user info",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(KeyVaultError::InvalidVaultUrl(
+            "it must not have a query or fragment",
+        ));
+    }
+    if url.path() != "/" {
+        return Err(KeyVaultError::InvalidVaultUrl(
+            "it must be the vault's root, e.g. https://<vault>.vault.azure.net/",
+        ));
+    }
+    Ok(url)
+}
+
+/// Whether the URL's host is loopback: 127.0.0.0/8, `::1` or `localhost`.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(Host::Domain(domain)) => {
+            domain.eq_ignore_ascii_case("localhost") || domain.eq_ignore_ascii_case("localhost.")
+        }
+        None => false,
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyVault")
+            .field("vault_url", &self.vault_url.as_str())
+            .field("challenge_learned", &self.challenge_learned.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A policy placed after the SDK's authorization policy: records that a request went out with an
+/// `Authorization` header, which proves the SDK client has learned the vault's challenge.
+#[derive(Debug, Default)]
+struct AuthorizedRequestSeen(AtomicBool);
+
+impl AuthorizedRequestSeen {
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+#[async_trait]
+impl Policy for AuthorizedRequestSeen {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        if request.headers().get_optional_str(&AUTHORIZATION).is_some() {
+            self.0.store(true, Ordering::Release);
+        }
+        let Some((following, rest)) = next.split_first() else {
+            return Err(azure_core::Error::with_message(
+                ErrorKind::Other,
+                "no transport after the challenge observer",
+            ));
+        };
+        following.send(ctx, request, rest).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_value_never_prints_itself() {
+        let value = SecretValue::new("hunter2");
+        assert_eq!(format!("{value}"), "<redacted>");
+        assert_eq!(format!("{value:?}"), "<redacted>");
+        assert_eq!(value.expose(), "hunter2");
+        let secret = Secret {
+            name: "db".into(),
+            value,
+            version: None,
+            content_type: None,
+        };
+        assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn vault_urls_must_be_https_roots() {
+        assert!(validate_vault_url("https://myvault.vault.azure.net/").is_ok());
+        assert!(validate_vault_url("https://myvault.vault.azure.net").is_ok());
+        assert!(validate_vault_url("https://127.0.0.1:8443").is_ok());
+        for bad in [
+            "",
+            "myvault.vault.azure.net",
+            "http://myvault.vault.azure.net/",
+            "https://user:pw@myvault.vault.azure.net/",
+            "https://myvault.vault.azure.net/?x=1",
+            "https://myvault.vault.azure.net/#f",
+            "https://myvault.vault.azure.net/secrets/",
+        ] {
+            assert!(validate_vault_url(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn only_loopback_hosts_count_as_loopback() {
+        for host in [
+            "https://127.0.0.1:8443/",
+            "https://127.1.2.3/",
+            "https://[::1]:8443/",
+            "https://localhost:8443/",
+            "https://LOCALHOST/",
+        ] {
+            assert!(is_loopback_host(&Url::parse(host).unwrap()), "{host}");
+        }
+        for host in [
+            "https://myvault.vault.azure.net/",
+            "https://128.0.0.1/",
+            "https://10.0.0.1/",
+            "https://localhost.evil.example/",
+            "https://[::2]/",
+        ] {
+            assert!(!is_loopback_host(&Url::parse(host).unwrap()), "{host}");
+        }
+    }
+
+    #[test]
+    fn ids_split_into_name_and_version() {
+        assert_eq!(
+            name_and_version_from_id(
+                "https://v.vault.azure.net/secrets/Db-Pass/0123456789abcdef0123456789abcdef"
+            ),
+            Some((
+                "Db-Pass".to_string(),
+                "0123456789abcdef0123456789abcdef".to_string()
+            ))
+        );
+        assert_eq!(
+            name_and_version_from_id("https://v.vault.azure.net/secrets/db"),
+            None
+        );
+        assert_eq!(name_and_version_from_id("not a url"), None);
+        assert_eq!(
+            name_and_version_from_id("https://v/keys/db/0123456789abcdef0123456789abcdef"),
+            None
+        );
+    }
+
+    fn http_error(status: azure_core::http::StatusCode, code: &str) -> azure_core::Error {
+        azure_core::Error::with_message(
+            ErrorKind::HttpResponse {
+                status,
+                error_code: Some(code.to_string()),
+                raw_response: None,
+            },
+            "service message",
+        )
+    }
+
+    #[test]
+    fn statuses_classify_into_actionable_errors() {
+        use azure_core::http::StatusCode;
+        let forbidden =
+            KeyVaultError::from_sdk(&http_error(StatusCode::Forbidden, "Forbidden"), "db", None);
+        assert!(matches!(forbidden, KeyVaultError::Forbidden { .. }));
+        assert!(forbidden.to_string().contains(SECRETS_READER_ROLE));
+        let missing = KeyVaultError::from_sdk(
+            &http_error(StatusCode::NotFound, "SecretNotFound"),
+            "db",
+            Some("0123456789abcdef0123456789abcdef"),
+        );
+        assert_eq!(
+            missing.to_string(),
+            "secret 'db' version 0123456789abcdef0123456789abcdef was not found in the vault"
+        );
+        let other = KeyVaultError::from_sdk(
+            &http_error(StatusCode::BadGateway, "BadGateway"),
+            "db",
+            None,
+        );
+        assert_eq!(
+            other.to_string(),
+            "Key Vault request failed: status 502, error code BadGateway"
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Clients for the Azure services the functions call, on the official Azure SDK for Rust:
+//! Key Vault secrets ([`keyvault`]) and Blob Storage ([`blob`]).
+//!
+//! Both are built once at start-up from validated URLs, one shared transport ([`http::AzureHttp`])
+//! and any `Arc<dyn TokenCredential>` (the managed identity in production, fakes in tests). Errors
+//! are typed per service and never carry a token or a secret value.
+#![deny(missing_docs)]
+
+pub mod blob;
+mod failure;
+pub mod http;
+pub mod keyvault;
+pub mod names;
+
+pub use failure::UpstreamDetail;

@@ -1,0 +1,402 @@
+//! Pure validation of the names the functions pass to Key Vault and Blob Storage, the
+//! `ALLOWED_SECRETS` allowlist, and the size limit for blob writes.
+//!
+//! Names are checked before any request is built, so a bad name is a 400 for the caller and never
+//! becomes a strange URL (`..`, `%2F`, control characters) sent with our managed identity's token.
+
+use thiserror::Error;
+
+/// Largest blob body `put_block_blob` accepts and `get_blob` returns: 16 MiB.
+///
+/// Why 16 MiB: the body arrives through the Functions host inside a JSON invocation envelope
+/// (binary as base64, so about 4/3 larger), and the handler holds the envelope, the decoded bytes and
+/// the request the SDK sends at the same time. 16 MiB keeps that below ~100 MB per invocation on a
+/// 1.5 GB Consumption instance with several concurrent invocations, stays under the host's 100 MB
+/// HTTP request limit even after base64, and fits one Put Blob request (no block staging), so a write
+/// is exactly one request.
+pub const MAX_BLOB_BYTES: usize = 16 * 1024 * 1024;
+
+/// Longest Key Vault secret name the service accepts.
+pub const MAX_SECRET_NAME_LEN: usize = 127;
+
+/// Longest blob name the service accepts (characters).
+pub const MAX_BLOB_NAME_LEN: usize = 1024;
+
+/// Most path segments (`/`-separated parts) a blob name may have.
+pub const MAX_BLOB_PATH_SEGMENTS: usize = 254;
+
+/// Longest content type `put_block_blob` stores.
+pub const MAX_CONTENT_TYPE_LEN: usize = 255;
+
+/// Why an input (name, version, content type, body size, allowlist entry) was rejected. The
+/// message quotes the rule, never the input itself (except an allowlist entry, which is config).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum InputError {
+    /// A Key Vault secret name breaks the service's rules.
+    #[error("invalid secret name: {0}")]
+    SecretName(&'static str),
+    /// A secret version is not the 32-character identifier Key Vault issues.
+    #[error("invalid secret version: {0}")]
+    SecretVersion(&'static str),
+    /// A container name breaks the service's rules.
+    #[error("invalid container name: {0}")]
+    ContainerName(&'static str),
+    /// A blob name breaks the service's rules.
+    #[error("invalid blob name: {0}")]
+    BlobName(&'static str),
+    /// A content type is empty, too long or has characters a header cannot carry.
+    #[error("invalid content type: {0}")]
+    ContentType(&'static str),
+    /// A blob body is larger than [`MAX_BLOB_BYTES`].
+    #[error("blob body of {size} bytes is larger than the {limit}-byte limit")]
+    BodyTooLarge {
+        /// The size that was offered.
+        size: usize,
+        /// The limit, [`MAX_BLOB_BYTES`].
+        limit: usize,
+    },
+    /// An `ALLOWED_SECRETS` entry is neither a secret name nor a prefix ending in `*`.
+    #[error("invalid ALLOWED_SECRETS entry '{0}': use secret names or prefixes ending in '*'")]
+    AllowlistEntry(String),
+}
+
+/// Checks a Key Vault secret name: 1-127 characters of `0-9 a-z A-Z -`.
+pub fn validate_secret_name(name: &str) -> Result<(), InputError> {
+    if name.is_empty() {
+        return Err(InputError::SecretName("it is empty"));
+    }
+    if name.len() > MAX_SECRET_NAME_LEN {
+        return Err(InputError::SecretName("it is longer than 127 characters"));
+    }
+    if !name.bytes().all(is_secret_name_byte) {
+        return Err(InputError::SecretName(
+            "only 0-9, a-z, A-Z and '-' are allowed",
+        ));
+    }
+    Ok(())
+}
+
+fn is_secret_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-'
+}
+
+/// Checks a secret version: Key Vault issues 32 hexadecimal characters.
+pub fn validate_secret_version(version: &str) -> Result<(), InputError> {
+    if version.len() != 32 || !version.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(InputError::SecretVersion(
+            "expected 32 hexadecimal characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a container name: 3-63 characters of lowercase letters, digits and single hyphens,
+/// starting and ending with a letter or digit.
+pub fn validate_container_name(name: &str) -> Result<(), InputError> {
+    if !(3..=63).contains(&name.len()) {
+        return Err(InputError::ContainerName(
+            "it must be 3 to 63 characters long",
+        ));
+    }
+    let lower_or_digit = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !name.bytes().all(|b| lower_or_digit(b) || b == b'-') {
+        return Err(InputError::ContainerName(
+            "only lowercase letters, digits and '-' are allowed",
+        ));
+    }
+    let bytes = name.as_bytes();
+    let starts_ok = bytes.first().is_some_and(|b| lower_or_digit(*b));
+    let ends_ok = bytes.last().is_some_and(|b| lower_or_digit(*b));
+    if !starts_ok || !ends_ok {
+        return Err(InputError::ContainerName(
+            "it must start and end with a letter or digit",
+        ));
+    }
+    if name.contains("--") {
+        return Err(InputError::ContainerName(
+            "consecutive hyphens are not allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a blob name: 1-1024 characters, no control characters, at most 254 `/`-separated
+/// segments, no `.` or `..` segment, and not ending with `.`, `/` or `\`.
+pub fn validate_blob_name(name: &str) -> Result<(), InputError> {
+    if name.is_empty() {
+        return Err(InputError::BlobName("it is empty"));
+    }
+    if name.chars().count() > MAX_BLOB_NAME_LEN {
+        return Err(InputError::BlobName("it is longer than 1024 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(InputError::BlobName("control characters are not allowed"));
+    }
+    if name.ends_with(['.', '/', '\\']) {
+        return Err(InputError::BlobName(
+            "it must not end with '.', '/' or '\\'",
+        ));
+    }
+    if name.split('/').count() > MAX_BLOB_PATH_SEGMENTS {
+        return Err(InputError::BlobName("it has more than 254 path segments"));
+    }
+    if name
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(InputError::BlobName(
+            "'.' and '..' segments are not allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a content type to store with a blob: 1-255 visible ASCII characters or spaces.
+pub fn validate_content_type(content_type: &str) -> Result<(), InputError> {
+    if content_type.trim().is_empty() {
+        return Err(InputError::ContentType("it is empty"));
+    }
+    if content_type.len() > MAX_CONTENT_TYPE_LEN {
+        return Err(InputError::ContentType("it is longer than 255 characters"));
+    }
+    if !content_type
+        .bytes()
+        .all(|b| b == b' ' || b.is_ascii_graphic())
+    {
+        return Err(InputError::ContentType(
+            "only visible ASCII characters are allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a blob body against [`MAX_BLOB_BYTES`].
+pub fn validate_body_size(size: usize) -> Result<(), InputError> {
+    if size > MAX_BLOB_BYTES {
+        return Err(InputError::BodyTooLarge {
+            size,
+            limit: MAX_BLOB_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// The secrets `GetSecret` may read, from the `ALLOWED_SECRETS` setting.
+///
+/// The setting is a comma-separated list of exact secret names (`db-password`) or prefixes ending in
+/// `*` (`app-*`; a lone `*` allows every secret). Whitespace around entries is trimmed and empty
+/// entries are skipped. An absent or empty setting allows nothing, so a missing setting fails closed.
+/// Matching ignores ASCII case because Key Vault secret names are case-insensitive: `DB-PASSWORD`
+/// reads the same secret as `db-password`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretAllowlist {
+    entries: Vec<AllowEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AllowEntry {
+    Exact(String),
+    Prefix(String),
+}
+
+impl SecretAllowlist {
+    /// Parses the setting's raw value; `None` (setting absent) allows nothing.
+    ///
+    /// Fails on an entry that is neither a valid secret name nor a valid prefix followed by `*`,
+    /// so a typo in the setting is reported at start-up instead of silently denying.
+    pub fn parse(raw: Option<&str>) -> Result<Self, InputError> {
+        let entries = raw
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(parse_allow_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { entries })
+    }
+
+    /// Whether `name` may be read. Invalid secret names are never allowed.
+    pub fn allows(&self, name: &str) -> bool {
+        if validate_secret_name(name).is_err() {
+            return false;
+        }
+        let name = name.to_ascii_lowercase();
+        self.entries.iter().any(|entry| match entry {
+            AllowEntry::Exact(exact) => *exact == name,
+            AllowEntry::Prefix(prefix) => name.starts_with(prefix.as_str()),
+        })
+    }
+
+    /// Whether the allowlist allows nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn parse_allow_entry(entry: &str) -> Result<AllowEntry, InputError> {
+    let invalid = || InputError::AllowlistEntry(entry.to_string());
+    match entry.strip_suffix('*') {
+        Some(prefix) => {
+            let prefix_ok =
+                prefix.bytes().all(is_secret_name_byte) && prefix.len() < MAX_SECRET_NAME_LEN;
+            prefix_ok
+                .then(|| AllowEntry::Prefix(prefix.to_ascii_lowercase()))
+                .ok_or_else(invalid)
+        }
+        None => validate_secret_name(entry)
+            .map(|()| AllowEntry::Exact(entry.to_ascii_lowercase()))
+            .map_err(|_| invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_names_follow_key_vault_rules() {
+        assert!(validate_secret_name("db-password").is_ok());
+        assert!(validate_secret_name("A1-b2").is_ok());
+        assert!(validate_secret_name(&"a".repeat(127)).is_ok());
+        assert!(validate_secret_name("").is_err());
+        assert!(validate_secret_name(&"a".repeat(128)).is_err());
+        for bad in [
+            "db_password",
+            "db.password",
+            "a/b",
+            "../x",
+            "é",
+            "a b",
+            "a%2Fb",
+        ] {
+            assert!(
+                validate_secret_name(bad).is_err(),
+                "{bad} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_versions_are_32_hex_characters() {
+        assert!(validate_secret_version("0123456789abcdef0123456789ABCDEF").is_ok());
+        assert!(validate_secret_version("").is_err());
+        assert!(validate_secret_version("0123456789abcdef0123456789abcde").is_err());
+        assert!(validate_secret_version("0123456789abcdef0123456789abcdeg").is_err());
+        assert!(validate_secret_version("../../secrets/other/0123456789ab").is_err());
+    }
+
+    #[test]
+    fn container_names_follow_storage_rules() {
+        for good in ["abc", "my-container-1", "123", &"a".repeat(63)] {
+            assert!(validate_container_name(good).is_ok(), "{good} should pass");
+        }
+        for bad in [
+            "ab",
+            &"a".repeat(64),
+            "Upper",
+            "-abc",
+            "abc-",
+            "a--b",
+            "a_b",
+            "a.b",
+            "$root",
+            "",
+        ] {
+            assert!(
+                validate_container_name(bad).is_err(),
+                "{bad} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn blob_names_follow_storage_rules() {
+        for good in ["a", "dir/file.txt", "ünïcode name.bin", &"x".repeat(1024)] {
+            assert!(validate_blob_name(good).is_ok(), "{good} should pass");
+        }
+        let too_many_segments = vec!["s"; 255].join("/");
+        let max_segments = vec!["s"; 254].join("/");
+        assert!(validate_blob_name(&max_segments).is_ok());
+        for bad in [
+            "",
+            &"x".repeat(1025),
+            "file.",
+            "dir/",
+            "dir\\",
+            "a\nb",
+            "a\u{0}b",
+            "a/../b",
+            "./a",
+            too_many_segments.as_str(),
+        ] {
+            assert!(
+                validate_blob_name(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn content_types_must_fit_a_header() {
+        assert!(validate_content_type("text/plain; charset=utf-8").is_ok());
+        assert!(validate_content_type("").is_err());
+        assert!(validate_content_type("text/plain\r\nx-evil: 1").is_err());
+        assert!(validate_content_type(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn body_size_limit_is_inclusive() {
+        assert!(validate_body_size(MAX_BLOB_BYTES).is_ok());
+        assert_eq!(
+            validate_body_size(MAX_BLOB_BYTES + 1),
+            Err(InputError::BodyTooLarge {
+                size: MAX_BLOB_BYTES + 1,
+                limit: MAX_BLOB_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn absent_or_empty_allowlist_allows_nothing() {
+        for raw in [None, Some(""), Some(" , ,")] {
+            let list = SecretAllowlist::parse(raw).unwrap();
+            assert!(list.is_empty());
+            assert!(!list.allows("db-password"));
+        }
+    }
+
+    #[test]
+    fn allowlist_matches_exact_names_and_prefixes() {
+        let list = SecretAllowlist::parse(Some(" db-password , app-* ")).unwrap();
+        assert!(list.allows("db-password"));
+        assert!(
+            list.allows("DB-Password"),
+            "Key Vault names are case-insensitive"
+        );
+        assert!(list.allows("app-key"));
+        assert!(list.allows("app-"));
+        assert!(!list.allows("db-password2"));
+        assert!(!list.allows("db"));
+        assert!(!list.allows("ap"));
+        assert!(!list.allows("other"));
+        assert!(!list.allows("app-../x"), "invalid names are never allowed");
+    }
+
+    #[test]
+    fn lone_star_allows_every_valid_name() {
+        let list = SecretAllowlist::parse(Some("*")).unwrap();
+        assert!(list.allows("anything-1"));
+        assert!(!list.allows("not valid"));
+    }
+
+    #[test]
+    fn allowlist_rejects_malformed_entries() {
+        for raw in ["a*b", "*app", "app_*", "db password", "app-**"] {
+            assert_eq!(
+                SecretAllowlist::parse(Some(raw)),
+                Err(InputError::AllowlistEntry(raw.to_string())),
+                "{raw} should be rejected"
+            );
+        }
+    }
+}

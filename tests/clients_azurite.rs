@@ -1,0 +1,223 @@
+//! The blob store against a real Azurite 3.37.0 over HTTPS with `--oauth basic`.
+//!
+//! Ignored by default: it needs Node and `npm install azurite@3.37.0`. Run it through
+//! `scripts/test`, or by hand with `AZURITE_BLOB_BIN=/path/to/node_modules/.bin/azurite-blob
+//! cargo test -p handler --test clients_azurite -- --ignored`. Without AZURITE_BLOB_BIN it looks in
+//! `<workspace>/node_modules/.bin/azurite-blob`. A single test, because it sets SSL_CERT_FILE.
+
+mod clients_support;
+
+use async_trait::async_trait;
+use azure_core::{
+    credentials::{AccessToken, TokenCredential, TokenRequestOptions},
+    time::{Duration as SdkDuration, OffsetDateTime},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use clients_support::tls::TestPki;
+use handler::clients::{
+    blob::{BlobOperation, BlobStore, StorageError},
+    http::{AzureHttp, HttpSettings},
+};
+use serde_json::json;
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+/// Mints unsigned v1 tokens the way Azurite checks them (it never verifies signatures).
+#[derive(Debug)]
+struct UnsignedJwtCredential {
+    audience: &'static str,
+}
+
+#[async_trait]
+impl TokenCredential for UnsignedJwtCredential {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let header = json!({"alg": "none", "typ": "JWT"});
+        let claims = json!({
+            "aud": self.audience,
+            "iss": format!("https://sts.windows.net/{TENANT}/"),
+            "iat": now - 60,
+            "nbf": now - 60,
+            "exp": now + 3600,
+            "oid": "00000000-0000-0000-0000-000000000001",
+            "tid": TENANT,
+        });
+        let token = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        Ok(AccessToken::new(
+            token,
+            OffsetDateTime::now_utc() + SdkDuration::hours(1),
+        ))
+    }
+}
+
+/// Stops the Azurite child we started, by its own handle.
+struct Azurite(Child);
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn azurite_bin() -> PathBuf {
+    std::env::var_os("AZURITE_BLOB_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/azurite-blob")
+        })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_azurite(dir: &std::path::Path, port: u16) -> Azurite {
+    let child = Command::new(azurite_bin())
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        .arg("--cert")
+        .arg(dir.join("leaf.pem"))
+        .arg("--key")
+        .arg(dir.join("leaf.key"))
+        .args([
+            "--oauth",
+            "basic",
+            "--inMemoryPersistence",
+            "--disableTelemetry",
+            "--silent",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("azurite-blob not found: set AZURITE_BLOB_BIN or npm install azurite@3.37.0");
+    Azurite(child)
+}
+
+async fn wait_until_listening(url: &str) {
+    let probe = reqwest::Client::builder().build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while probe.get(url).send().await.is_err() {
+        assert!(Instant::now() < deadline, "Azurite did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+#[ignore = "needs Azurite: run scripts/test"]
+fn blob_round_trips_against_azurite() {
+    let dir = tempfile::tempdir().unwrap();
+    TestPki::new().write_to(dir.path());
+    // SAFETY: the only test in this binary, before any runtime or client thread exists.
+    unsafe { std::env::set_var("SSL_CERT_FILE", dir.path().join("ca.pem")) };
+    let port = free_port();
+    let _azurite = start_azurite(dir.path(), port);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(exercise(format!(
+        "https://127.0.0.1:{port}/devstoreaccount1"
+    )));
+}
+
+async fn exercise(account_url: String) {
+    wait_until_listening(&account_url).await;
+    let http = AzureHttp::new(HttpSettings::default()).unwrap();
+    let storage: Arc<dyn TokenCredential> = Arc::new(UnsignedJwtCredential {
+        audience: "https://storage.azure.com",
+    });
+    let store = BlobStore::new(&account_url, storage, &http).unwrap();
+
+    let text = "héllo from the handler";
+    store
+        .put_block_blob(
+            "texts",
+            "dir/hello.txt",
+            Bytes::from(text),
+            "text/plain; charset=utf-8",
+        )
+        .await
+        .unwrap();
+    let read = store.get_blob("texts", "dir/hello.txt").await.unwrap();
+    assert_eq!(read.bytes.as_ref(), text.as_bytes());
+    assert_eq!(
+        read.content_type.as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+
+    let binary: Vec<u8> = (0..=255u8).cycle().take(5 * 1024 * 1024 + 3).collect();
+    store
+        .put_block_blob(
+            "bins",
+            "blob.bin",
+            Bytes::from(binary.clone()),
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+    let read = store.get_blob("bins", "blob.bin").await.unwrap();
+    assert_eq!(read.bytes.len(), binary.len());
+    assert!(read.bytes.as_ref() == binary.as_slice());
+    assert_eq!(
+        read.content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+
+    store
+        .put_block_blob("bins", "empty", Bytes::new(), "application/octet-stream")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .get_blob("bins", "empty")
+            .await
+            .unwrap()
+            .bytes
+            .is_empty()
+    );
+
+    let err = store.get_blob("texts", "missing.txt").await.unwrap_err();
+    assert!(
+        matches!(&err, StorageError::NotFound { what } if what.contains("missing.txt")),
+        "{err:?}"
+    );
+    let err = store.get_blob("nocontainer", "x").await.unwrap_err();
+    assert!(
+        matches!(&err, StorageError::NotFound { what } if what == "container 'nocontainer'"),
+        "{err:?}"
+    );
+
+    let vault_token: Arc<dyn TokenCredential> = Arc::new(UnsignedJwtCredential {
+        audience: "https://vault.azure.net",
+    });
+    let wrong_audience = BlobStore::new(&account_url, vault_token, &http).unwrap();
+    let err = wrong_audience
+        .put_block_blob("texts", "x", Bytes::from_static(b"x"), "text/plain")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Forbidden { operation: BlobOperation::Write, code } if code == "AuthenticationFailed"),
+        "{err:?}"
+    );
+}
