@@ -1,2 +1,3 @@
 //! handler
 pub mod config;
+pub mod identity;
