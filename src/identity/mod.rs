@@ -7,11 +7,11 @@
 //!
 //! | # | source | detected by | request |
 //! |---|---|---|---|
-//! | 1 | App Service / Functions 2019-08-01 | `IDENTITY_ENDPOINT` + `IDENTITY_HEADER` | `GET {IDENTITY_ENDPOINT}?api-version=2019-08-01&resource=R[&client_id=│principal_id=│mi_res_id=]`, headers `X-IDENTITY-HEADER`, `Metadata: true` |
-//! | 2 | App Service legacy 2017-09-01 (also Azure ML) | `MSI_ENDPOINT` + `MSI_SECRET` | `GET {MSI_ENDPOINT}?api-version=2017-09-01&resource=R[&clientid=]`, header `secret` |
+//! | 1 | App Service / Functions 2019-08-01 | `IDENTITY_ENDPOINT` + `IDENTITY_HEADER` | `GET {IDENTITY_ENDPOINT}?api-version=2019-08-01&resource=R` (+ `client_id`, `principal_id` or `mi_res_id`), headers `X-IDENTITY-HEADER`, `Metadata: true` |
+//! | 2 | App Service legacy 2017-09-01 (also Azure ML) | `MSI_ENDPOINT` + `MSI_SECRET` | `GET {MSI_ENDPOINT}?api-version=2017-09-01&resource=R` (+ `clientid`), header `secret` |
 //! | – | Azure Arc, Service Fabric, Cloud Shell | `IDENTITY_ENDPOINT` + `IMDS_ENDPOINT`; `IDENTITY_SERVER_THUMBPRINT`; `MSI_ENDPOINT` alone | configuration error (not supported) |
 //! | 3 | Azure CLI (developer fallback) | no platform variable and `AZURE_TOKEN_CREDENTIALS` = `dev` or `AzureCliCredential` | `az account get-access-token --output json --resource R [--tenant T]` |
-//! | 4 | IMDS (VM, VMSS, AKS) | otherwise | `GET {AZURE_POD_IDENTITY_AUTHORITY_HOST or http://169.254.169.254}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=R[&client_id=│object_id=│msi_res_id=]`, header `Metadata: true` |
+//! | 4 | IMDS (VM, VMSS, AKS) | otherwise | `GET {AZURE_POD_IDENTITY_AUTHORITY_HOST or http://169.254.169.254}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=R` (+ `client_id`, `object_id` or `msi_res_id`), header `Metadata: true` |
 //!
 //! When both App Service pairs are set and the 2019 endpoint answers 400 `UnsupportedApiVersion`,
 //! the module switches to 2017-09-01 once and stays there. Redirects are never followed and no

@@ -135,15 +135,18 @@ pub(crate) async fn send_with_retries(
     let policy = &timing.retry;
     let mut attempts = 0u32;
     let mut gone_seen = false;
-    loop {
-        attempts += 1;
-        let deadline = started
+    // Once IMDS says 410 ("back within 70 s") the budget grows to `gone_budget`.
+    let deadline = |gone_seen: bool| {
+        started
             + if gone_seen {
                 timing.deadline.max(policy.gone_budget)
             } else {
                 timing.deadline
-            };
-        let budget = deadline
+            }
+    };
+    loop {
+        attempts += 1;
+        let budget = deadline(gone_seen)
             .saturating_duration_since(Instant::now())
             .min(timing.request_timeout);
         let last = match tokio::time::timeout(budget, transport.get(request)).await {
@@ -180,13 +183,7 @@ pub(crate) async fn send_with_retries(
             None if gone_seen => policy.gone_delay,
             None => policy.jittered(policy.backoff(attempts)),
         };
-        let deadline = started
-            + if gone_seen {
-                timing.deadline.max(policy.gone_budget)
-            } else {
-                timing.deadline
-            };
-        if Instant::now() + delay >= deadline {
+        if Instant::now() + delay >= deadline(gone_seen) {
             return outcome(StopReason::Deadline);
         }
         match &last {

@@ -841,3 +841,90 @@ mod cli {
         );
     }
 }
+
+// ---------------------------------------------------------------- more failure shapes
+
+#[tokio::test(start_paused = true)]
+async fn imds_403_from_an_unreachable_network_is_unavailable() {
+    let transport = ScriptedTransport::sequence(vec![response(
+        403,
+        "connecting to 169.254.169.254:80: connect: host is unreachable",
+    )]);
+    let err = scripted(IMDS, transport.clone())
+        .get_token(VAULT, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IdentityError::Unavailable { .. }), "{err}");
+    assert!(err.is_transient());
+    assert_eq!(err.source_kind(), Some(SourceKind::Imds));
+    assert_eq!(transport.count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_without_retry_after_ends_throttled_after_the_retries() {
+    let transport = ScriptedTransport::sequence(vec![response(429, r#"{"message":"slow down"}"#)]);
+    let err = scripted(APP, transport.clone())
+        .get_token(VAULT, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IdentityError::Throttled {
+                attempts: 4,
+                retry_after: None,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("slow down"), "{err}");
+    assert_eq!(transport.count(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hints_name_where_the_identity_came_from() {
+    let not_found = || ScriptedTransport::sequence(vec![response(400, "{}")]);
+    let vars = [APP, &[(MANAGED_IDENTITY_CLIENT_ID, "mi-cid")]].concat();
+    let err = scripted(&vars, not_found())
+        .get_token(VAULT, None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("client id mi-cid attached to the app? check MANAGED_IDENTITY_CLIENT_ID"),
+        "{err}"
+    );
+    let err = scripted(APP, not_found())
+        .get_token(VAULT, Some(&UserAssignedId::ObjectId("oid-3".into())))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("object id oid-3"), "{err}");
+    assert!(
+        err.to_string().contains("the identity the caller passed"),
+        "{err}"
+    );
+    let err = scripted(APP, not_found())
+        .get_token(VAULT, None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("system-assigned identity enabled"),
+        "{err}"
+    );
+    let err = scripted(
+        IMDS,
+        ScriptedTransport::sequence(vec![response(
+            400,
+            r#"{"error":"invalid_request","error_description":"Identity not found"}"#,
+        )]),
+    )
+    .get_token(VAULT, None)
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("service said \"Identity not found\"; error invalid_request"),
+        "{err}"
+    );
+}
