@@ -1,8 +1,8 @@
 //! The token cache: one slot per (identity, normalized resource).
 //!
 //! Rules (spec §5): a token with less than 5 minutes left is never handed out; from `refresh_on`
-//! on, one caller refreshes while everyone else keeps getting the still-valid token (readers of a
-//! valid token never wait); a failed refresh keeps serving the cached token, logs a warning and
+//! on, the first caller starts one background refresh and everyone keeps getting the still-valid
+//! token (readers of a valid token never wait); a failed refresh keeps serving the cached token, logs a warning and
 //! waits `refresh_failure_backoff` before trying again; concurrent misses on one key make exactly
 //! one request (single-flight, and a failure is shared with the callers that waited for it);
 //! different keys never wait for each other.
@@ -101,7 +101,7 @@ struct SlotState {
 struct Slot {
     state: Mutex<SlotState>,
     /// Held by the one caller fetching for this key.
-    fetching: tokio::sync::Mutex<()>,
+    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Slot {
@@ -110,6 +110,36 @@ impl Slot {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What a background refresh needs to store its result.
+struct RefreshTask {
+    slot: Arc<Slot>,
+    key: CacheKey,
+    cached_expiry: OffsetDateTime,
+    clock: Clock,
+    backoff: std::time::Duration,
+}
+
+impl RefreshTask {
+    fn complete(self, result: Result<Token, IdentityError>) {
+        match result {
+            Ok(token) => {
+                let mut state = self.slot.state();
+                state.token = Some(token);
+                state.refresh_not_before = None;
+            }
+            Err(error) => {
+                let retry_at = self.clock.now() + self.backoff;
+                log::warn!(
+                    "refreshing the token for {} failed; serving the cached token (expires {}) and trying again after {retry_at}: {error}",
+                    self.key,
+                    self.cached_expiry
+                );
+                self.slot.state().refresh_not_before = Some(retry_at);
+            }
+        }
     }
 }
 
@@ -157,7 +187,7 @@ impl TokenCache {
     pub(crate) async fn get<F, Fut>(&self, key: CacheKey, fetch: F) -> Result<Token, IdentityError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Token, IdentityError>>,
+        Fut: Future<Output = Result<Token, IdentityError>> + Send + 'static,
     {
         let slot = self.slot(&key);
         let (cached, refresh_not_before, fetches_seen) = {
@@ -172,7 +202,7 @@ impl TokenCache {
                     if refresh_not_before.is_some_and(|t| now < t) {
                         return Ok(token);
                     }
-                    return Ok(self.refresh_ahead(&slot, &key, token, fetch).await);
+                    return Ok(self.refresh_ahead(&slot, &key, token, fetch()));
                 }
                 Freshness::Unusable => {}
             }
@@ -180,20 +210,20 @@ impl TokenCache {
         self.fetch_blocking(&slot, &key, fetches_seen, fetch).await
     }
 
-    /// Refresh-ahead: only the caller that gets the fetch lock without waiting refreshes; the
-    /// others return the still-valid token at once. A failure keeps the cached token.
-    async fn refresh_ahead<F, Fut>(
+    /// Refresh-ahead: the caller that gets the fetch lock without waiting starts a refresh in the
+    /// background; every caller, that one included, gets the still-valid cached token at once. A
+    /// failed refresh keeps the cached token and pauses refreshing for the back-off.
+    fn refresh_ahead<Fut>(
         &self,
-        slot: &Slot,
+        slot: &Arc<Slot>,
         key: &CacheKey,
         cached: Token,
-        fetch: F,
+        refresh: Fut,
     ) -> Token
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Token, IdentityError>>,
+        Fut: Future<Output = Result<Token, IdentityError>> + Send + 'static,
     {
-        let Ok(_guard) = slot.fetching.try_lock() else {
+        let Ok(guard) = slot.fetching.clone().try_lock_owned() else {
             return cached;
         };
         if let Some(token) = slot.state().token.clone()
@@ -202,23 +232,26 @@ impl TokenCache {
             return token;
         }
         log::debug!("refreshing the token for {key} ahead of expiry");
-        match fetch().await {
-            Ok(token) => {
-                let mut state = slot.state();
-                state.token = Some(token.clone());
-                state.refresh_not_before = None;
-                token
+        let task = RefreshTask {
+            slot: slot.clone(),
+            key: key.clone(),
+            cached_expiry: cached.expires_on,
+            clock: self.clock.clone(),
+            backoff: self.refresh_failure_backoff,
+        };
+        let job = async move {
+            let _guard = guard;
+            task.complete(refresh.await);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(job);
             }
-            Err(error) => {
-                let retry_at = self.clock.now() + self.refresh_failure_backoff;
-                log::warn!(
-                    "refreshing the token for {key} failed, serving the cached token (expires {}) and trying again after {retry_at}: {error}",
-                    cached.expires_on
-                );
-                slot.state().refresh_not_before = Some(retry_at);
-                cached
-            }
+            // Not on a tokio runtime: nothing to run a background task, so refresh next time
+            // a caller on a runtime asks (the cached token is valid for a while yet).
+            Err(_) => log::debug!("no tokio runtime to refresh {key} in the background"),
         }
+        cached
     }
 
     /// No usable token: one caller fetches; the callers that waited for it get its token or its

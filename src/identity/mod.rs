@@ -274,15 +274,17 @@ impl ManagedIdentity {
             identity: selector.clone(),
             resource: resource.clone(),
         };
-        let request = TokenRequest {
-            resource: &resource,
-            identity: &selector,
-            origin,
+        // The fetch owns what it needs, so a refresh-ahead can run in the background.
+        let inner = self.inner.clone();
+        let fetch = move || async move {
+            let request = TokenRequest {
+                resource: &resource,
+                identity: &selector,
+                origin,
+            };
+            inner.fetcher.fetch(request).await
         };
-        self.inner
-            .cache
-            .get(key, || self.inner.fetcher.fetch(request))
-            .await
+        self.inner.cache.get(key, fetch).await
     }
 
     /// The source tokens come from (after an `UnsupportedApiVersion` fallback: the legacy one).

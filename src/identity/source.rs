@@ -176,6 +176,7 @@ impl Fetcher {
         }
         let kind = SourceKind::AppService2019;
         let http = app_service_request(endpoint, header, request);
+        log_request(kind, &http, request);
         let outcome =
             send_with_retries(self.transport.as_ref(), &http, kind, &self.timing, started).await;
         if let (Some(legacy), Ok(response)) = (legacy, &outcome.last)
@@ -214,12 +215,7 @@ impl Fetcher {
         started: Instant,
         issued: OffsetDateTime,
     ) -> Result<ParsedToken, IdentityError> {
-        log::debug!(
-            "{kind}: requesting a token for {} as {}",
-            request.resource,
-            request.identity
-        );
-        log::trace!("{kind}: GET {:?}", http);
+        log_request(kind, http, request);
         let outcome =
             send_with_retries(self.transport.as_ref(), http, kind, &self.timing, started).await;
         interpret(
@@ -266,6 +262,17 @@ impl Fetcher {
             identity: request.identity.clone(),
         }
     }
+}
+
+/// Logs what is requested (the URL holds the resource and identity id, never a secret; the
+/// request's `Debug` lists header names only).
+fn log_request(kind: SourceKind, http: &HttpRequest, request: TokenRequest<'_>) {
+    log::debug!(
+        "{kind}: requesting a token for {} as {}",
+        request.resource,
+        request.identity
+    );
+    log::trace!("{kind}: GET {http:?}");
 }
 
 /// When the cache should start refreshing: `refresh_in` if the service sent one, else half-life
@@ -802,4 +809,78 @@ pub(crate) fn parse_cli_output(
             .and_then(Value::as_str)
             .map(str::to_owned),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn query_is_encoded_like_python_urlencode() {
+        assert_eq!(
+            encode_query(&[("resource", "https://vault.azure.net"), ("x", "a b~c*é/")]),
+            "resource=https%3A%2F%2Fvault.azure.net&x=a+b~c%2A%C3%A9%2F"
+        );
+    }
+
+    #[test]
+    fn refresh_on_rules() {
+        let issued = datetime!(2030-01-01 00:00 UTC);
+        let day = issued + Duration::hours(24);
+        assert_eq!(refresh_on(issued, day, None), issued + Duration::hours(12));
+        let two_hours = issued + Duration::hours(2);
+        assert_eq!(
+            refresh_on(issued, two_hours, None),
+            issued + Duration::hours(1)
+        );
+        let hour = issued + Duration::hours(1);
+        assert_eq!(refresh_on(issued, hour, None), hour - EXPIRY_MARGIN);
+        assert_eq!(
+            refresh_on(issued, day, Some(Duration::minutes(10))),
+            issued + Duration::minutes(10)
+        );
+        // refresh_in can never push refreshing into the 5-minute margin.
+        assert_eq!(
+            refresh_on(issued, hour, Some(Duration::hours(2))),
+            hour - EXPIRY_MARGIN
+        );
+    }
+
+    #[test]
+    fn cli_output_needs_token_and_epoch_expiry() {
+        let issued = datetime!(2030-01-01 00:00 UTC);
+        let parsed = parse_cli_output(
+            br#"{"accessToken":"t","expires_on":1893459600,"expiresOn":"2030-01-01 01:00:00.000000","tokenType":"Bearer","tenant":"x"}"#,
+            issued,
+        )
+        .unwrap();
+        assert_eq!(parsed.expires_on, datetime!(2030-01-01 01:00 UTC));
+        assert_eq!(parsed.access_token.expose(), "t");
+        assert!(parse_cli_output(br#"{"expires_on":1893459600}"#, issued).is_err());
+        assert!(parse_cli_output(b"not json accessToken", issued).is_err());
+    }
+
+    #[test]
+    fn service_detail_shapes() {
+        let app = service_detail(
+            br#"{"statusCode":400,"message":"Unable to load","correlationId":"c-1"}"#,
+        );
+        assert_eq!(app.message.as_deref(), Some("Unable to load"));
+        assert_eq!(app.correlation_id.as_deref(), Some("c-1"));
+        let imds = service_detail(
+            br#"{"error":"invalid_request","error_description":"Identity not found"}"#,
+        );
+        assert_eq!(imds.code.as_deref(), Some("invalid_request"));
+        assert_eq!(imds.message.as_deref(), Some("Identity not found"));
+        let nested =
+            service_detail(br#"{"error":{"code":"SecretHeaderNotFound","message":"no secret"}}"#);
+        assert_eq!(nested.code.as_deref(), Some("SecretHeaderNotFound"));
+        assert_eq!(nested.message.as_deref(), Some("no secret"));
+        assert_eq!(service_detail(b"  "), ServiceDetail::default());
+        assert_eq!(
+            service_detail(b"Bad Gateway").message.as_deref(),
+            Some("Bad Gateway")
+        );
+    }
 }

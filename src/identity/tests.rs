@@ -361,10 +361,21 @@ async fn fresh_tokens_come_from_the_cache_and_long_lived_refresh_at_half_life() 
     tokio::time::advance(StdDuration::from_secs(12 * 3600 - 1)).await;
     let again = mi.get_token(VAULT, None).await.unwrap();
     assert_eq!(again.access_token.expose(), "tok0");
+    settle().await;
     assert_eq!(transport.count(), 1);
     tokio::time::advance(StdDuration::from_secs(2)).await;
+    // Past refresh_on: the cached token is served at once and refreshed in the background.
+    let during = mi.get_token(VAULT, None).await.unwrap();
+    assert_eq!(during.access_token.expose(), "tok0");
+    settle().await;
+    assert_eq!(transport.count(), 2);
     let refreshed = mi.get_token(VAULT, None).await.unwrap();
     assert_eq!(refreshed.access_token.expose(), "tok1");
+    // Issued at 12 h + 1 s, expiring at 24 h: half-life from the refresh.
+    assert_eq!(
+        refreshed.refresh_on,
+        T0 + Duration::hours(18) + Duration::milliseconds(500)
+    );
     assert_eq!(transport.count(), 2);
 }
 
@@ -400,26 +411,30 @@ async fn short_tokens_are_refetched_inside_the_five_minute_margin() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn refresh_ahead_serves_others_the_cached_token_without_waiting() {
+async fn refresh_ahead_never_blocks_readers_and_runs_once() {
     let (transport, gate) = ScriptedTransport::gated(|_, n| ok_day(&format!("tok{n}")));
     let mi = scripted(APP, transport.clone());
     gate.add_permits(1);
     mi.get_token(VAULT, None).await.unwrap();
     tokio::time::advance(StdDuration::from_secs(12 * 3600 + 1)).await;
-    let refresher = tokio::spawn({
-        let mi = mi.clone();
-        async move { mi.get_token(VAULT, None).await }
-    });
-    while transport.count() < 2 {
-        tokio::task::yield_now().await;
+    // The refresh is held at the gate; callers keep getting the cached token without waiting.
+    for _ in 0..5 {
+        let reader = mi.get_token(VAULT, None).await.unwrap();
+        assert_eq!(reader.access_token.expose(), "tok0");
+        settle().await;
     }
-    // The refresh is held at the gate; another caller still gets the cached token at once.
-    let reader = mi.get_token(VAULT, None).await.unwrap();
-    assert_eq!(reader.access_token.expose(), "tok0");
-    assert_eq!(transport.count(), 2);
+    assert_eq!(transport.count(), 2, "exactly one refresh in flight");
     gate.add_permits(1);
-    let refreshed = refresher.await.unwrap().unwrap();
-    assert_eq!(refreshed.access_token.expose(), "tok1");
+    settle().await;
+    assert_eq!(
+        mi.get_token(VAULT, None)
+            .await
+            .unwrap()
+            .access_token
+            .expose(),
+        "tok1"
+    );
+    assert_eq!(transport.count(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -442,6 +457,7 @@ async fn failed_refresh_serves_the_cached_token_and_backs_off() {
             .expose(),
         "tok0"
     );
+    settle().await;
     assert_eq!(transport.count(), 2);
     tokio::time::advance(StdDuration::from_secs(29)).await;
     assert_eq!(
@@ -452,6 +468,7 @@ async fn failed_refresh_serves_the_cached_token_and_backs_off() {
             .expose(),
         "tok0"
     );
+    settle().await;
     assert_eq!(transport.count(), 2, "retried inside the back-off");
     tokio::time::advance(StdDuration::from_secs(2)).await;
     assert_eq!(
@@ -462,6 +479,7 @@ async fn failed_refresh_serves_the_cached_token_and_backs_off() {
             .expose(),
         "tok0"
     );
+    settle().await;
     assert_eq!(transport.count(), 3);
     // Inside the 5-minute margin the old token is never handed out.
     tokio::time::advance(StdDuration::from_secs(12 * 3600 - 200)).await;
