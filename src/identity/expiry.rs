@@ -153,6 +153,9 @@ fn parse_offset(text: &str) -> Option<UtcOffset> {
         None if rest.len() == 4 => rest.split_at(2),
         None => return None,
     };
+    if !(hours.bytes().all(|b| b.is_ascii_digit()) && minutes.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
     let hours: i8 = hours.parse().ok()?;
     let minutes: i8 = minutes.parse().ok()?;
     UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()
@@ -240,6 +243,8 @@ mod tests {
             json!(true),
             json!(null),
             json!("99999999999999999999999"),
+            json!("1/1/2020 01:00:00 --128:00"),
+            json!("1/1/2020 01:00:00 +-1:00"),
         ] {
             assert!(parse_expires_on(&bad).is_err(), "{bad} was accepted");
         }

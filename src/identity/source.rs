@@ -285,7 +285,7 @@ pub(crate) fn refresh_on(
     let last_moment = expires_on - EXPIRY_MARGIN;
     let lifetime = expires_on - issued;
     let proposed = match refresh_in {
-        Some(refresh_in) => issued + refresh_in,
+        Some(refresh_in) => issued.checked_add(refresh_in).unwrap_or(last_moment),
         None if lifetime >= HALF_LIFE_THRESHOLD => issued + lifetime / 2,
         None => last_moment,
     };
@@ -628,7 +628,12 @@ pub(crate) fn parse_token_body(
         .map(parse_seconds)
         .transpose()
         .map_err(|e| malformed(format!("expires_in: {e}")))?
-        .map(|lifetime| issued + lifetime);
+        .map(|lifetime| {
+            issued
+                .checked_add(lifetime)
+                .ok_or_else(|| malformed("expires_in is out of range".into()))
+        })
+        .transpose()?;
     let expires_on = match (absolute, relative) {
         (Some(a), Some(r)) => a.min(r),
         (Some(a), None) => a,

@@ -946,3 +946,30 @@ async fn hints_name_where_the_identity_came_from() {
         "{err}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn absurd_lifetimes_are_malformed_or_clamped_never_a_panic() {
+    let huge = format!(
+        r#"{{"access_token":"tok","expires_on":"{}","expires_in":"9223372036854775807"}}"#,
+        (T0 + Duration::hours(24)).unix_timestamp()
+    );
+    let transport = ScriptedTransport::sequence(vec![response(200, &huge)]);
+    let err = scripted(IMDS, transport)
+        .get_token(VAULT, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IdentityError::Malformed { .. }), "{err}");
+    let far_refresh = format!(
+        r#"{{"access_token":"tok","expires_on":"{}","refresh_in":9223372036854775807}}"#,
+        (T0 + Duration::hours(24)).unix_timestamp()
+    );
+    let transport = ScriptedTransport::sequence(vec![response(200, &far_refresh)]);
+    let token = scripted(APP, transport)
+        .get_token(VAULT, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        token.refresh_on,
+        T0 + Duration::hours(24) - Duration::minutes(5)
+    );
+}
