@@ -33,6 +33,14 @@
 //! Without an identity setting the system-assigned identity is used. A call may name another
 //! user-assigned identity.
 //!
+//! # Retries and time limits
+//!
+//! App Service and legacy retry connect errors, time-outs, 408, 429, 500, 502, 503 and 504 with
+//! jittered exponential back-off (0.5, 1, 2 s); IMDS also retries 404, 410 (up to 80 s) and every
+//! 5xx. `Retry-After` (seconds) is honoured up to 10 s. 400, 401 and 403 are never retried. Each
+//! request has a 2 s connect and 10 s total limit, a whole acquisition 30 s, `az` 10 s
+//! ([`Timing`], [`RetryPolicy`]).
+//!
 //! # Tokens and cache
 //!
 //! `expires_on` is read as epoch seconds (number or string), the legacy `M/D/YYYY h:mm:ss AM +00:00`
@@ -74,6 +82,62 @@ use cache::{CacheKey, Clock, TokenCache};
 use config::IdentityOrigin;
 use source::{Fetcher, TokenRequest};
 use transport::{ReqwestTransport, Transport};
+
+/// Every setting this module reads, with its meaning (for the README and the settings check).
+pub const SETTINGS: &[(&str, &str)] = &[
+    (
+        IDENTITY_ENDPOINT,
+        "App Service / Functions 2019-08-01 identity endpoint (set by the platform)",
+    ),
+    (
+        IDENTITY_HEADER,
+        "secret header for IDENTITY_ENDPOINT (set by the platform, rotated)",
+    ),
+    (
+        MSI_ENDPOINT,
+        "legacy 2017-09-01 identity endpoint (set by the platform); alone it means Cloud Shell (unsupported)",
+    ),
+    (
+        MSI_SECRET,
+        "secret header for MSI_ENDPOINT (set by the platform)",
+    ),
+    (
+        IDENTITY_SERVER_THUMBPRINT,
+        "marks Service Fabric, which is refused",
+    ),
+    (
+        IMDS_ENDPOINT,
+        "with IDENTITY_ENDPOINT marks Azure Arc, which is refused; never an IMDS override",
+    ),
+    (
+        AZURE_POD_IDENTITY_AUTHORITY_HOST,
+        "replaces the IMDS base URL http://169.254.169.254 (e.g. a local emulator)",
+    ),
+    (
+        MANAGED_IDENTITY_CLIENT_ID,
+        "default user-assigned identity by client id",
+    ),
+    (
+        MANAGED_IDENTITY_OBJECT_ID,
+        "default user-assigned identity by object (principal) id",
+    ),
+    (
+        MANAGED_IDENTITY_RESOURCE_ID,
+        "default user-assigned identity by ARM resource id",
+    ),
+    (
+        AZURE_CLIENT_ID,
+        "default user-assigned identity by client id when no MANAGED_IDENTITY_* is set; absent means system-assigned",
+    ),
+    (
+        AZURE_TOKEN_CREDENTIALS,
+        "dev or AzureCliCredential: use the Azure CLI when no platform variable is set; prod or ManagedIdentityCredential: never",
+    ),
+    (
+        AZURE_TENANT_ID,
+        "tenant for the Azure CLI fallback (--tenant), optional",
+    ),
+];
 
 /// A user-assigned managed identity, named by one of its three ids.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

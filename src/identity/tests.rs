@@ -973,3 +973,35 @@ async fn absurd_lifetimes_are_malformed_or_clamped_never_a_panic() {
         T0 + Duration::hours(24) - Duration::minutes(5)
     );
 }
+
+#[test]
+fn public_types_can_be_shared_across_tasks() {
+    fn shareable<T: Send + Sync + Clone + std::fmt::Debug + 'static>() {}
+    shareable::<ManagedIdentity>();
+    shareable::<Token>();
+    shareable::<IdentityError>();
+    shareable::<IdentityConfig>();
+}
+
+#[test]
+fn settings_list_names_every_variable_the_config_reads() {
+    use std::cell::RefCell;
+    let asked = RefCell::new(Vec::new());
+    IdentityConfig::from_lookup(|name| {
+        asked.borrow_mut().push(name.to_owned());
+        None
+    })
+    .unwrap();
+    IdentityConfig::from_lookup(|name| {
+        asked.borrow_mut().push(name.to_owned());
+        (name == AZURE_TOKEN_CREDENTIALS).then(|| "dev".to_owned())
+    })
+    .unwrap();
+    let listed: Vec<&str> = SETTINGS.iter().map(|(name, _)| *name).collect();
+    for name in asked.into_inner() {
+        assert!(
+            listed.contains(&name.as_str()),
+            "{name} is read but not listed"
+        );
+    }
+}
