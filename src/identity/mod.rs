@@ -215,7 +215,9 @@ impl SourceKind {
         match self {
             Self::AppService2019 => "IDENTITY_ENDPOINT and IDENTITY_HEADER",
             Self::AppService2017 => "MSI_ENDPOINT and MSI_SECRET",
-            Self::Imds => "AZURE_POD_IDENTITY_AUTHORITY_HOST (default http://169.254.169.254)",
+            Self::Imds => {
+                "AZURE_POD_IDENTITY_AUTHORITY_HOST (default http://169.254.169.254; off Azure, set AZURE_TOKEN_CREDENTIALS=dev to use the Azure CLI)"
+            }
             Self::AzureCli => "AZURE_TOKEN_CREDENTIALS and `az login`",
         }
     }
