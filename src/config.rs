@@ -16,59 +16,15 @@ pub struct AppSetting {
 
 /// Every app setting the handler reads. The deployment template is checked against this list.
 pub const APP_SETTINGS: &[AppSetting] = &[
-    AppSetting {
-        name: "KEY_VAULT_URL",
-        deployed: true,
-        purpose: "the vault's URL, e.g. https://<vault>.vault.azure.net/ (GetSecret)",
-    },
-    AppSetting {
-        name: "STORAGE_BLOB_URL",
-        deployed: true,
-        purpose: "the account's blob endpoint, e.g. https://<account>.blob.core.windows.net (WriteBlob, ReadBlob)",
-    },
-    AppSetting {
-        name: "AZURE_CLIENT_ID",
-        deployed: true,
-        purpose: "client id of the user-assigned identity to use by default; absent means system-assigned",
-    },
-    AppSetting {
-        name: "ALLOWED_SECRETS",
-        deployed: true,
-        purpose: "comma-separated secret names or prefixes (app-*) that GetSecret may read; absent allows none",
-    },
-    AppSetting {
-        name: "TOKEN_REFRESH_SCHEDULE",
-        deployed: true,
-        purpose: "six-field NCRONTAB schedule of RefreshTokens, e.g. 0 */5 * * * *",
-    },
-    AppSetting {
-        name: "TOKEN_REFRESH_RESOURCES",
-        deployed: false,
-        purpose: "comma-separated resources RefreshTokens keeps warm; default Key Vault and Storage",
-    },
-    AppSetting {
-        name: "DOWNSTREAM_API_URL",
-        deployed: true,
-        purpose: "base URL of the API that CallApi calls",
-    },
-    AppSetting {
-        name: "DOWNSTREAM_API_SCOPE",
-        deployed: true,
-        purpose: "Application ID URI of that API (api://<guid>, /.default optional)",
-    },
-    AppSetting {
-        name: "AUTH_AUTHORITY",
-        deployed: true,
-        purpose: "issuer authority for Whoami, e.g. https://login.microsoftonline.com/<tenant>/v2.0",
-    },
-    AppSetting {
-        name: "AUTH_AUDIENCE",
-        deployed: true,
-        purpose: "audience Whoami accepts: the App ID URI or the app's client id",
-    },
-    AppSetting {
-        name: "AUTH_REQUIRED_ROLE",
-        deployed: false,
-        purpose: "app role Whoami requires in the roles claim, when set",
-    },
+    AppSetting { name: "KEY_VAULT_URL", deployed: true, purpose: "the vault's URL, e.g. https://<vault>.vault.azure.net/ (GetSecret)" },
+    AppSetting { name: "STORAGE_BLOB_URL", deployed: true, purpose: "the account's blob endpoint, e.g. https://<account>.blob.core.windows.net (WriteBlob, ReadBlob)" },
+    AppSetting { name: "AZURE_CLIENT_ID", deployed: true, purpose: "client id of the user-assigned identity to use by default; absent means system-assigned" },
+    AppSetting { name: "ALLOWED_SECRETS", deployed: true, purpose: "comma-separated secret names or prefixes (app-*) that GetSecret may read; absent allows none" },
+    AppSetting { name: "TOKEN_REFRESH_SCHEDULE", deployed: true, purpose: "six-field NCRONTAB schedule of RefreshTokens, e.g. 0 */5 * * * *" },
+    AppSetting { name: "TOKEN_REFRESH_RESOURCES", deployed: false, purpose: "comma-separated resources RefreshTokens keeps warm; default Key Vault and Storage" },
+    AppSetting { name: "DOWNSTREAM_API_URL", deployed: true, purpose: "base URL of the API that CallApi calls" },
+    AppSetting { name: "DOWNSTREAM_API_SCOPE", deployed: true, purpose: "Application ID URI of that API (api://<guid>, /.default optional)" },
+    AppSetting { name: "AUTH_AUTHORITY", deployed: true, purpose: "issuer authority for Whoami, e.g. https://login.microsoftonline.com/<tenant>/v2.0" },
+    AppSetting { name: "AUTH_AUDIENCE", deployed: true, purpose: "audience Whoami accepts: the App ID URI or the app's client id" },
+    AppSetting { name: "AUTH_REQUIRED_ROLE", deployed: false, purpose: "app role Whoami requires in the roles claim, when set" },
 ];
