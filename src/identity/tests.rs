@@ -1005,3 +1005,40 @@ fn settings_list_names_every_variable_the_config_reads() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn imds_410_gets_a_budget_beyond_the_normal_deadline() {
+    // Production timing: 30 s deadline, 10 s between 410 retries, 80 s budget.
+    let transport = ScriptedTransport::new(|_, n| {
+        if n < 6 {
+            response(410, "")
+        } else {
+            ok_day("tok")
+        }
+    });
+    let config = config_from(IMDS).with_timing(Timing::default());
+    let mi = ManagedIdentity::with_parts(config, transport.clone(), Clock::anchored(T0));
+    mi.get_token(VAULT, None).await.unwrap();
+    let times = transport.times();
+    assert_eq!(times.len(), 7);
+    assert!(
+        times[6] - times[0] > StdDuration::from_secs(30),
+        "the 410 budget was not extended"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unsupported_api_version_without_a_legacy_pair_is_an_error() {
+    let transport = ScriptedTransport::sequence(vec![response(
+        400,
+        r#"{"message":"UnsupportedApiVersion"}"#,
+    )]);
+    let mi = scripted(APP, transport.clone());
+    let err = mi.get_token(VAULT, None).await.unwrap_err();
+    assert!(
+        matches!(err, IdentityError::IdentityNotFound { .. }),
+        "{err}"
+    );
+    assert_eq!(mi.source(), SourceKind::AppService2019);
+    assert_eq!(transport.count(), 1);
+}
