@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod error;
 pub mod functions;
 pub mod http;
+pub mod identity;
 pub mod invocation;
 pub mod logging;
 pub mod registry;

@@ -1,0 +1,298 @@
+//! The token cache: one slot per (identity, normalized resource).
+//!
+//! Rules (spec §5): a token with less than 5 minutes left is never handed out; from `refresh_on`
+//! on, the first caller starts one background refresh and everyone keeps getting the still-valid
+//! token (readers of a valid token never wait); a failed refresh keeps serving the cached token, logs a warning and
+//! waits `refresh_failure_backoff` before trying again; concurrent misses on one key make exactly
+//! one request (single-flight, and a failure is shared with the callers that waited for it);
+//! different keys never wait for each other.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use time::OffsetDateTime;
+
+use super::source::EXPIRY_MARGIN;
+use super::{IdentityError, IdentitySelector, Token};
+
+/// Slots beyond this count trigger a sweep of slots holding nothing usable.
+const SWEEP_THRESHOLD: usize = 256;
+
+/// Wall-clock time for expiry decisions. `Anchored` follows tokio's clock, so tests on a paused
+/// clock can move "now" with `tokio::time::advance`.
+#[derive(Debug, Clone)]
+pub(crate) enum Clock {
+    /// The system clock.
+    System,
+    /// `wall` at `at`, advancing with tokio time.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Anchored {
+        wall: OffsetDateTime,
+        at: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    /// A clock that starts at `wall` now and advances with tokio time.
+    #[cfg(test)]
+    pub(crate) fn anchored(wall: OffsetDateTime) -> Self {
+        Self::Anchored {
+            wall,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        match self {
+            Self::System => OffsetDateTime::now_utc(),
+            Self::Anchored { wall, at } => *wall + at.elapsed(),
+        }
+    }
+}
+
+/// What a cache slot is keyed by: the identity and the resource (scope without `/.default`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CacheKey {
+    pub(crate) identity: IdentitySelector,
+    pub(crate) resource: String,
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} as {}", self.resource, self.identity)
+    }
+}
+
+/// How usable a cached token is at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    /// Before `refresh_on`: serve it.
+    Fresh,
+    /// Between `refresh_on` and the 5-minute margin: serve it, and one caller refreshes.
+    RefreshDue,
+    /// Within 5 minutes of expiry (or past it): never hand out.
+    Unusable,
+}
+
+pub(crate) fn freshness(token: &Token, now: OffsetDateTime) -> Freshness {
+    if now >= token.expires_on - EXPIRY_MARGIN {
+        Freshness::Unusable
+    } else if now >= token.refresh_on {
+        Freshness::RefreshDue
+    } else {
+        Freshness::Fresh
+    }
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    token: Option<Token>,
+    /// No refresh-ahead before this moment (set after a failed refresh).
+    refresh_not_before: Option<OffsetDateTime>,
+    /// Completed blocking fetches, to tell waiters that a fetch finished while they waited.
+    fetches: u64,
+    /// The error of the most recent blocking fetch, if it failed.
+    last_failure: Option<IdentityError>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    /// Held by the one caller fetching for this key.
+    fetching: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Slot {
+    fn state(&self) -> MutexGuard<'_, SlotState> {
+        // A panic while holding this lock cannot leave the state inconsistent (plain assignments).
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What a background refresh needs to store its result.
+struct RefreshTask {
+    slot: Arc<Slot>,
+    key: CacheKey,
+    cached_expiry: OffsetDateTime,
+    clock: Clock,
+    backoff: std::time::Duration,
+}
+
+impl RefreshTask {
+    fn complete(self, result: Result<Token, IdentityError>) {
+        match result {
+            Ok(token) => {
+                let mut state = self.slot.state();
+                state.token = Some(token);
+                state.refresh_not_before = None;
+            }
+            Err(error) => {
+                let retry_at = self.clock.now() + self.backoff;
+                log::warn!(
+                    "refreshing the token for {} failed; serving the cached token (expires {}) and trying again after {retry_at}: {error}",
+                    self.key,
+                    self.cached_expiry
+                );
+                self.slot.state().refresh_not_before = Some(retry_at);
+            }
+        }
+    }
+}
+
+/// Per-key token cache with single-flight fetches.
+#[derive(Debug)]
+pub(crate) struct TokenCache {
+    slots: Mutex<HashMap<CacheKey, Arc<Slot>>>,
+    clock: Clock,
+    refresh_failure_backoff: std::time::Duration,
+}
+
+impl TokenCache {
+    pub(crate) fn new(clock: Clock, refresh_failure_backoff: std::time::Duration) -> Self {
+        Self {
+            slots: Mutex::new(HashMap::new()),
+            clock,
+            refresh_failure_backoff,
+        }
+    }
+
+    fn slot(&self, key: &CacheKey) -> Arc<Slot> {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(slot) = slots.get(key) {
+            return slot.clone();
+        }
+        if slots.len() >= SWEEP_THRESHOLD {
+            let now = self.clock.now();
+            slots.retain(|_, slot| {
+                Arc::strong_count(slot) > 1
+                    || slot
+                        .state()
+                        .token
+                        .as_ref()
+                        .is_some_and(|t| freshness(t, now) != Freshness::Unusable)
+            });
+        }
+        slots.entry(key.clone()).or_default().clone()
+    }
+
+    /// Returns a usable token for `key`, calling `fetch` when the cache cannot answer (see the
+    /// module documentation for the rules).
+    pub(crate) async fn get<F, Fut>(&self, key: CacheKey, fetch: F) -> Result<Token, IdentityError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Token, IdentityError>> + Send + 'static,
+    {
+        let slot = self.slot(&key);
+        let (cached, refresh_not_before, fetches_seen) = {
+            let state = slot.state();
+            (state.token.clone(), state.refresh_not_before, state.fetches)
+        };
+        let now = self.clock.now();
+        if let Some(token) = cached {
+            match freshness(&token, now) {
+                Freshness::Fresh => return Ok(token),
+                Freshness::RefreshDue => {
+                    if refresh_not_before.is_some_and(|t| now < t) {
+                        return Ok(token);
+                    }
+                    return Ok(self.refresh_ahead(&slot, &key, token, fetch()));
+                }
+                Freshness::Unusable => {}
+            }
+        }
+        self.fetch_blocking(&slot, &key, fetches_seen, fetch).await
+    }
+
+    /// Refresh-ahead: the caller that gets the fetch lock without waiting starts a refresh in the
+    /// background; every caller, that one included, gets the still-valid cached token at once. A
+    /// failed refresh keeps the cached token and pauses refreshing for the back-off.
+    fn refresh_ahead<Fut>(
+        &self,
+        slot: &Arc<Slot>,
+        key: &CacheKey,
+        cached: Token,
+        refresh: Fut,
+    ) -> Token
+    where
+        Fut: Future<Output = Result<Token, IdentityError>> + Send + 'static,
+    {
+        let Ok(guard) = slot.fetching.clone().try_lock_owned() else {
+            return cached;
+        };
+        if let Some(token) = slot.state().token.clone()
+            && freshness(&token, self.clock.now()) == Freshness::Fresh
+        {
+            return token;
+        }
+        log::debug!("refreshing the token for {key} ahead of expiry");
+        let task = RefreshTask {
+            slot: slot.clone(),
+            key: key.clone(),
+            cached_expiry: cached.expires_on,
+            clock: self.clock.clone(),
+            backoff: self.refresh_failure_backoff,
+        };
+        let job = async move {
+            let _guard = guard;
+            task.complete(refresh.await);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(job);
+            }
+            // Not on a tokio runtime: nothing to run a background task, so refresh next time
+            // a caller on a runtime asks (the cached token is valid for a while yet).
+            Err(_) => log::debug!("no tokio runtime to refresh {key} in the background"),
+        }
+        cached
+    }
+
+    /// No usable token: one caller fetches; the callers that waited for it get its token or its
+    /// error.
+    async fn fetch_blocking<F, Fut>(
+        &self,
+        slot: &Slot,
+        key: &CacheKey,
+        fetches_seen: u64,
+        fetch: F,
+    ) -> Result<Token, IdentityError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Token, IdentityError>>,
+    {
+        let _guard = slot.fetching.lock().await;
+        {
+            let state = slot.state();
+            if let Some(token) = &state.token
+                && freshness(token, self.clock.now()) != Freshness::Unusable
+            {
+                return Ok(token.clone());
+            }
+            if state.fetches != fetches_seen
+                && let Some(error) = &state.last_failure
+            {
+                return Err(error.clone());
+            }
+        }
+        log::debug!("no usable cached token for {key}; fetching");
+        let result = fetch().await;
+        let mut state = slot.state();
+        state.fetches += 1;
+        match &result {
+            Ok(token) => {
+                state.token = Some(token.clone());
+                state.refresh_not_before = None;
+                state.last_failure = None;
+            }
+            Err(error) => state.last_failure = Some(error.clone()),
+        }
+        result
+    }
+}

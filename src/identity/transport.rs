@@ -1,0 +1,173 @@
+//! The one HTTP operation the module needs (a GET with headers), behind a trait so the cache and
+//! retry logic can be tested with a scripted transport on a paused clock.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use super::config::Timing;
+use super::error::IdentityConfigError;
+use super::secret::HeaderSecret;
+
+/// Largest response body we read; identity answers are a few kilobytes.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A header value that is either public or a secret (sent, never printed).
+#[derive(Clone, Debug)]
+pub(crate) enum HeaderText {
+    Plain(&'static str),
+    Secret(HeaderSecret),
+}
+
+impl HeaderText {
+    pub(crate) fn value(&self) -> &str {
+        match self {
+            Self::Plain(v) => v,
+            Self::Secret(s) => s.expose(),
+        }
+    }
+}
+
+/// A GET request to an identity endpoint. `Debug` shows the URL and header names only.
+#[derive(Clone)]
+pub(crate) struct HttpRequest {
+    pub(crate) url: Url,
+    pub(crate) headers: Vec<(&'static str, HeaderText)>,
+}
+
+impl fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| *name).collect();
+        f.debug_struct("HttpRequest")
+            .field("url", &self.url.as_str())
+            .field("headers", &names)
+            .finish()
+    }
+}
+
+/// What came back: status, `Retry-After` (raw), `Location` presence and a bounded body.
+#[derive(Clone, Debug)]
+pub(crate) struct HttpResponse {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<String>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Why no response arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TransportError {
+    /// Could not connect (refused, unreachable, connect timeout).
+    Connect(String),
+    /// The request timed out after connecting.
+    Timeout,
+    /// Anything else (reset, protocol error, body read failure).
+    Other(String),
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connect(detail) => write!(f, "cannot connect: {detail}"),
+            Self::Timeout => f.write_str("request timed out"),
+            Self::Other(detail) => write!(f, "request failed: {detail}"),
+        }
+    }
+}
+
+/// Sends one GET request. Implementations must not follow redirects.
+#[async_trait]
+pub(crate) trait Transport: Send + Sync + fmt::Debug {
+    async fn get(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError>;
+}
+
+/// The production transport: reqwest with no redirects, no proxy, connect and total timeouts.
+#[derive(Debug, Clone)]
+pub(crate) struct ReqwestTransport {
+    client: reqwest::Client,
+}
+
+impl ReqwestTransport {
+    pub(crate) fn new(timing: &Timing) -> Result<Self, IdentityConfigError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(timing.connect_timeout)
+            .timeout(timing.request_timeout)
+            .user_agent(concat!(
+                "handler/",
+                env!("CARGO_PKG_VERSION"),
+                " managed-identity"
+            ))
+            .build()
+            .map_err(|e| IdentityConfigError::HttpClient(e.to_string()))?;
+        Ok(Self { client })
+    }
+}
+
+#[async_trait]
+impl Transport for ReqwestTransport {
+    async fn get(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let mut headers = HeaderMap::new();
+        for (name, text) in &request.headers {
+            let mut value = HeaderValue::from_str(text.value())
+                .map_err(|_| TransportError::Other(format!("invalid value for header {name}")))?;
+            if matches!(text, HeaderText::Secret(_)) {
+                value.set_sensitive(true);
+            }
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| TransportError::Other(format!("invalid header name {name}")))?;
+            headers.insert(name, value);
+        }
+        let mut response = self
+            .client
+            .get(request.url.clone())
+            .headers(headers)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            let room = MAX_BODY_BYTES.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if room <= chunk.len() {
+                break;
+            }
+        }
+        Ok(HttpResponse {
+            status,
+            retry_after,
+            body,
+        })
+    }
+}
+
+/// Maps a reqwest error to our kinds. reqwest's messages hold the URL (endpoint, resource and
+/// identity id: not secrets) and never header values.
+fn classify(error: reqwest::Error) -> TransportError {
+    if error.is_timeout() {
+        TransportError::Timeout
+    } else if error.is_connect() {
+        TransportError::Connect(error_chain(&error))
+    } else {
+        TransportError::Other(error_chain(&error))
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
