@@ -1,1 +1,63 @@
-fn main() {}
+//! `emulators` binary: dispatches to one emulator per subcommand.
+//!
+//! Usage errors go to stderr with exit code 2; fatal runtime errors with exit code 1.
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: emulators <subcommand> [flags]
+subcommands:
+  pki --out DIR
+  identity --config FILE [--port N] [--header-secret S]";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((subcommand, rest)) = args.split_first() else {
+        return usage_error("missing subcommand");
+    };
+    let outcome = match subcommand.as_str() {
+        "pki" => run_pki(rest),
+        "identity" => run_identity(rest).await,
+        // The lead merges "keyvault" and "host" here.
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => return usage_error(&format!("unknown subcommand `{other}`")),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => usage_error(&message),
+        Err(Failure::Fatal(message)) => {
+            eprintln!("emulators {subcommand}: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Why a subcommand did not complete.
+enum Failure {
+    /// Bad command line: print usage, exit 2.
+    Usage(String),
+    /// Runtime failure: exit 1.
+    Fatal(String),
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("emulators: {message}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn run_pki(args: &[String]) -> Result<(), Failure> {
+    let out = emulators::pki::parse_args(args).map_err(Failure::Usage)?;
+    let paths = emulators::pki::ensure_pki(&out).map_err(|e| Failure::Fatal(e.to_string()))?;
+    println!("{}", paths.to_json());
+    Ok(())
+}
+
+async fn run_identity(args: &[String]) -> Result<(), Failure> {
+    let options = emulators::identity::Options::parse(args).map_err(Failure::Usage)?;
+    emulators::identity::run(options)
+        .await
+        .map_err(|e| Failure::Fatal(e.to_string()))
+}
