@@ -75,18 +75,20 @@ pub fn base_url(listener: &TcpListener, tls: bool) -> Result<String, ServeError>
     Ok(format!("{scheme}://127.0.0.1:{port}"))
 }
 
-/// Prints the ready line `{"ready":"<base_url>", ...extra}` on stdout and flushes it.
+/// Prints the ready line `{"ready":"<base_url>", ...extra}` (with `ready` first) on stdout and flushes it.
 ///
 /// Call it once, as soon as the listener is bound and before any log line.
 pub fn announce_ready(
     base_url: &str,
     extra: serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), ServeError> {
-    let mut line = serde_json::Map::new();
-    line.insert("ready".into(), base_url.into());
-    line.extend(extra);
+    let mut line = format!("{{\"ready\":{}", serde_json::Value::from(base_url));
+    for (name, value) in extra.into_iter().filter(|(name, _)| name != "ready") {
+        line.push_str(&format!(",{}:{value}", serde_json::Value::from(name)));
+    }
+    line.push('}');
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", serde_json::Value::Object(line))?;
+    writeln!(stdout, "{line}")?;
     stdout.flush()?;
     Ok(())
 }

@@ -299,6 +299,9 @@ async fn header_secret_comes_from_flag_then_config_then_random() {
     );
     let first = Emu::start(&[]);
     let second = Emu::start(&[]);
+    let line = &first.process.ready_line;
+    assert!(line.starts_with("{\"ready\":\"http://127.0.0.1:"), "{line}");
+    assert_eq!(first.process.ready_json["tenant_id"], TENANT);
     assert!(first.secret.len() >= 32);
     assert_ne!(first.secret, second.secret, "random per process");
 }
@@ -331,6 +334,20 @@ async fn request_log_records_protocol_query_status_but_no_secrets() {
     );
     assert_eq!(entries[0]["query"]["client_id"], USER_CLIENT);
     assert_eq!(entries[0]["query"]["resource"], VAULT);
+    assert!(
+        entries[0]["header_names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "x-identity-header")
+    );
+    assert!(
+        entries[1]["header_names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "secret")
+    );
     let text = log.to_string();
     assert!(!text.contains(&emu.secret));
     assert!(!text.contains(token.json["access_token"].as_str().unwrap()));

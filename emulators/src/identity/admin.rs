@@ -2,7 +2,7 @@
 //!
 //! | method + path | body | answer |
 //! |---|---|---|
-//! | `GET /_emulator/requests` | | `{"count":N,"requests":[{"protocol","query":{..},"status","injected"}]}` |
+//! | `GET /_emulator/requests` | | `{"count":N,"requests":[{"protocol","query":{..},"header_names":[..],"status","injected"}]}` |
 //! | `DELETE /_emulator/requests` | | `{"count":0}` |
 //! | `POST /_emulator/faults` | a rule or an array of rules ([`super::rules`]) | `{"queued":N}` |
 //! | `GET` / `DELETE /_emulator/faults` | | `{"queued":N}` |

@@ -77,7 +77,7 @@ impl IdentityEmulator {
             describe_selector(&query),
             status.as_u16()
         );
-        self.record(protocol, &query, status, injected);
+        self.record(protocol, &query, request.headers(), status, injected);
         response
     }
 
@@ -179,14 +179,19 @@ impl IdentityEmulator {
         }
     }
 
-    /// Appends to the request log: protocol, query parameters and status, never header values.
+    /// Appends to the request log: protocol, query parameters, header names and status
+    /// (never header values, so neither the secret nor anything else sensitive).
     fn record(
         &self,
         protocol: Protocol,
         query: &[(String, String)],
+        headers: &HeaderMap,
         status: StatusCode,
         injected: bool,
     ) {
+        let mut header_names: Vec<&str> = headers.keys().map(|name| name.as_str()).collect();
+        header_names.sort_unstable();
+        header_names.dedup();
         let query: Map<String, Value> = query
             .iter()
             .map(|(name, value)| (name.clone(), Value::String(value.clone())))
@@ -194,6 +199,7 @@ impl IdentityEmulator {
         self.requests().push(json!({
             "protocol": protocol.name(),
             "query": query,
+            "header_names": header_names,
             "status": status.as_u16(),
             "injected": injected,
         }));

@@ -24,6 +24,8 @@ pub struct Running {
     pub base_url: String,
     /// The whole ready line, for extra fields such as `header_secret`.
     pub ready_json: serde_json::Value,
+    /// The ready line exactly as printed.
+    pub ready_line: String,
     /// The child process.
     pub child: Child,
     logs: Arc<Mutex<Vec<String>>>,
@@ -109,6 +111,7 @@ pub fn spawn_emulator(args: &[&str]) -> Running {
     Running {
         base_url,
         ready_json,
+        ready_line: line,
         child,
         logs,
     }
