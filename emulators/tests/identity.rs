@@ -412,3 +412,66 @@ async fn bad_command_lines_are_usage_errors() {
     assert_eq!(missing_file.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing_file.stderr).contains("/nonexistent/config.json"));
 }
+
+#[tokio::test]
+async fn odd_input_never_takes_the_emulator_down() {
+    let emu = Emu::start(&[]);
+    let base = emu.process.base_url.clone();
+    let raw_queries = [
+        "/msi/token?api-version=2019-08-01&resource=%ZZ%",
+        "/msi/token?api-version=2019-08-01&resource=%FF%FE",
+        "/msi/token?&&&=&api-version&resource",
+        "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=x&client_id=%00",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/_emulator/",
+        "//v2.0/.well-known/openid-configuration",
+    ];
+    for path in raw_queries {
+        let answer = emu
+            .client
+            .get(format!("{base}{path}"))
+            .header("X-IDENTITY-HEADER", &emu.secret)
+            .header(
+                "Metadata",
+                reqwest::header::HeaderValue::from_bytes(b"tr\xffue").unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            !answer.status().is_server_error(),
+            "{path}: {}",
+            answer.status()
+        );
+    }
+    let long_resource = "r".repeat(8 * 1024);
+    assert_eq!(emu.app_service(&[], &long_resource).await.status, 200);
+    let post = emu
+        .client
+        .post(emu.url(APP_SERVICE))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 405);
+    let huge = vec![b'x'; 2 * 1024 * 1024];
+    // A separate, unpooled client: the server closes a connection whose body it refused.
+    let one_shot = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let too_big = one_shot
+        .post(emu.url("/_emulator/faults"))
+        .body(huge)
+        .send()
+        .await;
+    if let Ok(answer) = too_big {
+        assert_eq!(answer.status().as_u16(), 413);
+    }
+    assert_eq!(
+        emu.app_service(&[], VAULT).await.status,
+        200,
+        "still serving"
+    );
+}

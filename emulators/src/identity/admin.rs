@@ -2,7 +2,7 @@
 //!
 //! | method + path | body | answer |
 //! |---|---|---|
-//! | `GET /_emulator/requests` | | `{"count":N,"requests":[{"protocol","query":{..},"header_names":[..],"status","injected"}]}` |
+//! | `GET /_emulator/requests` | | `{"count":N,"requests":[{"protocol","query":{..},"header_names":[..],"status","injected"}]}` (token requests only, oldest first, the last 10 000) |
 //! | `DELETE /_emulator/requests` | | `{"count":0}` |
 //! | `POST /_emulator/faults` | a rule or an array of rules ([`super::rules`]) | `{"queued":N}` |
 //! | `GET` / `DELETE /_emulator/faults` | | `{"queued":N}` |
@@ -97,7 +97,7 @@ fn parse_optional<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result
 }
 
 fn list_requests(emulator: &IdentityEmulator) -> HttpResponse {
-    let requests = emulator.requests().clone();
+    let requests: Vec<Value> = emulator.requests().iter().cloned().collect();
     json_response(
         StatusCode::OK,
         &json!({"count": requests.len(), "requests": requests}),

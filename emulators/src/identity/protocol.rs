@@ -8,7 +8,8 @@
 //!
 //! Errors use each platform's shape: App Service
 //! `{"statusCode":400,"message":…,"correlationId":…}`, IMDS `{"error":…,"error_description":…}`.
-//! A missing guard header is a 400, a wrong secret a 401 (App Service family). A selector that
+//! A missing guard header is a 400, a wrong secret a 401 (App Service family; reports of the real
+//! endpoint show both statuses, and no public source pins which case gets which). A selector that
 //! belongs to another protocol (or the undocumented `resource_id`) is refused like an unknown id.
 
 use hyper::{HeaderMap, StatusCode};

@@ -1,5 +1,6 @@
 //! The identity emulator's shared state, routing and token-request flow.
 
+use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ use super::{admin, authority};
 use crate::jwt::KeyRing;
 use crate::serve::{Handler, HttpResponse, json_response, query_pairs, text_response};
 
+/// The request log keeps only this many most recent token requests (a long local-stack run
+/// must not grow without bound).
+pub const MAX_RECORDED_REQUESTS: usize = 10_000;
+
 /// Everything the emulator knows; shared by all connections.
 #[derive(Debug)]
 pub struct IdentityEmulator {
@@ -27,7 +32,7 @@ pub struct IdentityEmulator {
     pub(super) base_url: String,
     keys: RwLock<KeyRing>,
     rules: Mutex<RuleQueue>,
-    requests: Mutex<Vec<Value>>,
+    requests: Mutex<VecDeque<Value>>,
 }
 
 /// Locks a mutex, ignoring poisoning (the data stays usable for an emulator).
@@ -44,7 +49,7 @@ impl IdentityEmulator {
             base_url,
             keys: RwLock::new(keys),
             rules: Mutex::new(RuleQueue::default()),
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -60,7 +65,7 @@ impl IdentityEmulator {
         lock(&self.rules)
     }
 
-    pub(super) fn requests(&self) -> MutexGuard<'_, Vec<Value>> {
+    pub(super) fn requests(&self) -> MutexGuard<'_, VecDeque<Value>> {
         lock(&self.requests)
     }
 
@@ -196,7 +201,11 @@ impl IdentityEmulator {
             .iter()
             .map(|(name, value)| (name.clone(), Value::String(value.clone())))
             .collect();
-        self.requests().push(json!({
+        let mut requests = self.requests();
+        if requests.len() >= MAX_RECORDED_REQUESTS {
+            requests.pop_front();
+        }
+        requests.push_back(json!({
             "protocol": protocol.name(),
             "query": query,
             "header_names": header_names,
