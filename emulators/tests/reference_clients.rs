@@ -33,18 +33,20 @@ fn reference_python() -> PathBuf {
     python
 }
 
-fn run_driver(emu: &Emu) -> Vec<Value> {
+/// Runs the Python driver against `emu` (all cases, or only `PROTOCOL:IDENTITY` ones).
+fn run_driver(emu: &Emu, only: &[&str]) -> Vec<Value> {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/azure_identity_check.py");
-    let output = Command::new(reference_python())
-        .arg(script)
-        .args([
-            emu.process.base_url.as_str(),
-            emu.secret.as_str(),
-            USER_CLIENT,
-        ])
-        .output()
-        .expect("run the Python driver");
+    let mut command = Command::new(reference_python());
+    command.arg(script).args([
+        emu.process.base_url.as_str(),
+        emu.secret.as_str(),
+        USER_CLIENT,
+    ]);
+    for case in only {
+        command.args(["--only", case]);
+    }
+    let output = command.output().expect("run the Python driver");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -67,7 +69,7 @@ fn run_driver(emu: &Emu) -> Vec<Value> {
 #[ignore = "needs the reference clients: run scripts/test"]
 async fn azure_identity_gets_tokens_over_every_protocol() {
     let emu = Emu::start(&[]);
-    let results = run_driver(&emu);
+    let results = run_driver(&emu, &[]);
     assert_eq!(results.len(), 6, "{results:?}");
     for result in &results {
         let case = format!("{} / {}", result["protocol"], result["identity"]);
@@ -126,4 +128,36 @@ fn check_wire(log: &Value) {
             "{protocol}: {selector}"
         );
     }
+}
+
+/// The emulator's fault rules drive the real client's retry policy: 500, 500 then a token
+/// (the spec's `retry_500x2`: three requests, the token returned), and a 400 is not retried.
+#[tokio::test]
+#[ignore = "needs the reference clients: run scripts/test"]
+async fn azure_identity_retries_injected_500s_and_not_400s() {
+    let emu = Emu::start(&[]);
+    emu.fault(serde_json::json!({"protocol": "appservice2019", "status": 500, "times": 2}))
+        .await;
+    let results = run_driver(&emu, &["appservice2019:system"]);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["ok"], true, "{}", results[0]["error"]);
+    assert_eq!(results[0]["claims"]["oid"], SYSTEM_OBJECT);
+    assert_eq!(statuses(&emu.requests().await), [500, 500, 200]);
+
+    emu.admin(reqwest::Method::DELETE, "/_emulator/requests", None)
+        .await;
+    emu.fault(serde_json::json!({"protocol": "legacy2017", "status": 400}))
+        .await;
+    let results = run_driver(&emu, &["legacy2017:user"]);
+    assert_eq!(results[0]["ok"], false, "a 400 must surface as an error");
+    assert_eq!(statuses(&emu.requests().await), [400], "no retry on 400");
+}
+
+fn statuses(log: &Value) -> Vec<u64> {
+    log["requests"]
+        .as_array()
+        .expect("request log")
+        .iter()
+        .map(|r| r["status"].as_u64().expect("status"))
+        .collect()
 }

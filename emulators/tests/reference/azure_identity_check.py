@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drive the official azure-identity ManagedIdentityCredential against the identity emulator.
 
-Usage: azure_identity_check.py BASE_URL HEADER_SECRET USER_CLIENT_ID [SCOPE]
+Usage: azure_identity_check.py BASE_URL HEADER_SECRET USER_CLIENT_ID [SCOPE] [--only PROTOCOL:IDENTITY]
 
 For each protocol (App Service 2019, legacy 2017 / Azure ML, IMDS through
 AZURE_POD_IDENTITY_AUTHORITY_HOST) and each identity (system-assigned, user-assigned by client
@@ -11,7 +11,9 @@ ManagedIdentityCredential for a token, and prints one JSON document on stdout:
   {"results": [{"protocol", "identity", "ok", "claims": {aud, oid, appid, tid, iss},
                 "expires_on", "error"}]}
 
-Only decoded claims are printed, never the token or the secret. Exit code 0 when the driver ran
+`--only appservice2019:system` (repeatable) restricts the run to those cases, for scenarios the
+caller prepares on the emulator first (e.g. queued faults). Only decoded claims are printed,
+never the token or the secret. Exit code 0 when the driver ran
 (individual failures are reported in "ok"/"error"), 2 on bad usage.
 """
 
@@ -88,18 +90,36 @@ def run_case(protocol, identity, client_id, base_url, secret, scope):
     return result
 
 
+def split_only(args):
+    """Separates `--only P:I` options from positional arguments; (None, _) on a dangling flag."""
+    positional, only = [], set()
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--only":
+            value = next(rest, None)
+            if value is None:
+                return None, only
+            only.add(value)
+        else:
+            positional.append(arg)
+    return positional, only
+
+
 def main(argv):
     if len(argv) >= 2 and argv[1] == "--child":
         run_child(argv[2], argv[3] if len(argv) > 3 else "")
         return 0
-    if len(argv) not in (4, 5):
+    positional, only = split_only(argv[1:])
+    if positional is None or len(positional) not in (3, 4):
         print(__doc__, file=sys.stderr)
         return 2
-    base_url, secret, user_client_id = argv[1].rstrip("/"), argv[2], argv[3]
-    scope = argv[4] if len(argv) == 5 else "https://vault.azure.net/.default"
+    base_url, secret, user_client_id = positional[0].rstrip("/"), positional[1], positional[2]
+    scope = positional[3] if len(positional) == 4 else "https://vault.azure.net/.default"
     results = []
     for protocol in ("appservice2019", "legacy2017", "imds"):
         for identity, client_id in (("system", None), ("user", user_client_id)):
+            if only and protocol + ":" + identity not in only:
+                continue
             results.append(run_case(protocol, identity, client_id, base_url, secret, scope))
     print(json.dumps({"results": results}))
     return 0
