@@ -8,8 +8,9 @@
 //! - [`announce_ready`]: the ready line;
 //! - [`init_logging`]: env_logger to stdout, `RUST_LOG` or `info`;
 //! - [`tls_acceptor`]: an optional rustls acceptor from PEM cert chain + PKCS#8 key files;
-//! - [`serve`]: the accept loop; it buffers each request body (up to [`MAX_BODY_BYTES`]) and hands
-//!   a `Request<Bytes>` to a [`Handler`], until SIGTERM/SIGINT;
+//! - [`serve`] / [`serve_until`]: the accept loop; it buffers each request body (up to
+//!   [`MAX_BODY_BYTES`]) and hands a `Request<Bytes>` to a [`Handler`], until SIGTERM/SIGINT
+//!   (or a future of your choice);
 //! - [`json_response`], [`text_response`], [`query_pairs`]: small response/request utilities.
 
 use std::convert::Infallible;
@@ -147,12 +148,22 @@ pub async fn serve<H: Handler>(
     tls: Option<TlsAcceptor>,
     handler: Arc<H>,
 ) -> Result<(), ServeError> {
-    let shutdown = shutdown_signal();
+    serve_until(listener, tls, handler, shutdown_signal()).await
+}
+
+/// Like [`serve`], but stops when `shutdown` resolves (for in-process tests and embedding).
+/// Connections already accepted finish on their own tasks.
+pub async fn serve_until<H: Handler>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => {
-                info!("shutdown signal received, exiting");
+                info!("shutdown requested, exiting");
                 return Ok(());
             }
             accepted = listener.accept() => match accepted {
@@ -263,4 +274,85 @@ pub fn query_pairs<B>(request: &Request<B>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.as_bytes())
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+
+    impl Handler for Echo {
+        async fn handle(&self, request: Request<Bytes>) -> HttpResponse {
+            let body = serde_json::json!({
+                "path": request.uri().path(),
+                "query": query_pairs(&request),
+                "body": String::from_utf8_lossy(request.body()),
+            });
+            json_response(StatusCode::OK, &body)
+        }
+    }
+
+    async fn start(tls: Option<TlsAcceptor>) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let listener = bind_loopback(0).await.unwrap();
+        assert!(listener.local_addr().unwrap().ip().is_loopback());
+        let url = base_url(&listener, tls.is_some()).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve_until(listener, tls, Arc::new(Echo), async {
+            let _ = stopped.await;
+        }));
+        (url, stop)
+    }
+
+    #[tokio::test]
+    async fn serves_plain_http_with_buffered_body_and_decoded_query() {
+        let (url, _stop) = start(None).await;
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let answer = client
+            .post(format!("{url}/x?a=1&b=%20two"))
+            .body("hello")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.headers()["content-type"],
+            "application/json; charset=utf-8"
+        );
+        let json: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+        assert_eq!(json["path"], "/x");
+        assert_eq!(
+            json["query"],
+            serde_json::json!([["a", "1"], ["b", " two"]])
+        );
+        assert_eq!(json["body"], "hello");
+    }
+
+    #[tokio::test]
+    async fn serves_tls_with_the_test_pki_and_stops_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::pki::ensure_pki(dir.path()).unwrap();
+        let acceptor = tls_acceptor(&pki.leaf_cert, &pki.leaf_key).unwrap();
+        let (url, stop) = start(Some(acceptor)).await;
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tls_certs_only([ca])
+            .build()
+            .unwrap();
+        let answer = client.get(format!("{url}/tls")).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        stop.send(()).unwrap();
+    }
+
+    #[test]
+    fn tls_acceptor_reports_missing_files_by_path() {
+        let result = tls_acceptor(
+            Path::new("/nonexistent/c.pem"),
+            Path::new("/nonexistent/k.pem"),
+        );
+        let Err(error) = result else {
+            panic!("missing files must be an error");
+        };
+        assert!(error.to_string().contains("/nonexistent/c.pem"));
+    }
 }
