@@ -11,6 +11,8 @@
 //! A missing guard header is a 400, a wrong secret a 401 (App Service family; reports of the real
 //! endpoint show both statuses, and no public source pins which case gets which). A selector that
 //! belongs to another protocol (or the undocumented `resource_id`) is refused like an unknown id.
+//! A scope sent as the resource (`…/.default`) gets Entra ID's AADSTS500011 (App Service: 500,
+//! IMDS: 400 `invalid_resource`), so a client that forgets to strip it fails here as in Azure.
 
 use hyper::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
@@ -242,6 +244,7 @@ fn required_resource(protocol: Protocol, query: &[(String, String)]) -> Result<S
         .map(|(_, v)| v)
         .collect();
     match resources.as_slice() {
+        [resource] if resource.ends_with("/.default") => Err(scope_as_resource(protocol, resource)),
         [resource] if !resource.is_empty() => Ok((*resource).clone()),
         _ if protocol == Protocol::Imds => Err(imds_error(
             StatusCode::BAD_REQUEST,
@@ -252,6 +255,20 @@ fn required_resource(protocol: Protocol, query: &[(String, String)]) -> Result<S
             StatusCode::BAD_REQUEST,
             "The resource parameter is required and must be given once.",
         )),
+    }
+}
+
+/// A scope (`…/.default`) sent as `resource` is not a resource principal: Entra ID refuses it
+/// (AADSTS500011), which App Service passes on as a 500 and IMDS as a 400 `invalid_resource`.
+fn scope_as_resource(protocol: Protocol, resource: &str) -> Rejection {
+    let shown: String = resource.chars().take(200).collect();
+    let message = format!(
+        "AADSTS500011: The resource principal named {shown} was not found in the tenant. \
+         (A scope was sent as the resource: strip the trailing /.default.)"
+    );
+    match protocol {
+        Protocol::Imds => imds_error(StatusCode::BAD_REQUEST, "invalid_resource", &message),
+        _ => app_service_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
     }
 }
 
@@ -383,6 +400,22 @@ mod tests {
             pick(Imds, &[("client_id", "nope")]),
             Err(StatusCode::BAD_REQUEST)
         );
+    }
+
+    #[test]
+    fn a_scope_sent_as_resource_is_refused() {
+        let config = config();
+        let query = query(&[("resource", "https://vault.azure.net/.default")]);
+        let app_service = resolve_target(Protocol::AppService2019, &query, &config).unwrap_err();
+        assert_eq!(app_service.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            app_service.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("AADSTS500011")
+        );
+        let imds = resolve_target(Protocol::Imds, &query, &config).unwrap_err();
+        assert_eq!(imds.body["error"], "invalid_resource");
     }
 
     #[test]

@@ -78,8 +78,8 @@ impl IdentityEmulator {
         info!(
             "{} resource={} selector={} -> {}",
             protocol.name(),
-            first(&query, "resource").unwrap_or("(none)"),
-            describe_selector(&query),
+            loggable(first(&query, "resource").unwrap_or("(none)")),
+            loggable(&describe_selector(&query)),
             status.as_u16()
         );
         self.record(protocol, &query, request.headers(), status, injected);
@@ -239,6 +239,22 @@ impl Handler for IdentityEmulator {
     }
 }
 
+/// Longest request-controlled text put in a log line.
+const MAX_LOGGED_CHARS: usize = 200;
+
+/// Request-controlled text made safe for one log line: control characters escaped, length capped.
+fn loggable(text: &str) -> String {
+    let mut shown: String = text
+        .chars()
+        .take(MAX_LOGGED_CHARS)
+        .flat_map(char::escape_default)
+        .collect();
+    if text.chars().count() > MAX_LOGGED_CHARS {
+        shown.push_str("...");
+    }
+    shown
+}
+
 /// The first value of query parameter `name`.
 pub(super) fn first<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
     query
@@ -297,4 +313,19 @@ fn malformed_response() -> HttpResponse {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_fields_cannot_forge_lines_or_flood() {
+        assert_eq!(
+            loggable("https://vault.azure.net"),
+            "https://vault.azure.net"
+        );
+        assert!(!loggable("a\n[INFO] forged").contains('\n'));
+        assert!(loggable(&"x".repeat(5000)).len() < 300);
+    }
 }
