@@ -15,6 +15,7 @@
 //! }
 //! ```
 //! Unknown fields are rejected so that a typo does not silently change behaviour.
+//! `emulators/config/identity.sample.json` is a working example (a unit test loads it).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -200,6 +201,14 @@ mod tests {
         let config: Config = serde_json::from_str(text).map_err(|e| e.to_string())?;
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
+    }
+
+    #[test]
+    fn the_sample_config_loads() {
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/config/identity.sample.json");
+        let config = Config::load(Path::new(sample)).unwrap();
+        assert!(config.system_identity().is_some());
+        assert_eq!(config.identities.len(), 2);
     }
 
     #[test]
