@@ -1,2 +1,11 @@
-//! emulators
+//! Local stand-ins for the Azure services the handler talks to, used by tests and the local stack.
+//!
+//! One binary (`emulators`) with a subcommand per emulator; this library holds their code so that
+//! integration tests and other emulators can reuse the pieces (PKI, JWT signing, serving helpers).
+//! Nothing here is linked into the `handler` binary.
+
+pub mod identity;
+pub mod jwt;
 pub mod keyvault;
+pub mod pki;
+pub mod serve;
