@@ -24,7 +24,7 @@ fn reference_python() -> PathBuf {
     assert!(
         python.exists(),
         "{} is missing: run scripts/test, or create it with `python3 -m venv .venv && \
-         .venv/bin/pip install -r scripts/reference-clients/requirements-keyvault.txt`",
+         .venv/bin/pip install -r scripts/reference-clients/requirements.txt`",
         python.display()
     );
     python
