@@ -5,21 +5,161 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
 
+use azure_core::credentials::TokenCredential;
 use tokio::net::TcpListener;
 
-use crate::config::ServerConfig;
+use crate::clients::blob::BlobStore;
+use crate::clients::http::{AzureHttp, HttpSettings};
+use crate::clients::keyvault::KeyVault;
+use crate::clients::names::SecretAllowlist;
+use crate::config::{AppSettings, ServerConfig};
 use crate::dispatch::Runtime;
+use crate::error::FunctionError;
+use crate::identity::ManagedIdentity;
 use crate::registry::{self, Implemented, Registry};
 
-/// The state every function receives.
-#[derive(Debug, Default)]
-pub struct App {}
+/// The state every function receives: the identity and the clients, each built once at
+/// start-up and shared. A piece whose setting is missing or bad is kept as the reason, so only
+/// the functions that need it fail, and the others keep serving.
+#[derive(Debug)]
+pub struct App {
+    identity: Result<ManagedIdentity, Unconfigured>,
+    keyvault: Result<KeyVault, Unconfigured>,
+    blobs: Result<BlobStore, Unconfigured>,
+    allowed_secrets: Result<SecretAllowlist, Unconfigured>,
+    refresh_resources: Vec<String>,
+}
+
+/// Why a piece of the app is not available.
+#[derive(Debug, Clone)]
+enum Unconfigured {
+    /// A setting is missing or invalid.
+    Setting {
+        setting: &'static str,
+        problem: String,
+    },
+    /// The managed identity cannot be used (its message names the variable).
+    Identity(String),
+}
+
+impl From<Unconfigured> for FunctionError {
+    fn from(reason: Unconfigured) -> Self {
+        match reason {
+            Unconfigured::Setting { setting, problem } => {
+                FunctionError::NotConfigured { setting, problem }
+            }
+            Unconfigured::Identity(message) => FunctionError::IdentityNotConfigured(message),
+        }
+    }
+}
 
 impl App {
     /// Builds the shared state. Nothing here touches the network, so start-up stays fast.
-    pub fn new() -> Self {
-        Self {}
+    pub fn new(settings: AppSettings) -> Self {
+        let identity = settings
+            .identity
+            .and_then(ManagedIdentity::new)
+            .map_err(|e| Unconfigured::Identity(e.to_string()));
+        let http = AzureHttp::new(HttpSettings::default()).map_err(|e| Unconfigured::Setting {
+            setting: "SSL_CERT_FILE",
+            problem: e.to_string(),
+        });
+        let keyvault = build_client(
+            &identity,
+            &http,
+            settings.key_vault_url.as_deref(),
+            KEY_VAULT_URL,
+            |url, credential, http| KeyVault::new(url, credential, http).map_err(|e| e.to_string()),
+        );
+        let blobs = build_client(
+            &identity,
+            &http,
+            settings.storage_blob_url.as_deref(),
+            STORAGE_BLOB_URL,
+            |url, credential, http| {
+                BlobStore::new(url, credential, http).map_err(|e| e.to_string())
+            },
+        );
+        let allowed_secrets =
+            SecretAllowlist::parse(settings.allowed_secrets.as_deref()).map_err(|e| {
+                Unconfigured::Setting {
+                    setting: "ALLOWED_SECRETS",
+                    problem: e.to_string(),
+                }
+            });
+        for problem in [
+            &identity.as_ref().err(),
+            &keyvault.as_ref().err(),
+            &blobs.as_ref().err(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            log::warn!("{}", FunctionError::from((*problem).clone()));
+        }
+        Self {
+            identity,
+            keyvault,
+            blobs,
+            allowed_secrets,
+            refresh_resources: settings.refresh_resources,
+        }
     }
+
+    /// The shared managed identity.
+    pub fn identity(&self) -> Result<&ManagedIdentity, FunctionError> {
+        self.identity.as_ref().map_err(|e| e.clone().into())
+    }
+
+    /// The Key Vault client (KEY_VAULT_URL).
+    pub fn keyvault(&self) -> Result<&KeyVault, FunctionError> {
+        self.keyvault.as_ref().map_err(|e| e.clone().into())
+    }
+
+    /// The Blob Storage client (STORAGE_BLOB_URL).
+    pub fn blobs(&self) -> Result<&BlobStore, FunctionError> {
+        self.blobs.as_ref().map_err(|e| e.clone().into())
+    }
+
+    /// The secrets GetSecret may read (ALLOWED_SECRETS).
+    pub fn allowed_secrets(&self) -> Result<&SecretAllowlist, FunctionError> {
+        self.allowed_secrets.as_ref().map_err(|e| e.clone().into())
+    }
+
+    /// The resources RefreshTokens keeps warm.
+    pub fn refresh_resources(&self) -> &[String] {
+        &self.refresh_resources
+    }
+}
+
+const KEY_VAULT_URL: (&str, &str) = (
+    "KEY_VAULT_URL",
+    "set it to the vault's URL, e.g. https://<vault>.vault.azure.net/",
+);
+const STORAGE_BLOB_URL: (&str, &str) = (
+    "STORAGE_BLOB_URL",
+    "set it to the account's blob endpoint, e.g. https://<account>.blob.core.windows.net",
+);
+
+/// Builds one service client from its URL setting and the shared identity and transport.
+fn build_client<T>(
+    identity: &Result<ManagedIdentity, Unconfigured>,
+    http: &Result<AzureHttp, Unconfigured>,
+    url: Option<&str>,
+    (setting, hint): (&'static str, &'static str),
+    build: impl FnOnce(&str, Arc<dyn TokenCredential>, &AzureHttp) -> Result<T, String>,
+) -> Result<T, Unconfigured> {
+    let url = url.ok_or_else(|| Unconfigured::Setting {
+        setting,
+        problem: format!("it is not set; {hint}"),
+    })?;
+    let credential: Arc<dyn TokenCredential> = Arc::new(identity.clone()?);
+    build(url, credential, http.as_ref().map_err(Clone::clone)?).map_err(|problem| {
+        Unconfigured::Setting {
+            setting,
+            problem: format!("{problem}; {hint}"),
+        }
+    })
 }
 
 /// Why the handler could not start serving.

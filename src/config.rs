@@ -203,3 +203,61 @@ mod tests {
         }
     }
 }
+
+/// The resources RefreshTokens keeps warm when TOKEN_REFRESH_RESOURCES is not set.
+pub const DEFAULT_REFRESH_RESOURCES: &[&str] =
+    &["https://vault.azure.net", "https://storage.azure.com"];
+
+/// The functions' settings, read once at start-up. URLs and lists are kept as given here and
+/// validated by the app when it builds the client that uses them, so a bad one fails only the
+/// functions that need it, with a message naming the setting.
+#[derive(Debug)]
+pub struct AppSettings {
+    /// KEY_VAULT_URL.
+    pub key_vault_url: Option<String>,
+    /// STORAGE_BLOB_URL.
+    pub storage_blob_url: Option<String>,
+    /// ALLOWED_SECRETS.
+    pub allowed_secrets: Option<String>,
+    /// TOKEN_REFRESH_RESOURCES, split on commas; the default when unset.
+    pub refresh_resources: Vec<String>,
+    /// The managed-identity settings, detected and validated by the identity module.
+    pub identity: Result<crate::identity::IdentityConfig, crate::identity::IdentityConfigError>,
+}
+
+impl AppSettings {
+    /// Reads the process environment.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let refresh_resources = get("TOKEN_REFRESH_RESOURCES")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_else(|| {
+                DEFAULT_REFRESH_RESOURCES
+                    .iter()
+                    .map(|r| (*r).to_owned())
+                    .collect()
+            });
+        Self {
+            key_vault_url: get("KEY_VAULT_URL"),
+            storage_blob_url: get("STORAGE_BLOB_URL"),
+            allowed_secrets: get("ALLOWED_SECRETS"),
+            refresh_resources,
+            identity: crate::identity::IdentityConfig::from_lookup(&lookup),
+        }
+    }
+}

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::clients::blob::StorageError;
+use crate::clients::keyvault::KeyVaultError;
 use crate::http::HttpResponse;
+use crate::identity::IdentityError;
 
 /// Everything a function invocation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,21 @@ pub enum FunctionError {
         /// What is wrong with it and what to set.
         problem: String,
     },
+    /// The managed identity could not give a token.
+    #[error("could not get a managed-identity token: {0}")]
+    Identity(#[from] IdentityError),
+    /// The managed-identity settings are unusable; every function that needs a token says so.
+    #[error("the managed identity is not configured: {0}")]
+    IdentityNotConfigured(String),
+    /// Key Vault refused or failed.
+    #[error(transparent)]
+    KeyVault(#[from] KeyVaultError),
+    /// Blob Storage refused or failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Another upstream failure, already described.
+    #[error("{0}")]
+    Upstream(String),
     /// The function panicked: a bug in the handler, never the caller's fault.
     #[error(
         "the function failed unexpectedly (a bug in the handler); its log on stderr has the details"
@@ -65,6 +83,12 @@ impl FunctionError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> u16 {
         match self {
+            Self::Identity(IdentityError::InvalidScope { .. }) => 400,
+            Self::Identity(_) => 503,
+            Self::IdentityNotConfigured(_) => 500,
+            Self::KeyVault(error) => keyvault_status(error),
+            Self::Storage(error) => storage_status(error),
+            Self::Upstream(_) => 502,
             Self::BadRequest(_) | Self::Payload(_) => 400,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
@@ -77,6 +101,12 @@ impl FunctionError {
     /// A stable machine-readable code for the error body.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::Identity(IdentityError::InvalidScope { .. }) => "BadRequest",
+            Self::Identity(_) => "TokenUnavailable",
+            Self::IdentityNotConfigured(_) => "NotConfigured",
+            Self::KeyVault(_) | Self::Storage(_) | Self::Upstream(_) => {
+                status_code_name(self.status())
+            }
             Self::BadRequest(_) => "BadRequest",
             Self::Payload(_) => "BadInvocation",
             Self::Forbidden(_) => "Forbidden",
@@ -90,7 +120,14 @@ impl FunctionError {
 
     /// How long the caller should wait before trying again, when the error is a throttle.
     pub fn retry_after(&self) -> Option<Duration> {
-        None
+        match self {
+            Self::Identity(IdentityError::Throttled { retry_after, .. })
+            | Self::KeyVault(KeyVaultError::Throttled { retry_after })
+            | Self::Storage(StorageError::Throttled { retry_after }) => {
+                Some(retry_after.unwrap_or(DEFAULT_RETRY_AFTER))
+            }
+            _ => None,
+        }
     }
 
     /// The error as the response the caller gets.
@@ -107,6 +144,51 @@ impl FunctionError {
             Some(wait) => response.with_header("Retry-After", wait.as_secs().max(1).to_string()),
             None => response,
         }
+    }
+}
+
+/// What a throttled caller is told to wait when the service did not say.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Key Vault: 403 → 403 (the message names the role), 404 → 404, 429 → 503 with Retry-After,
+/// a token failure → 503, other upstream failures → 502.
+fn keyvault_status(error: &KeyVaultError) -> u16 {
+    match error {
+        KeyVaultError::InvalidVaultUrl(_) => 500,
+        KeyVaultError::InvalidName(_) => 400,
+        KeyVaultError::Forbidden { .. } => 403,
+        KeyVaultError::NotFound { .. } => 404,
+        KeyVaultError::Throttled { .. } | KeyVaultError::Credential { .. } => 503,
+        KeyVaultError::Upstream(_) => 502,
+        KeyVaultError::Timeout => 504,
+    }
+}
+
+/// Storage: the same map as Key Vault, plus 413 for a blob over the limit.
+fn storage_status(error: &StorageError) -> u16 {
+    match error {
+        StorageError::InvalidStorageUrl(_) => 500,
+        StorageError::InvalidInput(_) => 400,
+        StorageError::Forbidden { .. } => 403,
+        StorageError::NotFound { .. } => 404,
+        StorageError::BlobTooLarge { .. } => 413,
+        StorageError::Throttled { .. } | StorageError::Credential { .. } => 503,
+        StorageError::Upstream(_) => 502,
+        StorageError::Timeout => 504,
+    }
+}
+
+fn status_code_name(status: u16) -> &'static str {
+    match status {
+        400 => "BadRequest",
+        403 => "Forbidden",
+        404 => "NotFound",
+        413 => "PayloadTooLarge",
+        500 => "NotConfigured",
+        502 => "UpstreamFailed",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "Error",
     }
 }
 
@@ -132,5 +214,42 @@ mod tests {
         );
         assert_eq!(FunctionError::PayloadTooLarge { limit: 10 }.status(), 413);
         assert_eq!(FunctionError::Timeout(Duration::from_secs(3)).status(), 504);
+    }
+
+    #[test]
+    fn upstream_failures_follow_the_documented_map() {
+        let forbidden = FunctionError::from(KeyVaultError::Forbidden {
+            name: "db".into(),
+            code: "Forbidden".into(),
+        });
+        assert_eq!(forbidden.status(), 403);
+        assert!(forbidden.to_string().contains("Key Vault Secrets User"));
+        let missing = FunctionError::from(KeyVaultError::NotFound {
+            name: "db".into(),
+            version: None,
+        });
+        assert_eq!(missing.status(), 404);
+        let throttled = FunctionError::from(KeyVaultError::Throttled {
+            retry_after: Some(Duration::from_secs(7)),
+        });
+        let response = throttled.to_response();
+        assert_eq!(response.status, 503);
+        assert_eq!(response.header("Retry-After"), Some("7"));
+        let unsaid =
+            FunctionError::from(StorageError::Throttled { retry_after: None }).to_response();
+        assert_eq!(unsaid.header("Retry-After"), Some("5"));
+        assert_eq!(
+            FunctionError::from(KeyVaultError::Credential {
+                message: "x".into()
+            })
+            .status(),
+            503
+        );
+        assert_eq!(FunctionError::from(KeyVaultError::Timeout).status(), 504);
+        assert_eq!(
+            FunctionError::from(StorageError::BlobTooLarge { limit: 1 }).status(),
+            413
+        );
+        assert_eq!(FunctionError::Upstream("x".into()).status(), 502);
     }
 }

@@ -19,3 +19,4 @@ pub mod invocation;
 pub mod logging;
 pub mod registry;
 pub mod server;
+pub mod token_command;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use handler::app::{self, App};
-use handler::config::ServerConfig;
+use handler::config::{AppSettings, ServerConfig};
+use handler::token_command::{self, TokenCommand};
 use handler::{functions, logging, registry, server};
 
 const USAGE: &str =
@@ -19,6 +20,7 @@ async fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         None | Some("serve") => serve().await,
         Some("check") => check(args.get(1).map(String::as_str)),
+        Some("token") => token(&args[1..]).await,
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -40,7 +42,11 @@ async fn serve() -> ExitCode {
         Err(error) => return fail(&error),
     };
     log::info!("listening on 127.0.0.1:{}", config.port);
-    let runtime = app::runtime(&config.app_root, Arc::new(App::new()), functions::all());
+    let runtime = app::runtime(
+        &config.app_root,
+        Arc::new(App::new(AppSettings::from_env())),
+        functions::all(),
+    );
     server::run(listener, Arc::new(runtime), shutdown_signal()).await;
     log::info!("stopped");
     ExitCode::SUCCESS
@@ -75,6 +81,23 @@ fn check(dir: Option<&str>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+async fn token(args: &[String]) -> ExitCode {
+    let command = match TokenCommand::parse(args) {
+        Ok(command) => command,
+        Err(problem) => {
+            eprintln!("handler token: {problem}\nusage: {}", token_command::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match token_command::run(&command, AppSettings::from_env()).await {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(&message),
     }
 }
 

@@ -1707,7 +1707,7 @@ fn mutation_dangling_depends_on_is_caught() {
 #[test]
 fn mutation_route_drift_is_caught() {
     let mut routes = http_function_routes(&package_root());
-    routes.insert("GetSecret".into(), "secrets/{name}".into());
+    routes.insert("GetSecret".into(), "secret/{id}".into());
     assert_detects(
         "check_outputs",
         &check_outputs(&template(), &routes, "api"),

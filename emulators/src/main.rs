@@ -65,7 +65,8 @@ async fn run_identity(args: &[String]) -> Result<(), Failure> {
 
 async fn run_keyvault(args: &[String]) -> Result<(), Failure> {
     emulators::serve::init_logging();
-    let parsed = emulators::keyvault::parse_args(args).map_err(|e| Failure::Usage(e.to_string()))?;
+    let parsed =
+        emulators::keyvault::parse_args(args).map_err(|e| Failure::Usage(e.to_string()))?;
     emulators::keyvault::run(parsed)
         .await
         .map_err(|e| Failure::Fatal(e.to_string()))

@@ -1,0 +1,31 @@
+//! `ReadBlob`: reads a block blob back, with the content type it was written with.
+
+use std::sync::Arc;
+
+use futures::future::{BoxFuture, FutureExt};
+
+use crate::app::App;
+use crate::error::FunctionError;
+use crate::http::{HttpRequest, HttpResponse};
+
+/// The content type answered when the blob has none.
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// `GET /api/blobs/{container}/{name}`.
+pub fn run(
+    app: Arc<App>,
+    request: HttpRequest,
+) -> BoxFuture<'static, Result<HttpResponse, FunctionError>> {
+    async move {
+        let container = request.param("container").unwrap_or_default();
+        let name = request.param("name").unwrap_or_default();
+        let blob = app.blobs()?.get_blob(container, name).await?;
+        log::info!(
+            "read blob '{name}' in '{container}' ({} bytes)",
+            blob.bytes.len()
+        );
+        let content_type = blob.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
+        Ok(HttpResponse::new(200, content_type, blob.bytes))
+    }
+    .boxed()
+}

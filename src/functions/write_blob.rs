@@ -1,0 +1,56 @@
+//! `WriteBlob`: writes the request body as a block blob with its content type, creating the
+//! container when it is missing — the seed sample's `CloudBlockBlob`, made real with the app's
+//! managed identity.
+
+use std::sync::Arc;
+
+use futures::future::{BoxFuture, FutureExt};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::clients::blob::StorageError;
+use crate::clients::names::validate_body_size;
+use crate::error::FunctionError;
+use crate::http::{HttpRequest, HttpResponse};
+
+/// What the caller is told about the blob written.
+#[derive(Debug, Serialize)]
+struct Written<'a> {
+    container: &'a str,
+    name: &'a str,
+    size: usize,
+    #[serde(rename = "contentType")]
+    content_type: &'a str,
+}
+
+/// The content type stored when the request names none.
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// `PUT /api/blobs/{container}/{name}` with the blob as the body.
+pub fn run(
+    app: Arc<App>,
+    request: HttpRequest,
+) -> BoxFuture<'static, Result<HttpResponse, FunctionError>> {
+    async move {
+        let container = request.param("container").unwrap_or_default();
+        let name = request.param("name").unwrap_or_default();
+        let content_type = request.content_type().unwrap_or(DEFAULT_CONTENT_TYPE);
+        validate_body_size(request.body.len()).map_err(StorageError::from)?;
+        let blobs = app.blobs()?;
+        blobs
+            .put_block_blob(container, name, request.body.clone(), content_type)
+            .await?;
+        log::info!(
+            "wrote blob '{name}' in '{container}' ({} bytes, {content_type})",
+            request.body.len()
+        );
+        let written = Written {
+            container,
+            name,
+            size: request.body.len(),
+            content_type,
+        };
+        Ok(HttpResponse::json(201, &written))
+    }
+    .boxed()
+}
