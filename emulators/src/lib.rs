@@ -1,1 +1,3 @@
 //! emulators
+
+pub mod host;
