@@ -456,18 +456,45 @@ async fn setting_references_are_resolved_or_the_function_is_refused() {
             timer_function("%EMU_TEST_SCHEDULE%", false, None),
         ),
         (
+            "LocalScheduled",
+            timer_function("%EMU_TEST_LOCAL_SCHEDULE%", false, None),
+        ),
+        (
             "Broken",
             timer_function("%EMU_TEST_UNSET_SETTING%", false, None),
         ),
         ("EchoAnon", http_function("anonymous", None, None)),
     ];
     let app = app_root(&host_json(false), &functions);
+    let local_settings = app.path().join("local.settings.json");
+    std::fs::write(
+        &local_settings,
+        json!({"IsEncrypted": false, "Values": {
+            "EMU_TEST_LOCAL_SCHEDULE": "0 0 0 1 1 *",
+            "FAKE_INHERITED": "from-local",
+            "EMU_TEST_SCHEDULE": "not a schedule"}})
+        .to_string(),
+    )
+    .unwrap();
     let emulator = Emulator::start(
         app.path(),
-        &["--no-timers"],
+        &[
+            "--no-timers",
+            "--local-settings",
+            local_settings.to_str().unwrap(),
+        ],
         &[("EMU_TEST_SCHEDULE", "0 0 0 1 1 *")],
     )
     .await;
+    // local.settings.json values reach the handler; the environment wins over them.
+    let response = emulator
+        .client
+        .get(emulator.url("/api/EchoAnon"))
+        .send()
+        .await
+        .unwrap();
+    let echoed = host_support::json_body(response).await;
+    assert_eq!(echoed["env"]["FAKE_INHERITED"], "from-local");
     let names: Vec<&str> = emulator.ready["functions"]
         .as_array()
         .unwrap()
@@ -475,6 +502,7 @@ async fn setting_references_are_resolved_or_the_function_is_refused() {
         .map(|f| f["name"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"Scheduled"), "{names:?}");
+    assert!(names.contains(&"LocalScheduled"), "{names:?}");
     assert!(!names.contains(&"Broken"), "{names:?}");
     let refused = &emulator.ready["not_indexed"][0];
     assert_eq!(refused["name"], "Broken");

@@ -57,6 +57,8 @@ pub struct HostConfig {
     pub handler: HandlerDescription,
     /// `extensions.http.routePrefix`, default `api`, without surrounding slashes.
     pub route_prefix: String,
+    /// Warnings to log once the ready line is out (stdout must start with it).
+    pub notes: Vec<String>,
 }
 
 /// An HTTP function's authorization level.
@@ -147,8 +149,10 @@ pub struct FunctionDef {
     pub name: String,
     /// The trigger.
     pub trigger: Trigger,
-    /// Name of an output binding called `$return`, if any, and its type.
+    /// The type of the output binding named `$return`, if there is one.
     pub return_binding_type: Option<String>,
+    /// Warnings about parts of function.json the emulator does not model.
+    pub notes: Vec<String>,
 }
 
 /// A function folder the host would refuse, and why.
@@ -233,8 +237,11 @@ pub fn load_host_config(root: &Path) -> Result<HostConfig, AppError> {
     let json = read_json(&root.join("host.json"))?;
     let custom = get_ci(&json, "customHandler");
     let legacy = get_ci(&json, "httpWorker");
+    let mut notes = Vec::new();
     if custom.is_some() && legacy.is_some() {
-        log::warn!("host.json has both customHandler and httpWorker; customHandler wins");
+        notes.push(
+            "host.json has both customHandler and httpWorker; customHandler wins".to_string(),
+        );
     }
     let section = custom.or(legacy).ok_or(AppError::MissingDescription)?;
     let description = get_ci(section, "description").ok_or(AppError::MissingDescription)?;
@@ -276,6 +283,7 @@ pub fn load_host_config(root: &Path) -> Result<HostConfig, AppError> {
     Ok(HostConfig {
         handler,
         route_prefix,
+        notes,
     })
 }
 
@@ -386,9 +394,10 @@ fn index_function(
             triggers.len()
         ));
     };
+    let mut notes = Vec::new();
     if inputs.len() > 1 {
-        log::warn!(
-            "function {name}: extra input bindings are not emulated; only the trigger reaches Data"
+        notes.push(
+            "extra input bindings are not emulated; only the trigger reaches Data".to_string(),
         );
     }
     let return_binding_type = outputs
@@ -400,6 +409,7 @@ fn index_function(
         name: name.to_string(),
         trigger,
         return_binding_type,
+        notes,
     }))
 }
 

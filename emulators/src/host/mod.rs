@@ -6,7 +6,7 @@
 //! `/{routePrefix}/{route}` with Azure's key enforcement, speaks JSON mode or forwarding to the
 //! handler, fires timers, and exits non-zero if the handler dies.
 //!
-//! CLI: `emulators host --app-root DIR [--handler PATH] [--port 7071] [--keys-file FILE] [--no-timers]`.
+//! CLI: `emulators host --app-root DIR [--handler PATH] [--port 7071] [--keys-file FILE] [--no-timers] [--local-settings FILE]`.
 
 pub mod app;
 pub mod invoke;
@@ -47,10 +47,13 @@ pub struct HostArgs {
     pub keys_file: Option<PathBuf>,
     /// Do not fire timers on their schedules (admin invoke still works).
     pub no_timers: bool,
+    /// A local.settings.json whose `Values` become app settings (environment wins), like
+    /// `func start` does. Off unless given.
+    pub local_settings: Option<PathBuf>,
 }
 
 /// Usage text for errors.
-pub const USAGE: &str = "usage: emulators host --app-root DIR [--handler PATH] [--port 7071] [--keys-file FILE] [--no-timers]";
+pub const USAGE: &str = "usage: emulators host --app-root DIR [--handler PATH] [--port 7071] [--keys-file FILE] [--no-timers] [--local-settings FILE]";
 
 impl HostArgs {
     /// Parses the arguments after `host` (`--flag value` or `--flag=value`).
@@ -60,6 +63,7 @@ impl HostArgs {
         let mut port = 7071u16;
         let mut keys_file = None;
         let mut no_timers = false;
+        let mut local_settings = None;
         let mut iter = args.iter();
         while let Some(arg) = iter.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -83,6 +87,7 @@ impl HostArgs {
                 }
                 "--keys-file" => keys_file = Some(PathBuf::from(value()?)),
                 "--no-timers" => no_timers = true,
+                "--local-settings" => local_settings = Some(PathBuf::from(value()?)),
                 other => return Err(format!("unknown argument '{other}'")),
             }
         }
@@ -92,6 +97,7 @@ impl HostArgs {
             port,
             keys_file,
             no_timers,
+            local_settings,
         })
     }
 }
@@ -131,8 +137,21 @@ pub fn run_cli(args: &[String]) -> ExitCode {
 pub async fn run(args: HostArgs) -> Result<(), String> {
     let root = std::path::absolute(&args.app_root)
         .map_err(|e| format!("--app-root {}: {e}", args.app_root.display()))?;
-    let lookup = |name: &str| std::env::var(name).ok();
-    let app = app::load_app(&root, &lookup).map_err(|e| e.to_string())?;
+    let environment = |name: &str| std::env::var(name).ok();
+    let (app_settings, setting_notes) = match &args.local_settings {
+        Some(path) => settings::load_local_settings(path, &environment)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let lookup = |name: &str| {
+        environment(name).or_else(|| {
+            app_settings
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    };
+    let mut app = app::load_app(&root, &lookup).map_err(|e| e.to_string())?;
+    app.host.notes.extend(setting_notes);
     if app.functions.is_empty() {
         return Err(format!(
             "no function could be indexed under {} ({}); the host would not start the handler",
@@ -157,6 +176,7 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
         &app.host.handler,
         args.handler.as_deref(),
         handler_port,
+        &app_settings,
     )?;
     let (output_tx, mut output_rx) = mpsc::unbounded_channel();
     let mut handler = Worker::start(&plan, output_tx)?;
@@ -331,8 +351,14 @@ fn describe_not_indexed(app: &App) -> String {
 
 /// Logs the indexing result after the ready line.
 fn report_index(app: &App) {
+    for note in &app.host.notes {
+        log::warn!(target: "host", "{note}");
+    }
     for function in &app.functions {
         log::info!(target: "host", "indexed function '{}' ({})", function.name, function.trigger.kind());
+        for note in &function.notes {
+            log::warn!(target: "host", "function '{}': {note}", function.name);
+        }
     }
     for skipped in &app.not_indexed {
         log::warn!(target: "host", "function '{}' not indexed: {}", skipped.name, skipped.reason);

@@ -78,9 +78,60 @@ pub fn resolve_binding(binding: &Value, lookup: SettingLookup<'_>) -> Result<Val
     }
 }
 
+/// Settings to add (name, value) and notes to log, as read from local.settings.json.
+pub type LocalSettings = (Vec<(String, String)>, Vec<String>);
+
+/// App settings from a local.settings.json `Values` object, applied the way Core Tools does:
+/// a name already set in the environment keeps its environment value (and a note says so).
+///
+/// Returns the settings to add and the notes to log (names only, never values).
+pub fn load_local_settings(
+    path: &std::path::Path,
+    environment: SettingLookup<'_>,
+) -> Result<LocalSettings, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json: Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
+        .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+    let values = json
+        .get("Values")
+        .and_then(Value::as_object)
+        .ok_or_else(|| format!("{} has no \"Values\" object", path.display()))?;
+    let mut settings = Vec::new();
+    let mut notes = Vec::new();
+    for (name, value) in values {
+        let Some(value) = value.as_str() else {
+            notes.push(format!("local setting {name} is not a string; skipped"));
+            continue;
+        };
+        if environment(name).is_some() {
+            notes.push(format!(
+                "local setting {name} is already set in the environment; the environment value wins"
+            ));
+            continue;
+        }
+        settings.push((name.clone(), value.to_string()));
+    }
+    Ok((settings, notes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_settings_yield_to_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("local.settings.json");
+        std::fs::write(
+            &path,
+            r#"{"IsEncrypted":false,"Values":{"SCHEDULE":"x","OTHER":"y","N":1}}"#,
+        )
+        .unwrap();
+        let (settings, notes) = load_local_settings(&path, &lookup).unwrap();
+        assert_eq!(settings, vec![("OTHER".to_string(), "y".to_string())]);
+        assert_eq!(notes.len(), 2);
+        assert!(!notes.iter().any(|n| n.contains("*/5")));
+    }
 
     fn lookup(name: &str) -> Option<String> {
         (name == "SCHEDULE").then(|| "0 */5 * * * *".to_string())

@@ -47,7 +47,8 @@ pub struct LaunchPlan {
     pub args: Vec<String>,
     /// Working directory.
     pub working_dir: PathBuf,
-    /// The five per-process variables of §1.3.
+    /// Variables added to the inherited environment: app settings from local.settings.json
+    /// (if any), then the five per-process variables of §1.3.
     pub env: Vec<(String, String)>,
     /// The port the handler must listen on.
     pub port: u16,
@@ -59,9 +60,10 @@ pub fn plan_launch(
     description: &HandlerDescription,
     handler_override: Option<&Path>,
     port: u16,
+    app_settings: &[(String, String)],
 ) -> Result<LaunchPlan, String> {
     let worker_id = uuid::Uuid::new_v4().to_string();
-    let env = vec![
+    let host_variables = vec![
         ("FUNCTIONS_CUSTOMHANDLER_PORT".to_string(), port.to_string()),
         ("FUNCTIONS_HTTPWORKER_PORT".to_string(), port.to_string()),
         (
@@ -74,6 +76,16 @@ pub fn plan_launch(
             app_root.display().to_string(),
         ),
     ];
+    let mut env: Vec<(String, String)> = app_settings
+        .iter()
+        .filter(|(k, _)| {
+            !host_variables
+                .iter()
+                .any(|(h, _)| h.eq_ignore_ascii_case(k))
+        })
+        .cloned()
+        .collect();
+    env.extend(host_variables);
     let lookup = |name: &str| {
         env.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -313,7 +325,14 @@ mod tests {
             working_directory: Some("sub".into()),
             ..Default::default()
         };
-        let plan = plan_launch(dir.path(), &description, None, 4321).unwrap();
+        let plan = plan_launch(
+            dir.path(),
+            &description,
+            None,
+            4321,
+            &[("MY_SETTING".into(), "v".into())],
+        )
+        .unwrap();
         assert_eq!(plan.program, dir.path().join("handler"));
         assert_eq!(plan.args, vec!["--port", "4321"]);
         assert_eq!(plan.working_dir, dir.path().join("sub"));
@@ -331,9 +350,9 @@ mod tests {
             default_executable_path: "node".into(),
             ..Default::default()
         };
-        let plan = plan_launch(dir.path(), &description, None, 1).unwrap();
+        let plan = plan_launch(dir.path(), &description, None, 1, &[]).unwrap();
         assert_eq!(plan.program, PathBuf::from("node"));
         let empty = HandlerDescription::default();
-        assert!(plan_launch(dir.path(), &empty, None, 1).is_err());
+        assert!(plan_launch(dir.path(), &empty, None, 1, &[]).is_err());
     }
 }
