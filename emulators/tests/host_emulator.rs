@@ -675,7 +675,41 @@ async fn timers_fire_on_schedule_and_on_startup() {
     assert_eq!(status["Last"], "0001-01-01T00:00:00+00:00");
     let next = status["Next"].as_str().unwrap();
     assert!(next.ends_with("-01-01T00:00:00+00:00"), "{next}");
-    assert!(status["LastUpdated"].as_str().unwrap().ends_with("+00:00"));
+    assert_eq!(status["LastUpdated"], "0001-01-01T00:00:00+00:00");
+
+    // After that run the monitor record moved on; an admin run sees it.
+    let response = emulator
+        .client
+        .post(emulator.url("/admin/functions/Startup"))
+        .header("x-functions-key", emulator.master_key())
+        .body(r#"{"input":""}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let admin = emulator
+        .wait_for_invocations(1, |i| i["function"] == "Startup" && i["trigger"] == "admin")
+        .await;
+    let info: Value = serde_json::from_str(
+        admin[0]["logs"][1]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("timerinfo "),
+    )
+    .unwrap();
+    let status = &info["ScheduleStatus"];
+    let last = status["Last"].as_str().unwrap();
+    assert!(
+        !last.starts_with("0001") && last.ends_with("+00:00"),
+        "{last}"
+    );
+    assert_eq!(status["LastUpdated"], status["Last"]);
+    assert!(
+        status["Next"]
+            .as_str()
+            .unwrap()
+            .ends_with("-01-01T00:00:00+00:00")
+    );
 
     let line = emulator.wait_for_stdout("timer tick fired").await;
     assert!(line.contains("[Tick "), "{line}");
@@ -748,6 +782,11 @@ async fn admin_invoke_runs_a_timer_by_hand() {
     .unwrap();
     assert_eq!(info["IsPastDue"], false);
     assert_eq!(info["Schedule"], json!({"AdjustForDST": true}));
+    assert_eq!(
+        info["ScheduleStatus"],
+        Value::Null,
+        "no monitor record before any scheduled run"
+    );
 
     // The ring buffer can be cleared.
     let response = emulator

@@ -1,6 +1,8 @@
 //! Calling the handler: JSON-mode POSTs (§2), forwarded HTTP requests (§4.2), and the
 //! bookkeeping around each invocation (id, timing, journal entry).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -10,6 +12,7 @@ use super::app::{App, FunctionDef, HttpTrigger, Trigger};
 use super::journal::{InvocationRecord, Journal};
 use super::json_mode::{self, ClientRequest, HandlerReply, HttpResult};
 use super::keys::{HostKeys, KeyMatch};
+use super::timer::ScheduleStatus;
 
 /// The host version the emulator reports (`X-Azure-Functions-HostVersion`, `User-Agent`).
 pub const HOST_VERSION: &str = "4.1037.0.0";
@@ -28,6 +31,8 @@ pub struct HostState {
     pub listen_authority: String,
     /// Recent invocations.
     pub journal: Journal,
+    /// Stored schedule-monitor records by function name (written after each timer run).
+    timer_status: Mutex<HashMap<String, ScheduleStatus>>,
     client: reqwest::Client,
 }
 
@@ -79,8 +84,25 @@ impl HostState {
             handler_port,
             listen_authority,
             journal: Journal::default(),
+            timer_status: Mutex::new(HashMap::new()),
             client,
         })
+    }
+
+    /// Stores a timer's monitor record after a run.
+    pub fn store_timer_status(&self, function_name: &str, status: ScheduleStatus) {
+        if let Ok(mut records) = self.timer_status.lock() {
+            records.insert(function_name.to_string(), status);
+        }
+    }
+
+    /// The stored monitor record of a timer (`None` before its first run, like a missing
+    /// monitor blob).
+    pub fn timer_status(&self, function_name: &str) -> Option<ScheduleStatus> {
+        self.timer_status
+            .lock()
+            .ok()
+            .and_then(|records| records.get(function_name).copied())
     }
 
     /// Finds a function by name, without regard to case.

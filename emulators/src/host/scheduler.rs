@@ -24,30 +24,30 @@ pub fn start_timers(state: &Arc<HostState>, shutdown: &watch::Receiver<bool>) {
     }
 }
 
-/// The life of one timer: optional start-up run, then one run per occurrence, sequentially
-/// (the next occurrence is computed after the previous run ends, like the timer listener).
+/// The life of one timer, following the timer listener: an optional start-up run, then one
+/// run per occurrence, sequentially; after every run the monitor record moves on (and is
+/// stored for the admin API when `useMonitor` is on).
 async fn run_timer(
     state: Arc<HostState>,
     function: FunctionDef,
     timer: TimerTrigger,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let started = Utc::now();
-    let Some(first) = timer.schedule.next_after(started) else {
+    let Some(mut status) = ScheduleStatus::initial(&timer.schedule, Utc::now()) else {
         log::warn!(target: "host", "timer '{}' has no future occurrence", function.name);
         return;
     };
-    let mut status = ScheduleStatus {
-        last: None,
-        next: first,
-        last_updated: started,
-    };
-    log::info!(target: "host", "timer '{}': next occurrence {}", function.name, first.to_rfc3339());
+    log::info!(
+        target: "host",
+        "timer '{}': next occurrence {}",
+        function.name,
+        status.next.to_rfc3339()
+    );
     if timer.run_on_startup {
-        let info = timer_info(timer.use_monitor.then_some(&status), false);
-        state
-            .invoke_trigger(&function, info, "timer", "startup")
-            .await;
+        match fire(&state, &function, &timer, &status, "startup").await {
+            Some(next) => status = next,
+            None => return,
+        }
     }
     loop {
         let wait = (status.next - Utc::now())
@@ -57,18 +57,27 @@ async fn run_timer(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
-        let info = timer_info(timer.use_monitor.then_some(&status), false);
-        state
-            .invoke_trigger(&function, info, "timer", "schedule")
-            .await;
-        let now = Utc::now();
-        let Some(next) = timer.schedule.next_after(now.max(status.next)) else {
-            return;
-        };
-        status = ScheduleStatus {
-            last: Some(status.next),
-            next,
-            last_updated: now,
-        };
+        match fire(&state, &function, &timer, &status, "schedule").await {
+            Some(next) => status = next,
+            None => return,
+        }
     }
+}
+
+/// One run; returns the next monitor record (`None` when the schedule has no more occurrences).
+async fn fire(
+    state: &HostState,
+    function: &FunctionDef,
+    timer: &TimerTrigger,
+    status: &ScheduleStatus,
+    reason: &'static str,
+) -> Option<ScheduleStatus> {
+    let invocation_time = Utc::now();
+    let info = timer_info(timer.use_monitor.then_some(status), false);
+    state.invoke_trigger(function, info, "timer", reason).await;
+    let next = status.after_run(&timer.schedule, invocation_time, reason == "schedule")?;
+    if timer.use_monitor {
+        state.store_timer_status(&function.name, next);
+    }
+    Some(next)
 }

@@ -146,7 +146,15 @@ async fn admin_invoke(
         Err(message) => return json_response(StatusCode::BAD_REQUEST, &json!({"error": message})),
     };
     let trigger_value = match &function.trigger {
-        Trigger::Timer(_) => timer_info(None, false),
+        // A fresh TimerInfo with the stored monitor record (null without monitoring or
+        // before the first scheduled run), never past due.
+        Trigger::Timer(timer) => {
+            let status = timer
+                .use_monitor
+                .then(|| state.timer_status(&function.name))
+                .flatten();
+            timer_info(status.as_ref(), false)
+        }
         Trigger::Other { .. } => json_encoded(&input),
         Trigger::Http(_) => {
             return json_response(

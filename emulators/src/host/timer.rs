@@ -81,25 +81,61 @@ fn translate_day_of_week(field: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// The monitor record of one timer: last and next occurrences, and when it was last written.
-#[derive(Debug, Clone, Copy)]
+/// The monitor record of one timer, as the timer listener keeps it: `None` fields are the
+/// "never" value (`0001-01-01T00:00:00+00:00`) of a timer that has not run yet.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScheduleStatus {
-    /// The previous occurrence (`None` before the first run).
+    /// When the previous run started (`None` before the first run).
     pub last: Option<DateTime<Utc>>,
     /// The occurrence that is running now (for a scheduled firing) or the next one.
     pub next: DateTime<Utc>,
-    /// When the record was last written.
-    pub last_updated: DateTime<Utc>,
+    /// When the record was last written (`None` before the first run).
+    pub last_updated: Option<DateTime<Utc>>,
 }
+
+impl ScheduleStatus {
+    /// The record before any run: next occurrence after `now`, the rest "never".
+    pub fn initial(schedule: &TimerSchedule, now: DateTime<Utc>) -> Option<Self> {
+        Some(Self {
+            last: None,
+            next: schedule.next_after(now)?,
+            last_updated: None,
+        })
+    }
+
+    /// The record after a run that started at `invocation_time`. A scheduled run that fired a
+    /// little early counts as having run at its occurrence, so the same occurrence never
+    /// fires twice (the listener's rule).
+    pub fn after_run(
+        &self,
+        schedule: &TimerSchedule,
+        invocation_time: DateTime<Utc>,
+        scheduled: bool,
+    ) -> Option<Self> {
+        let effective = if scheduled && self.next > invocation_time {
+            self.next
+        } else {
+            invocation_time
+        };
+        Some(Self {
+            last: Some(effective),
+            next: schedule.next_after(effective)?,
+            last_updated: Some(effective),
+        })
+    }
+}
+
+/// `0001-01-01T00:00:00+00:00`: .NET's default date, used for "never".
+const NEVER: &str = "0001-01-01T00:00:00+00:00";
 
 /// Builds the host-shaped `TimerInfo` value; `status` is `None` when monitoring is off.
 pub fn timer_info(status: Option<&ScheduleStatus>, is_past_due: bool) -> Value {
     let schedule_status = match status {
         None => Value::Null,
         Some(status) => json!({
-            "Last": status.last.map_or_else(|| "0001-01-01T00:00:00+00:00".to_string(), dotnet_offset),
+            "Last": status.last.map_or_else(|| NEVER.to_string(), dotnet_offset),
             "Next": dotnet_offset(status.next),
-            "LastUpdated": dotnet_offset(status.last_updated),
+            "LastUpdated": status.last_updated.map_or_else(|| NEVER.to_string(), dotnet_offset),
         }),
     };
     json!({
@@ -184,6 +220,27 @@ mod tests {
     }
 
     #[test]
+    fn status_moves_on_after_each_run() {
+        let schedule = TimerSchedule::parse("0 */5 * * * *").unwrap();
+        let initial = ScheduleStatus::initial(&schedule, at(17, 41, 0)).unwrap();
+        // Fired a little early: counts as the 17:45 occurrence.
+        let early = initial.after_run(&schedule, at(17, 44, 59), true).unwrap();
+        assert_eq!(early.last, Some(at(17, 45, 0)));
+        assert_eq!(early.next, at(17, 50, 0));
+        // Fired late: the real start time is kept.
+        let late_time = at(17, 45, 0) + chrono::Duration::milliseconds(5);
+        let late = initial.after_run(&schedule, late_time, true).unwrap();
+        assert_eq!(late.last, Some(late_time));
+        assert_eq!(late.last_updated, Some(late_time));
+        // A start-up run moves the record on from the time it ran.
+        let startup = initial.after_run(&schedule, at(17, 41, 0), false).unwrap();
+        assert_eq!(
+            (startup.last, startup.next),
+            (Some(at(17, 41, 0)), at(17, 45, 0))
+        );
+    }
+
+    #[test]
     fn timestamps_use_dotnet_shapes() {
         let t = at(17, 45, 0) + chrono::Duration::nanoseconds(4_913_600);
         assert_eq!(dotnet_offset(at(17, 45, 0)), "2024-10-24T17:45:00+00:00");
@@ -193,13 +250,15 @@ mod tests {
 
     #[test]
     fn first_run_timer_info_has_year_one_last() {
-        let status = ScheduleStatus {
-            last: None,
-            next: at(17, 45, 0),
-            last_updated: at(17, 40, 0),
-        };
+        let schedule = TimerSchedule::parse("0 */5 * * * *").unwrap();
+        let status = ScheduleStatus::initial(&schedule, at(17, 41, 0)).unwrap();
         let info = timer_info(Some(&status), false);
         assert_eq!(info["ScheduleStatus"]["Last"], "0001-01-01T00:00:00+00:00");
+        assert_eq!(
+            info["ScheduleStatus"]["LastUpdated"],
+            "0001-01-01T00:00:00+00:00"
+        );
+        assert_eq!(info["ScheduleStatus"]["Next"], "2024-10-24T17:45:00+00:00");
         assert_eq!(info["Schedule"]["AdjustForDST"], true);
         assert_eq!(timer_info(None, false)["ScheduleStatus"], Value::Null);
     }
