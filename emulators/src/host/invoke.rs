@@ -129,7 +129,7 @@ impl HostState {
             .header("X-Azure-Functions-HostVersion", HOST_VERSION)
             .header("User-Agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
             .header("Content-Type", "application/json; charset=utf-8")
-            .body(body)
+            .body(reqwest::Body::wrap(ChunkedBody::new(body)))
             .send()
             .await
             .map_err(|e| describe_send_error(&e))?;
@@ -337,6 +337,41 @@ impl HostState {
             headers,
             body,
         })
+    }
+}
+
+/// A request body with no announced length, so it goes out with `Transfer-Encoding: chunked`
+/// like the host's JSON-mode POST (its formatter never computes a length, spec §2.1). A handler
+/// that insists on `Content-Length` fails here as it would under the real host.
+struct ChunkedBody {
+    data: Option<bytes::Bytes>,
+}
+
+impl ChunkedBody {
+    fn new(data: Vec<u8>) -> Self {
+        Self {
+            data: Some(bytes::Bytes::from(data)),
+        }
+    }
+}
+
+impl hyper::body::Body for ChunkedBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.data
+                .take()
+                .map(|data| Ok(hyper::body::Frame::data(data))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
     }
 }
 

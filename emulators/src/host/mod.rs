@@ -124,7 +124,10 @@ pub fn run_cli(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let outcome = runtime.block_on(run(args));
+    // Do not wait on stray blocking work (e.g. a stuck pipe read) once the decision is made.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("emulators host: {message}");
@@ -137,6 +140,7 @@ pub fn run_cli(args: &[String]) -> ExitCode {
 pub async fn run(args: HostArgs) -> Result<(), String> {
     let root = std::path::absolute(&args.app_root)
         .map_err(|e| format!("--app-root {}: {e}", args.app_root.display()))?;
+    let mut signals = Signals::register();
     let environment = |name: &str| std::env::var(name).ok();
     let (app_settings, setting_notes) = match &args.local_settings {
         Some(path) => settings::load_local_settings(path, &environment)?,
@@ -181,7 +185,7 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
     let (output_tx, mut output_rx) = mpsc::unbounded_channel();
     let mut handler = Worker::start(&plan, output_tx)?;
     let init_timeout = Duration::from_secs(app.host.handler.initialization_timeout_secs.max(1));
-    if let Err(message) = wait_ready_or_signal(&mut handler, init_timeout).await {
+    if let Err(message) = wait_ready_or_signal(&mut handler, init_timeout, &mut signals).await {
         flush_handler_output_to_stderr(&mut output_rx);
         handler.stop().await;
         return Err(message);
@@ -213,7 +217,7 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
         scheduler::start_timers(&state, &shutdown_rx);
     }
 
-    let outcome = wait_for_end(&mut handler).await;
+    let outcome = wait_for_end(&mut handler, &mut signals).await;
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     match outcome {
@@ -240,36 +244,58 @@ enum End {
     HandlerDied(String),
 }
 
+/// SIGTERM and SIGINT listeners, registered once at start-up so that a signal arriving at any
+/// moment (even between two waits) is kept until it is awaited.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn register() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// Resolves on SIGTERM or SIGINT with the signal's name.
+    async fn recv(&mut self) -> &'static str {
+        async fn next(signal: Option<&mut tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    if signal.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = next(self.term.as_mut()) => "SIGTERM",
+            _ = next(self.int.as_mut()) => "SIGINT",
+        }
+    }
+}
+
 /// Waits for a signal or the handler's death.
-async fn wait_for_end(handler: &mut Worker) -> End {
-    let signals = wait_for_signal();
+async fn wait_for_end(handler: &mut Worker, signals: &mut Signals) -> End {
     tokio::select! {
-        name = signals => End::Signal(name),
+        name = signals.recv() => End::Signal(name),
         exit = &mut handler.died => End::HandlerDied(exit.unwrap_or_else(|_| "unknown exit".to_string())),
     }
 }
 
-/// Resolves on SIGTERM or SIGINT with the signal's name.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return "none";
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
-}
-
 /// Readiness wait that a signal can cut short.
-async fn wait_ready_or_signal(handler: &mut Worker, timeout: Duration) -> Result<(), String> {
+async fn wait_ready_or_signal(
+    handler: &mut Worker,
+    timeout: Duration,
+    signals: &mut Signals,
+) -> Result<(), String> {
     tokio::select! {
         ready = handler.wait_ready(timeout) => ready,
-        name = wait_for_signal() => Err(format!("{name} received while waiting for the handler to be ready")),
+        name = signals.recv() => Err(format!("{name} received while waiting for the handler to be ready")),
     }
 }
 
