@@ -308,7 +308,7 @@ fn flush_handler_output_to_stderr(output: &mut mpsc::UnboundedReceiver<OutputLin
 
 /// Prints the one-line JSON ready record, first thing on stdout, and flushes it.
 fn print_ready_line(address: &str, keys: &HostKeys, app: &App) {
-    let line = ready_line(address, keys, app);
+    let line = ready_line_text(&ready_line(address, keys, app));
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();
@@ -353,6 +353,26 @@ pub fn ready_line(address: &str, keys: &HostKeys, app: &App) -> Value {
         "functions": functions,
         "not_indexed": app.not_indexed,
     })
+}
+
+/// Serializes the ready record with `ready` as the first member (scripts may match the line's
+/// start), the others after it in a fixed order.
+pub fn ready_line_text(record: &Value) -> String {
+    const ORDER: [&str; 5] = [
+        "ready",
+        "function_key",
+        "master_key",
+        "functions",
+        "not_indexed",
+    ];
+    let members: Vec<String> = ORDER
+        .iter()
+        .filter_map(|key| {
+            let value = record.get(*key)?;
+            Some(format!("{}:{value}", Value::String((*key).to_string())))
+        })
+        .collect();
+    format!("{{{}}}", members.join(","))
 }
 
 /// `/{prefix}/{route}` as a URL path.
@@ -425,6 +445,18 @@ mod tests {
                 .port,
             7071
         );
+    }
+
+    #[test]
+    fn ready_line_starts_with_ready() {
+        let record = json!({"not_indexed": [], "master_key": "m", "ready": "http://127.0.0.1:1",
+            "functions": [], "function_key": "f"});
+        let text = ready_line_text(&record);
+        assert!(
+            text.starts_with(r#"{"ready":"http://127.0.0.1:1","function_key":"f""#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), record);
     }
 
     #[test]

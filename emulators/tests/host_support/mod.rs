@@ -165,6 +165,10 @@ impl Emulator {
             let stderr = stderr.lock().unwrap().clone();
             return Err(StartFailure { status, stderr });
         };
+        assert!(
+            first.starts_with("{\"ready\":"),
+            "ready line must start with ready: {first}"
+        );
         let ready: Value = serde_json::from_str(&first).unwrap_or_else(|e| {
             panic!("first stdout line is not the JSON ready line ({e}): {first}")
         });
