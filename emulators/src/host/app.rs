@@ -59,6 +59,9 @@ pub struct HostConfig {
     pub route_prefix: String,
     /// Warnings to log once the ready line is out (stdout must start with it).
     pub notes: Vec<String>,
+    /// `functionTimeout` in seconds (default 300, the Consumption default; `-1` → 24 h, since
+    /// the emulator keeps a timeout on every call).
+    pub function_timeout_secs: u64,
 }
 
 /// An HTTP function's authorization level.
@@ -280,10 +283,24 @@ pub fn load_host_config(root: &Path) -> Result<HostConfig, AppError> {
         .unwrap_or("api")
         .trim_matches('/')
         .to_string();
+    let function_timeout_secs = match str_ci(&json, "functionTimeout").map(str::trim) {
+        None => 300,
+        Some("-1") => 24 * 3600,
+        Some(text) => match parse_timespan_secs(text) {
+            Some(secs) if secs > 0 => secs,
+            _ => {
+                notes.push(format!(
+                    "functionTimeout '{text}' is not hh:mm:ss; using 00:05:00"
+                ));
+                300
+            }
+        },
+    };
     Ok(HostConfig {
         handler,
         route_prefix,
         notes,
+        function_timeout_secs,
     })
 }
 
@@ -578,6 +595,7 @@ mod tests {
             "host.json",
             r#"{"CustomHandler":{"Description":{"defaultExecutablePath":"h","arguments":["-v"]},
                "enableForwardingHttpRequest":true,"initializationTimeout":"00:01:05"},
+               "functionTimeout":"00:10:00",
                "extensions":{"http":{"routePrefix":"/x/"}}}"#,
         );
         let host = load_host_config(dir.path()).unwrap();
@@ -585,6 +603,7 @@ mod tests {
         assert!(host.handler.enable_forwarding);
         assert_eq!(host.handler.arguments, vec!["-v"]);
         assert_eq!(host.handler.initialization_timeout_secs, 65);
+        assert_eq!(host.function_timeout_secs, 600);
     }
 
     #[test]

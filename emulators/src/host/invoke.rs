@@ -16,8 +16,8 @@ use super::timer::ScheduleStatus;
 
 /// The host version the emulator reports (`X-Azure-Functions-HostVersion`, `User-Agent`).
 pub const HOST_VERSION: &str = "4.1037.0.0";
-/// Per-invocation timeout: the default 5-minute functionTimeout plus the host's extra minute.
-const INVOCATION_TIMEOUT: Duration = Duration::from_secs(6 * 60);
+/// The host's HTTP client waits functionTimeout plus one minute for the handler (spec §1.7).
+const TIMEOUT_MARGIN: Duration = Duration::from_secs(60);
 
 /// Everything request handling and timers share.
 pub struct HostState {
@@ -74,7 +74,7 @@ impl HostState {
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(INVOCATION_TIMEOUT)
+            .timeout(Duration::from_secs(app.host.function_timeout_secs) + TIMEOUT_MARGIN)
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;

@@ -350,12 +350,30 @@ pub fn canonical_header_name(name: &str) -> String {
         .join("-")
 }
 
+/// Headers about message framing or the connection, which the emulator sets itself.
+fn is_framing_header(name: &str) -> bool {
+    [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "upgrade",
+    ]
+    .iter()
+    .any(|h| h.eq_ignore_ascii_case(name))
+}
+
 /// Turns the emulator's result into a hyper response, skipping headers hyper cannot carry.
 fn to_response(result: HttpResult) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::from(result.body)));
     *response.status_mut() =
         StatusCode::from_u16(result.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in result.headers {
+        if is_framing_header(&name) {
+            // hyper frames the body itself; a handler-supplied length could contradict it.
+            continue;
+        }
         let parsed = (
             hyper::header::HeaderName::from_bytes(name.as_bytes()),
             hyper::header::HeaderValue::from_str(&value),
@@ -389,6 +407,23 @@ mod tests {
         assert_eq!(strip_prefix("/api", "api"), Some(""));
         assert_eq!(strip_prefix("/apix/1", "api"), None);
         assert_eq!(strip_prefix("/x", ""), Some("/x"));
+    }
+
+    #[test]
+    fn framing_headers_from_the_handler_are_ignored() {
+        let response = to_response(HttpResult {
+            status: 201,
+            headers: vec![
+                ("Content-Length".into(), "999".into()),
+                ("X-Ok".into(), "1".into()),
+                ("Bad Name".into(), "x".into()),
+            ],
+            body: b"abc".to_vec(),
+        });
+        assert_eq!(response.status(), 201);
+        assert!(response.headers().get("content-length").is_none());
+        assert_eq!(response.headers()["x-ok"], "1");
+        assert_eq!(response.headers().len(), 1);
     }
 
     #[test]
