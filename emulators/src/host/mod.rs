@@ -4,9 +4,21 @@
 //! crate), so the two sides cannot share a misunderstanding. It indexes the app, starts the
 //! handler with the host's environment, waits for it like the host, serves
 //! `/{routePrefix}/{route}` with Azure's key enforcement, speaks JSON mode or forwarding to the
-//! handler, fires timers, and exits non-zero if the handler dies.
+//! handler, fires timers, and exits non-zero if the handler dies (it never restarts it).
 //!
-//! CLI: `emulators host --app-root DIR [--handler PATH] [--port 7071] [--keys-file FILE] [--no-timers] [--local-settings FILE]`.
+//! CLI: `emulators host --app-root DIR [--handler PATH] [--port 7071] [--keys-file FILE]
+//! [--no-timers] [--local-settings FILE]`.
+//!
+//! - Ready line (first stdout line): `{"ready":"http://127.0.0.1:PORT","function_key":"…",
+//!   "master_key":"…","functions":[{"name","trigger","route","methods","auth_level",…}],
+//!   "not_indexed":[{"name","reason"}]}`.
+//! - Keys file (default `<app-root>/.local/host-keys.json`, created 0600 when missing):
+//!   `{"functionKeys":{"default":"…"},"masterKey":"…"}`.
+//! - `POST /admin/functions/{name}` (master key in `x-functions-key`), body `{"input":"…"}` →
+//!   202 and the function runs in the background.
+//! - `GET /_emulator/invocations` → recent invocations `[{function, invocation_id, trigger,
+//!   mode, status, http_status, error, logs, reason, started_at, duration_ms}]`;
+//!   `DELETE` clears them.
 
 pub mod app;
 pub mod invoke;

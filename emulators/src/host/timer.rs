@@ -214,6 +214,14 @@ mod tests {
     }
 
     #[test]
+    fn impossible_dates_and_names() {
+        assert!(TimerSchedule::parse("0 0 0 31 2 *").is_err());
+        assert!(TimerSchedule::parse("0 30 9 * * MON-FRI").is_ok());
+        assert!(TimerSchedule::parse("0 30 9 * Jan *").is_ok());
+        assert!(TimerSchedule::parse("x y z a b c").is_err());
+    }
+
+    #[test]
     fn refuses_wrong_field_counts() {
         assert!(TimerSchedule::parse("00:05:00").is_err());
         assert!(TimerSchedule::parse("").is_err());
