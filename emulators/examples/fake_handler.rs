@@ -14,7 +14,8 @@
 //!
 //! Environment knobs: `FAKE_HANDLER_START_DELAY_MS` (sleep before listening),
 //! `FAKE_HANDLER_DIE_AFTER_MS` (exit 3 after serving that long), `FAKE_HANDLER_RECORD` (append
-//! one JSON line per request to that file).
+//! one JSON line per request to that file), `FAKE_HANDLER_NO_ORPHAN_CHECK` (do not exit on its
+//! own when the emulator disappears).
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -85,7 +86,9 @@ async fn main() {
             std::process::exit(3);
         });
     }
-    tokio::spawn(exit_when_orphaned());
+    if std::env::var_os("FAKE_HANDLER_NO_ORPHAN_CHECK").is_none() {
+        tokio::spawn(exit_when_orphaned());
+    }
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;

@@ -921,3 +921,35 @@ async fn oversized_bodies_get_413_before_the_handler() {
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(emulator.invocations().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_emulator_takes_its_handler_down() {
+    let app = app_root(
+        &host_json(false),
+        &[("EchoAnon", http_function("anonymous", None, None))],
+    );
+    let mut emulator =
+        Emulator::start(app.path(), &[], &[("FAKE_HANDLER_NO_ORPHAN_CHECK", "1")]).await;
+    let response = emulator
+        .client
+        .get(emulator.url("/api/EchoAnon"))
+        .send()
+        .await
+        .unwrap();
+    let echoed = host_support::json_body(response).await;
+    let handler_port: u16 = echoed["env"]["FUNCTIONS_CUSTOMHANDLER_PORT"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    emulator.signal(libc::SIGKILL);
+    let _ = emulator.wait_exit().await;
+    let deadline = tokio::time::Instant::now() + host_support::WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", handler_port)).is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler outlived a killed emulator"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -170,6 +170,7 @@ impl Worker {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        ask_for_sigterm_when_parent_dies(&mut command);
         let mut child = command.spawn().map_err(|e| {
             format!(
                 "cannot start handler {} (working directory {}): {e}",
@@ -235,6 +236,25 @@ impl Worker {
         }
         let _ = self.watcher.await;
     }
+}
+
+/// Linux: the handler gets SIGTERM if the emulator dies without cleaning up (e.g. SIGKILL), so
+/// no orphan keeps its port. The signal follows the thread that spawned the child; the
+/// emulator spawns it from the thread running `block_on`, which lives as long as the process.
+fn ask_for_sigterm_when_parent_dies(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+        // async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 /// Owns the child: reports an unexpected exit, or terminates it when asked.
