@@ -306,7 +306,8 @@ fn echo(document: &Value, received: &Received) -> Reply {
             "Outputs": {"res": {
                 "statusCode": 200,
                 "headers": {"Content-Type": "application/json", "X-Echo": "1"},
-                "body": {"document": document, "request": received.to_json(), "env": env, "cwd": cwd}
+                "body": {"document": document, "request": received.to_json(), "env": env, "cwd": cwd,
+                "args": std::env::args().skip(1).collect::<Vec<_>>()}
             }},
             "Logs": ["echo done"],
             "ReturnValue": null

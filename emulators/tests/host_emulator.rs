@@ -953,3 +953,42 @@ async fn a_killed_emulator_takes_its_handler_down() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_json_description_picks_executable_arguments_and_directory() {
+    let host = json!({
+        "version": "2.0",
+        "customHandler": {"description": {
+            "defaultExecutablePath": "bin/handler",
+            "workingDirectory": "work",
+            "arguments": ["--port %FUNCTIONS_CUSTOMHANDLER_PORT%", "%EMU_TEST_SURELY_UNSET%", "two words"]
+        }}
+    });
+    let app = app_root(
+        &host,
+        &[("EchoAnon", http_function("anonymous", None, None))],
+    );
+    std::fs::create_dir_all(app.path().join("bin")).unwrap();
+    std::fs::create_dir_all(app.path().join("work")).unwrap();
+    std::os::unix::fs::symlink(host_support::fake_handler(), app.path().join("bin/handler"))
+        .unwrap();
+    let emulator = match Emulator::try_start_with(app.path(), None, &[], &[]).await {
+        Ok(emulator) => emulator,
+        Err(failure) => panic!("did not start: {failure:?}"),
+    };
+    let response = emulator
+        .client
+        .get(emulator.url("/api/EchoAnon"))
+        .send()
+        .await
+        .unwrap();
+    let echoed = host_support::json_body(response).await;
+    let port = echoed["env"]["FUNCTIONS_CUSTOMHANDLER_PORT"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Arguments are expanded, an unresolved %X% is deleted, and the joined line is split on spaces.
+    assert_eq!(echoed["args"], json!(["--port", port, "two", "words"]));
+    let cwd = std::fs::canonicalize(echoed["cwd"].as_str().unwrap()).unwrap();
+    assert_eq!(cwd, std::fs::canonicalize(app.path().join("work")).unwrap());
+}

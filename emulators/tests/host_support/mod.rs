@@ -106,14 +106,18 @@ pub struct StartFailure {
     pub stderr: String,
 }
 
-fn command(app_root: &Path, handler: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Command {
+fn command(
+    app_root: &Path,
+    handler: Option<&Path>,
+    extra_args: &[&str],
+    env: &[(&str, &str)],
+) -> Command {
     let mut command = Command::new(emulator_binary());
+    command.arg("host").arg("--app-root").arg(app_root);
+    if let Some(handler) = handler {
+        command.arg("--handler").arg(handler);
+    }
     command
-        .arg("host")
-        .arg("--app-root")
-        .arg(app_root)
-        .arg("--handler")
-        .arg(handler)
         .args(["--port", "0"])
         .args(extra_args)
         .env("RUST_LOG", "info")
@@ -138,6 +142,16 @@ impl Emulator {
     pub async fn try_start(
         app_root: &Path,
         handler: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Emulator, StartFailure> {
+        Self::try_start_with(app_root, Some(handler), extra_args, env).await
+    }
+
+    /// Like `try_start`; `None` lets host.json's `defaultExecutablePath` choose the handler.
+    pub async fn try_start_with(
+        app_root: &Path,
+        handler: Option<&Path>,
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Emulator, StartFailure> {
