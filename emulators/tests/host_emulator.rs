@@ -992,3 +992,38 @@ async fn host_json_description_picks_executable_arguments_and_directory() {
     let cwd = std::fs::canonicalize(echoed["cwd"].as_str().unwrap()).unwrap();
     assert_eq!(cwd, std::fs::canonicalize(app.path().join("work")).unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_honour_constraints_catch_alls_and_the_prefix() {
+    let mut host = host_json(false);
+    host["extensions"] = json!({"http": {"routePrefix": "v1"}});
+    let functions = [
+        (
+            "EchoItem",
+            http_function("anonymous", Some("items/{id:int}"), None),
+        ),
+        (
+            "EchoFiles",
+            http_function("anonymous", Some("files/{*path}"), None),
+        ),
+    ];
+    let app = app_root(&host, &functions);
+    let emulator = Emulator::start(app.path(), &[], &[]).await;
+    let get = |path: &str| emulator.client.get(emulator.url(path)).send();
+
+    let echoed = host_support::json_body(get("/V1/Items/42").await.unwrap()).await;
+    assert_eq!(
+        echoed["document"]["Data"]["req"]["Params"],
+        json!({"id": "42"})
+    );
+    assert_eq!(echoed["document"]["Metadata"]["id"], "\"42\"");
+    assert_eq!(get("/v1/items/abc").await.unwrap().status(), 404);
+    assert_eq!(get("/api/items/42").await.unwrap().status(), 404);
+
+    let echoed = host_support::json_body(get("/v1/files/a/b%20c.txt").await.unwrap()).await;
+    assert_eq!(
+        echoed["document"]["Data"]["req"]["Params"],
+        json!({"path": "a/b c.txt"})
+    );
+    assert_eq!(echoed["request"]["path"], "/EchoFiles");
+}
