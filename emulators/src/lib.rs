@@ -4,6 +4,7 @@
 //! integration tests and other emulators can reuse the pieces (PKI, JWT signing, serving helpers).
 //! Nothing here is linked into the `handler` binary.
 
+pub mod host;
 pub mod identity;
 pub mod jwt;
 pub mod keyvault;

@@ -8,18 +8,30 @@ const USAGE: &str = "usage: emulators <subcommand> [flags]
 subcommands:
   pki --out DIR
   identity --config FILE [--port N] [--header-secret S]
-  keyvault --config FILE --cert LEAF.pem --key LEAF.key --jwks-url URL [--port N]";
+  keyvault --config FILE --cert LEAF.pem --key LEAF.key --jwks-url URL [--port N]
+  host --app-root DIR [--handler PATH] [--port 7071] [--keys-file FILE] [--no-timers] [--local-settings FILE]";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((subcommand, rest)) = args.split_first() else {
         return usage_error("missing subcommand");
     };
+    // The host emulator builds its own runtime: it must shut it down without waiting on the
+    // handler's pipes once it has decided to exit.
+    if subcommand == "host" {
+        return emulators::host::run_cli(rest);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("emulators: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let outcome = match subcommand.as_str() {
         "pki" => run_pki(rest),
-        "identity" => run_identity(rest).await,
-        "keyvault" => run_keyvault(rest).await,
+        "identity" => runtime.block_on(run_identity(rest)),
+        "keyvault" => runtime.block_on(run_keyvault(rest)),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,0 +1,451 @@
+//! Calling the handler: JSON-mode POSTs (§2), forwarded HTTP requests (§4.2), and the
+//! bookkeeping around each invocation (id, timing, journal entry).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{Map, Value};
+
+use super::app::{App, FunctionDef, HttpTrigger, Trigger};
+use super::journal::{InvocationRecord, Journal};
+use super::json_mode::{self, ClientRequest, HandlerReply, HttpResult};
+use super::keys::{HostKeys, KeyMatch};
+use super::timer::ScheduleStatus;
+
+/// The host version the emulator reports (`X-Azure-Functions-HostVersion`, `User-Agent`).
+pub const HOST_VERSION: &str = "4.1037.0.0";
+/// The host's HTTP client waits functionTimeout plus one minute for the handler (spec §1.7).
+const TIMEOUT_MARGIN: Duration = Duration::from_secs(60);
+
+/// Everything request handling and timers share.
+pub struct HostState {
+    /// The indexed app.
+    pub app: App,
+    /// Accepted keys.
+    pub keys: HostKeys,
+    /// The handler's port.
+    pub handler_port: u16,
+    /// `host:port` of the emulator's listener (for `Url` when a request has no Host header).
+    pub listen_authority: String,
+    /// Recent invocations.
+    pub journal: Journal,
+    /// Stored schedule-monitor records by function name (written after each timer run).
+    timer_status: Mutex<HashMap<String, ScheduleStatus>>,
+    client: reqwest::Client,
+}
+
+/// The outcome of calling the handler once.
+pub struct CallOutcome {
+    /// The invocation id used.
+    pub invocation_id: String,
+    /// When the call started.
+    pub started: Instant,
+    /// Start time for the journal.
+    pub started_at: String,
+}
+
+impl CallOutcome {
+    fn begin() -> Self {
+        Self {
+            invocation_id: uuid::Uuid::new_v4().to_string(),
+            started: Instant::now(),
+            started_at: Utc::now().to_rfc3339(),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A raw HTTP response relayed from the handler in forwarding mode.
+pub type ForwardedResponse = HttpResult;
+
+impl HostState {
+    /// Builds the shared state with an HTTP client that never uses a proxy nor follows redirects.
+    pub fn new(
+        app: App,
+        keys: HostKeys,
+        handler_port: u16,
+        listen_authority: String,
+    ) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(app.host.function_timeout_secs) + TIMEOUT_MARGIN)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(Self {
+            app,
+            keys,
+            handler_port,
+            listen_authority,
+            journal: Journal::default(),
+            timer_status: Mutex::new(HashMap::new()),
+            client,
+        })
+    }
+
+    /// Stores a timer's monitor record after a run.
+    pub fn store_timer_status(&self, function_name: &str, status: ScheduleStatus) {
+        if let Ok(mut records) = self.timer_status.lock() {
+            records.insert(function_name.to_string(), status);
+        }
+    }
+
+    /// The stored monitor record of a timer (`None` before its first run, like a missing
+    /// monitor blob).
+    pub fn timer_status(&self, function_name: &str) -> Option<ScheduleStatus> {
+        self.timer_status
+            .lock()
+            .ok()
+            .and_then(|records| records.get(function_name).copied())
+    }
+
+    /// Finds a function by name, without regard to case.
+    pub fn function(&self, name: &str) -> Option<&FunctionDef> {
+        self.app
+            .functions
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+    }
+
+    /// POSTs a JSON-mode document to `/{FunctionName}` and checks the answer (§3.1).
+    async fn post_json(
+        &self,
+        function_name: &str,
+        invocation_id: &str,
+        document: &Value,
+    ) -> Result<HandlerReply, String> {
+        let url = format!("http://127.0.0.1:{}/{}", self.handler_port, function_name);
+        let body = serde_json::to_vec(document).map_err(|e| format!("cannot serialize: {e}"))?;
+        let response = self
+            .client
+            .post(url)
+            .header("X-Azure-Functions-InvocationId", invocation_id)
+            .header("X-Azure-Functions-HostVersion", HOST_VERSION)
+            .header("User-Agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
+            .header("Content-Type", "application/json; charset=utf-8")
+            .body(reqwest::Body::wrap(ChunkedBody::new(body)))
+            .send()
+            .await
+            .map_err(|e| describe_send_error(&e))?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = response.bytes().await.map_err(|e| {
+            format!(
+                "reading the handler's answer failed: {}",
+                describe_send_error(&e)
+            )
+        })?;
+        json_mode::parse_reply(status, content_type.as_deref(), &bytes)
+    }
+
+    /// Runs an HTTP-triggered function in JSON mode and returns the client's response.
+    pub async fn invoke_http_json(
+        &self,
+        function: &FunctionDef,
+        http: &HttpTrigger,
+        request: &ClientRequest,
+        params: &Map<String, Value>,
+        key: Option<&KeyMatch>,
+    ) -> HttpResult {
+        let call = CallOutcome::begin();
+        let mut data = Map::new();
+        data.insert(
+            http.binding_name.clone(),
+            json_mode::http_trigger_data(request, params, key, &self.listen_authority),
+        );
+        let metadata = json_mode::http_metadata(request, params, &function.name);
+        let document = json_mode::envelope(data, metadata);
+        let outcome = self
+            .post_json(&function.name, &call.invocation_id, &document)
+            .await
+            .and_then(|reply| {
+                let result = json_mode::http_result(
+                    &reply,
+                    http.output_name.as_deref(),
+                    function.return_binding_type.is_some(),
+                )?;
+                Ok((reply.logs, result))
+            });
+        let (logs, error, result) = match outcome {
+            Ok((logs, result)) => (logs, None, result),
+            Err(error) => (Vec::new(), Some(error), bare_500()),
+        };
+        self.journal.record(InvocationRecord {
+            function: function.name.clone(),
+            invocation_id: call.invocation_id.clone(),
+            trigger: "http",
+            mode: "json",
+            status: if error.is_none() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            http_status: Some(result.status),
+            error,
+            logs,
+            reason: None,
+            started_at: call.started_at.clone(),
+            duration_ms: call.elapsed_ms(),
+        });
+        result
+    }
+
+    /// Runs a non-HTTP function in JSON mode with the given trigger value (timer or admin).
+    pub async fn invoke_trigger(
+        &self,
+        function: &FunctionDef,
+        trigger_value: Value,
+        trigger: &'static str,
+        reason: &'static str,
+    ) -> bool {
+        let call = CallOutcome::begin();
+        let binding_name = match &function.trigger {
+            Trigger::Timer(timer) => timer.binding_name.clone(),
+            Trigger::Other { binding_name, .. } => binding_name.clone(),
+            Trigger::Http(http) => http.binding_name.clone(),
+        };
+        let mut data = Map::new();
+        data.insert(binding_name, trigger_value);
+        let document = json_mode::envelope(data, json_mode::sys_only_metadata(&function.name));
+        let outcome = self
+            .post_json(&function.name, &call.invocation_id, &document)
+            .await;
+        let (logs, error) = match outcome {
+            Ok(reply) => (reply.logs, None),
+            Err(error) => (Vec::new(), Some(error)),
+        };
+        let succeeded = error.is_none();
+        self.journal.record(InvocationRecord {
+            function: function.name.clone(),
+            invocation_id: call.invocation_id.clone(),
+            trigger,
+            mode: "json",
+            status: if succeeded { "succeeded" } else { "failed" },
+            http_status: None,
+            error,
+            logs,
+            reason: Some(reason),
+            started_at: call.started_at.clone(),
+            duration_ms: call.elapsed_ms(),
+        });
+        succeeded
+    }
+
+    /// Forwards the client's request to the handler at the same path (§4.2) and relays the
+    /// raw answer (§4.3).
+    pub async fn invoke_http_forwarding(
+        &self,
+        function: &FunctionDef,
+        request: &ClientRequest,
+    ) -> ForwardedResponse {
+        let call = CallOutcome::begin();
+        let outcome = self.forward(request, &call.invocation_id).await;
+        let (error, result) = match outcome {
+            Ok(result) => (None, result),
+            Err(error) => (Some(error), bare_500()),
+        };
+        self.journal.record(InvocationRecord {
+            function: function.name.clone(),
+            invocation_id: call.invocation_id.clone(),
+            trigger: "http",
+            mode: "forwarding",
+            status: if error.is_none() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            http_status: Some(result.status),
+            error,
+            logs: Vec::new(),
+            reason: None,
+            started_at: call.started_at.clone(),
+            duration_ms: call.elapsed_ms(),
+        });
+        result
+    }
+
+    async fn forward(
+        &self,
+        request: &ClientRequest,
+        invocation_id: &str,
+    ) -> Result<HttpResult, String> {
+        let query = rebuild_query(&request.query_joined());
+        let url = format!(
+            "http://127.0.0.1:{}{}{}",
+            self.handler_port, request.path, query
+        );
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| "invalid method".to_string())?;
+        let mut builder = self.client.request(method, url);
+        let mut user_agent = None;
+        for (name, value) in &request.headers {
+            let lower = name.to_ascii_lowercase();
+            match lower.as_str() {
+                "content-length"
+                | "transfer-encoding"
+                | "connection"
+                | "keep-alive"
+                | "te"
+                | "upgrade"
+                | "x-azure-functions-invocationid"
+                | "x-azure-functions-hostversion" => {}
+                "user-agent" => user_agent = Some(value.clone()),
+                _ => builder = builder.header(name.as_str(), value.as_str()),
+            }
+        }
+        let user_agent = match user_agent {
+            Some(ua) => format!("{ua} Azure-Functions-Host/{HOST_VERSION}"),
+            None => format!("Azure-Functions-Host/{HOST_VERSION}"),
+        };
+        builder = builder
+            .header("User-Agent", user_agent)
+            .header("X-Azure-Functions-HostVersion", HOST_VERSION)
+            .header("X-Azure-Functions-InvocationId", invocation_id);
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let response = builder.send().await.map_err(|e| describe_send_error(&e))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| !is_hop_by_hop(name.as_str()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| describe_send_error(&e))?
+            .to_vec();
+        Ok(HttpResult {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A request body with no announced length, so it goes out with `Transfer-Encoding: chunked`
+/// like the host's JSON-mode POST (its formatter never computes a length, spec §2.1). A handler
+/// that insists on `Content-Length` fails here as it would under the real host.
+struct ChunkedBody {
+    data: Option<bytes::Bytes>,
+}
+
+impl ChunkedBody {
+    fn new(data: Vec<u8>) -> Self {
+        Self {
+            data: Some(bytes::Bytes::from(data)),
+        }
+    }
+}
+
+impl hyper::body::Body for ChunkedBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.data
+                .take()
+                .map(|data| Ok(hyper::body::Frame::data(data))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+}
+
+/// Headers that describe one connection or framing and are not relayed.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "te" | "upgrade"
+    )
+}
+
+/// The host's failure answer: 500 with no body.
+fn bare_500() -> HttpResult {
+    HttpResult {
+        status: 500,
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
+}
+
+/// A send error without the URL's query (which may hold a `code` key).
+fn describe_send_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_connect() {
+        "connection to the handler failed"
+    } else if error.is_timeout() {
+        "the handler did not answer in time"
+    } else if error.is_body() || error.is_decode() {
+        "reading the handler's answer failed"
+    } else {
+        "request to the handler failed"
+    };
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "<handler url>");
+    }
+    format!("{kind}: {text}")
+}
+
+/// Rebuilds a query string from joined pairs, percent-encoding keys and values (`x=1%2C2`).
+pub fn rebuild_query(pairs: &[(String, String)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let encoded: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect();
+    format!("?{}", encoded.join("&"))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_is_rebuilt_with_joined_values() {
+        let pairs = vec![
+            ("x".to_string(), "1,2".to_string()),
+            ("n".to_string(), "a b".to_string()),
+        ];
+        assert_eq!(rebuild_query(&pairs), "?x=1%2C2&n=a%20b");
+        assert_eq!(rebuild_query(&[]), "");
+    }
+}
