@@ -235,3 +235,9 @@ impl JsonBody for reqwest::Response {
         serde_json::from_slice(&self.bytes().await.expect("body")).unwrap_or(Value::Null)
     }
 }
+
+/// The emulators' own test helper (spawn an `emulators` subcommand and read its ready line),
+/// shared rather than copied.
+#[path = "../../emulators/tests/common/mod.rs"]
+pub mod emulator;
+pub mod stack;

@@ -10,6 +10,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -80,13 +81,41 @@ impl Drop for Running {
     }
 }
 
-/// Starts `emulators <args>` (the binary of this crate), waits for its ready line and returns it.
+/// The `emulators` binary: Cargo's own path in this crate's tests; in the handler's tests (which
+/// include this file but cannot name another package's binary), the one the workspace build put
+/// beside the test executable.
+pub fn emulators_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_emulators") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable sits in <target>/<profile>/deps");
+    let binary = profile_dir.join("emulators");
+    assert!(
+        binary.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`; scripts/test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// Starts `emulators <args>`, waits for its ready line and returns it.
 ///
 /// Panics with the child's stderr if the line does not arrive within [`READY_TIMEOUT`] or is not
 /// a JSON object with a string `ready` field.
 pub fn spawn_emulator(args: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_emulators"))
+    spawn_emulator_with_env(args, &[])
+}
+
+/// Like [`spawn_emulator`], with extra environment variables (the host emulator passes its
+/// environment on to the handler, as the real host does).
+pub fn spawn_emulator_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut child = Command::new(emulators_binary())
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

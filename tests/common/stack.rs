@@ -1,0 +1,212 @@
+//! The local stack for end-to-end tests: the test PKI, the identity emulator, the Key Vault
+//! emulator and Azurite, each started on an ephemeral loopback port, and the environment that
+//! points the handler (or the host emulator) at them.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::emulator::{Running, spawn_emulator, spawn_emulator_with_env, temp_json};
+
+/// The tenant of every test identity and of the test vault.
+pub const TENANT: &str = "00000000-0000-4000-8000-0000000e2e00";
+/// The system-assigned identity's object id.
+pub const SYSTEM_OID: &str = "00000000-0000-4000-8000-00000000a002";
+/// A user-assigned identity: client id and object id.
+pub const READER_CLIENT_ID: &str = "00000000-0000-4000-8000-00000000b001";
+/// Its object id.
+pub const READER_OID: &str = "00000000-0000-4000-8000-00000000b002";
+/// What ALLOWED_SECRETS allows in these tests.
+pub const ALLOWED: &str = "app-*,db-password";
+
+/// The identity emulator's configuration: a system-assigned identity and one user-assigned.
+pub fn identity_config() -> Value {
+    json!({"tenant_id": TENANT, "token_lifetime_secs": 86400, "identities": [
+        {"name": "system", "system_assigned": true, "client_id": "00000000-0000-4000-8000-00000000a001", "object_id": SYSTEM_OID, "roles": {}},
+        {"name": "reader", "client_id": READER_CLIENT_ID, "object_id": READER_OID,
+         "resource_id": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/reader", "roles": {}}
+    ]})
+}
+
+/// The vault: `app-greeting` readable by the system identity, `db-password` only by the reader.
+pub fn vault_config() -> Value {
+    json!({"tenant_id": TENANT,
+        "secrets": {
+            "app-greeting": [{"value": "first", "contentType": "text/plain"}, {"value": "hello from the vault", "contentType": "text/plain"}],
+            "db-password": [{"value": "s3cr3t-db-password"}]
+        },
+        "access": {SYSTEM_OID: {"get": ["app-*"]}, READER_OID: {"get": ["*"]}}})
+}
+
+/// The running emulators and what the handler needs to reach them.
+pub struct Stack {
+    /// The test PKI directory (ca.pem, leaf.pem, leaf.key).
+    pub pki: tempfile::TempDir,
+    /// The identity emulator.
+    pub identity: Running,
+    /// The Key Vault emulator.
+    pub keyvault: Running,
+    /// Azurite, when the test asked for it.
+    pub azurite: Option<Azurite>,
+    _configs: Vec<tempfile::NamedTempFile>,
+}
+
+impl Stack {
+    /// Starts the identity and Key Vault emulators (and Azurite when `with_azurite`).
+    pub fn start(with_azurite: bool) -> Self {
+        let pki = tempfile::tempdir().expect("pki dir");
+        let pki_dir = pki.path().to_str().expect("utf-8 path");
+        let status = Command::new(super::emulator::emulators_binary())
+            .args(["pki", "--out", pki_dir])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run emulators pki");
+        assert!(status.success(), "emulators pki failed");
+        let identity_file = temp_json(&identity_config());
+        let vault_file = temp_json(&vault_config());
+        let identity = spawn_emulator(&["identity", "--config", path(&identity_file), "--port", "0"]);
+        let jwks = format!("{}/{TENANT}/discovery/v2.0/keys", identity.base_url);
+        let leaf = format!("{pki_dir}/leaf.pem");
+        let key = format!("{pki_dir}/leaf.key");
+        let keyvault = spawn_emulator(&[
+            "keyvault", "--config", path(&vault_file), "--port", "0", "--cert", &leaf, "--key", &key, "--jwks-url", &jwks,
+        ]);
+        let azurite = with_azurite.then(|| Azurite::start(pki.path()));
+        Self { pki, identity, keyvault, azurite, _configs: vec![identity_file, vault_file] }
+    }
+
+    /// The environment the platform would give the handler, pointing at these emulators.
+    pub fn handler_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("IDENTITY_ENDPOINT".into(), format!("{}/msi/token", self.identity.base_url)),
+            ("IDENTITY_HEADER".into(), self.identity.ready_str("header_secret")),
+            ("KEY_VAULT_URL".into(), format!("{}/", self.keyvault.base_url)),
+            ("SSL_CERT_FILE".into(), self.ca().display().to_string()),
+            ("ALLOWED_SECRETS".into(), ALLOWED.into()),
+        ];
+        if let Some(azurite) = &self.azurite {
+            env.push(("STORAGE_BLOB_URL".into(), format!("https://127.0.0.1:{}/devstoreaccount1", azurite.port)));
+        }
+        env
+    }
+
+    /// The test CA's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.pki.path().join("ca.pem")
+    }
+
+    /// The identity emulator's count of token requests.
+    pub async fn token_requests(&self) -> u64 {
+        admin_count(&self.identity.base_url, &self.ca(), "count").await
+    }
+
+    /// The Key Vault emulator's counts: all requests, and unauthenticated (challenge) probes.
+    pub async fn vault_requests(&self) -> (u64, u64) {
+        let all = admin_count(&self.keyvault.base_url, &self.ca(), "count").await;
+        let probes = admin_count(&self.keyvault.base_url, &self.ca(), "unauthenticated").await;
+        (all, probes)
+    }
+
+    /// Queues a fault at an emulator (`POST /_emulator/faults`).
+    pub async fn fault(&self, emulator: &Running, fault: Value) {
+        let response = https_client(&self.ca())
+            .post(format!("{}/_emulator/faults", emulator.base_url))
+            .body(fault.to_string())
+            .send()
+            .await
+            .expect("queue a fault");
+        assert!(response.status().is_success(), "fault refused: {}", response.text().await.unwrap_or_default());
+    }
+
+    /// Starts the host emulator on the repository's own function folders, running `handler`.
+    pub fn host(&self, extra_env: &[(&str, &str)]) -> (Running, tempfile::TempDir) {
+        let keys = tempfile::tempdir().expect("keys dir");
+        let keys_file = keys.path().join("host-keys.json");
+        let mut env: Vec<(String, String)> = self.handler_env();
+        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let host = spawn_emulator_with_env(
+            &[
+                "host", "--app-root", env!("CARGO_MANIFEST_DIR"),
+                "--handler", super::handler_binary().to_str().expect("utf-8 path"),
+                "--port", "0", "--keys-file", keys_file.to_str().expect("utf-8 path"),
+            ],
+            &env_refs,
+        );
+        (host, keys)
+    }
+}
+
+fn path(file: &tempfile::NamedTempFile) -> &str {
+    file.path().to_str().expect("utf-8 temp path")
+}
+
+/// A client that trusts the test CA.
+pub fn https_client(ca: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca).expect("read the test CA");
+    let certificate = reqwest::Certificate::from_pem(&pem).expect("parse the test CA");
+    reqwest::Client::builder().tls_certs_merge([certificate]).build().expect("https client")
+}
+
+async fn admin_count(base: &str, ca: &Path, field: &str) -> u64 {
+    let body: Value = https_client(ca)
+        .get(format!("{base}/_emulator/requests"))
+        .send()
+        .await
+        .expect("read the emulator's request log")
+        .json_value()
+        .await;
+    body[field].as_u64().unwrap_or_else(|| panic!("no `{field}` in {body}"))
+}
+
+trait JsonValue {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Value {
+        serde_json::from_slice(&self.bytes().await.expect("body")).expect("JSON body")
+    }
+}
+
+/// Azurite from the project's pinned npm install, over HTTPS with `--oauth basic`.
+pub struct Azurite {
+    child: Child,
+    /// Its blob port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Azurite {
+    fn start(pki: &Path) -> Self {
+        let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/azurite-blob");
+        assert!(binary.exists(), "{} is missing: run scripts/install-test-deps (scripts/test does)", binary.display());
+        let port = super::free_port();
+        let child = Command::new(binary)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .arg("--cert")
+            .arg(pki.join("leaf.pem"))
+            .arg("--key")
+            .arg(pki.join("leaf.key"))
+            .args(["--oauth", "basic", "--inMemoryPersistence", "--disableTelemetry", "--silent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start Azurite");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "Azurite did not listen on {port} within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
