@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod contract;
 pub mod dispatch;
