@@ -5,7 +5,7 @@ mod auth_support;
 
 use std::time::Duration;
 
-use auth_support::{Reply, TestServer};
+use auth_support::{Reply, TestServer, captured_logs};
 use handler::clients::downstream::{
     DownstreamApi, DownstreamError, DownstreamOptions, MAX_RESPONSE_BYTES,
 };
@@ -214,4 +214,25 @@ async fn a_refused_path_never_reaches_the_server() {
     let bad_token = api.get("ok", &[], "abc\r\nX-Evil: 1").await.unwrap_err();
     assert_eq!(bad_token, DownstreamError::InvalidToken);
     assert_eq!(server.requests().len(), 0);
+}
+
+#[tokio::test]
+async fn the_token_never_reaches_a_log_line() {
+    captured_logs::install();
+    let server = TestServer::start(|_| Reply::bytes(200, "text/plain", b"logged".to_vec())).await;
+    let response = api(&server).get("logged/call", &[], TOKEN).await.unwrap();
+    assert_eq!(response.status, 200);
+    let lines = captured_logs::lines();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("/api/logged/call answered 200")),
+        "the call is logged at debug"
+    );
+    for line in &lines {
+        assert!(
+            !line.contains("c2lnbmF0dXJl"),
+            "the token leaked into the log: {line}"
+        );
+    }
 }

@@ -6,7 +6,7 @@ mod auth_support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auth_support::{Reply, TestKey, TestServer, b64, jwks, now};
+use auth_support::{Reply, TestKey, TestServer, b64, captured_logs, jwks, now};
 use handler::auth::{
     AuthConfig, AuthError, Caller, TokenValidator, ValidatorOptions, default_http_client,
 };
@@ -633,4 +633,53 @@ async fn a_plain_http_jwks_uri_elsewhere_than_loopback_is_not_fetched() {
         "{error:?}"
     );
     assert_eq!(validator.jwks_fetches(), 0);
+}
+
+#[tokio::test]
+async fn an_authority_that_is_not_https_or_loopback_is_never_fetched() {
+    let key = TestKey::generate("key-a");
+    let validator = validator_for(
+        &format!("http://10.0.0.1/{TENANT}/v2.0"),
+        None,
+        ValidatorOptions::default(),
+    );
+    let error = refuse(&validator, &key.sign(&claims())).await;
+    assert!(
+        matches!(&error, AuthError::Unavailable(reason) if reason.contains("loopback")),
+        "{error:?}"
+    );
+    assert_eq!(validator.jwks_fetches(), 0);
+}
+
+#[tokio::test]
+async fn reasons_are_logged_but_tokens_never_are() {
+    captured_logs::install();
+    let key = TestKey::generate("key-log");
+    let authority = Authority::start(&[&key]).await;
+    let validator = authority.validator(Some("Api.Read"));
+    let accepted = key.sign(&claims());
+    let expired = key.sign(&with(claims(), json!({"exp": now() - 3600})));
+    let roleless = key.sign(&with(claims(), json!({"roles": null})));
+    let unknown = TestKey::generate("key-unknown").sign(&claims());
+    accept(&validator, &accepted).await;
+    refuse(&validator, &expired).await;
+    refuse(&validator, &roleless).await;
+    refuse(&validator, &unknown).await;
+
+    let lines = captured_logs::lines();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("bearer token refused: the token has expired")),
+        "the reason is logged at debug"
+    );
+    for token in [&accepted, &expired, &roleless, &unknown] {
+        let signature = token.rsplit('.').next().unwrap();
+        for line in &lines {
+            assert!(
+                !line.contains(signature),
+                "a token leaked into the log: {line}"
+            );
+        }
+    }
 }

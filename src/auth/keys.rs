@@ -256,6 +256,9 @@ impl KeyStore {
     }
 
     async fn fetch_metadata(&self) -> Result<Metadata, String> {
+        // AuthConfig's fields are public: re-check what from_lookup checks before any fetch.
+        check_transport(&self.discovery_url)
+            .map_err(|reason| format!("the authority {}: {reason}", self.discovery_url))?;
         let discovery: Discovery = self
             .fetch_json(&self.discovery_url, "discovery document")
             .await?;
@@ -271,6 +274,9 @@ impl KeyStore {
             .as_deref()
             .and_then(tenant_from_issuer)
             .unwrap_or(&self.authority_tenant);
+        if tenant.is_empty() {
+            return Err("neither the authority nor its discovery document names a tenant".into());
+        }
         Ok(Metadata {
             jwks_uri,
             issuers: issuers_of(tenant),

@@ -280,3 +280,37 @@ fn rsa_public_components(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let strip = |bytes: &[u8]| bytes.iter().skip_while(|b| **b == 0).copied().collect();
     (strip(modulus), strip(exponent))
 }
+
+/// Every log line of the test process, for checking that no token is ever logged.
+pub mod captured_logs {
+    use std::sync::Mutex;
+
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static LOGGER: Capture = Capture;
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+
+        fn log(&self, record: &log::Record) {
+            let line = format!("{} {}: {}", record.level(), record.target(), record.args());
+            LINES.lock().unwrap().push(line);
+        }
+
+        fn flush(&self) {}
+    }
+
+    /// Captures every level from now on (the first call in a process installs the logger).
+    pub fn install() {
+        let _ = log::set_logger(&LOGGER);
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+
+    /// The lines so far.
+    pub fn lines() -> Vec<String> {
+        LINES.lock().unwrap().clone()
+    }
+}
