@@ -298,7 +298,7 @@ fn is_loopback(url: &Url) -> bool {
 /// The path's segments, percent-decoded once, or why the path is refused.
 ///
 /// Refused: a leading `/` or `\`, empty segments (`//`), `.`/`..` or any all-dot segment (also
-/// when percent-encoded), a `:` in the first segment (a scheme), `\`, `@`, `?`, `#`, `;`, control
+/// when percent-encoded or made of Unicode look-alikes), look-alikes of `/` and `\`, a `:` in the first segment (a scheme), `\`, `@`, `?`, `#`, `;`, control
 /// characters, malformed escapes, escapes that decode to `/`, `\`, `%` (double encoding) or to
 /// anything refused in plain form, and bytes that are not UTF-8.
 fn checked_segments(path: &str) -> Result<Vec<String>, String> {
@@ -328,7 +328,7 @@ fn checked_segment(raw: &str, index: usize, is_last: bool) -> Result<String, Str
     if let Some(refused) = decoded.chars().find(|c| refused_character(*c)) {
         return Err(describe_refused(refused, raw.contains('%')));
     }
-    if !decoded.is_empty() && decoded.chars().all(|c| c == '.' || c == ' ') {
+    if !decoded.is_empty() && decoded.chars().all(|c| DOT_LIKE.contains(&c)) {
         return Err("dot segments (., ..) are not allowed, encoded or not".into());
     }
     if index == 0 && decoded.contains(':') {
@@ -363,8 +363,18 @@ fn percent_decode_checked(raw: &str) -> Result<String, String> {
     String::from_utf8(decoded).map_err(|_| "percent-encoded bytes must be UTF-8".into())
 }
 
+/// Characters a server that normalizes Unicode (NFKC) or trims names (Windows) may turn into
+/// `.`; a segment made only of these is a dot segment in disguise.
+const DOT_LIKE: &[char] = &['.', ' ', '\u{FF0E}', '\u{2024}', '\u{FE52}'];
+/// Look-alikes of `/` and `\` that such a server may turn into a separator.
+const SLASH_LIKE: &[char] = &[
+    '\u{FF0F}', '\u{FF3C}', '\u{2215}', '\u{2044}', '\u{29F5}', '\u{FE68}',
+];
+
 fn refused_character(c: char) -> bool {
-    c.is_control() || matches!(c, '\\' | '@' | '?' | '#' | ';' | '%' | '/')
+    c.is_control()
+        || matches!(c, '\\' | '@' | '?' | '#' | ';' | '%' | '/')
+        || SLASH_LIKE.contains(&c)
 }
 
 fn describe_refused(c: char, encoded: bool) -> String {
@@ -515,6 +525,11 @@ mod tests {
             "%C0%AE%C0%AE",
             "%ff",
             "%e2%80",
+            "\u{FF0E}\u{FF0E}/x",
+            "%EF%BC%8E%EF%BC%8E",
+            "a\u{FF0F}..",
+            "a%EF%BC%8Fb",
+            "a\u{2215}b",
         ];
         let api = api("https://api.example.com/v1/");
         for path in refused {
