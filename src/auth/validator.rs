@@ -73,6 +73,16 @@ pub struct TokenValidator {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for TokenValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenValidator")
+            .field("authority", &self.inner.config.authority.as_str())
+            .field("audiences", &self.inner.config.audiences)
+            .field("required_role", &self.inner.config.required_role)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     config: AuthConfig,
     options: ValidatorOptions,

@@ -297,10 +297,10 @@ fn is_loopback(url: &Url) -> bool {
 
 /// The path's segments, percent-decoded once, or why the path is refused.
 ///
-/// Refused: a leading `/` or `\`, empty segments (`//`), `.`/`..` or any all-dot segment (also
-/// when percent-encoded or made of Unicode look-alikes), look-alikes of `/` and `\`, a `:` in the first segment (a scheme), `\`, `@`, `?`, `#`, `;`, control
-/// characters, malformed escapes, escapes that decode to `/`, `\`, `%` (double encoding) or to
-/// anything refused in plain form, and bytes that are not UTF-8.
+/// Refused: a leading `/` or `\`; empty segments (`//`); `.`, `..` or any all-dot segment, also
+/// percent-encoded or made of Unicode look-alikes; look-alikes of `/` and `\`; a `:` in the first
+/// segment (a scheme); `\`, `@`, `?`, `#`, `;` and control characters; malformed escapes; escapes
+/// of `/`, `\` or `%` (double encoding) or of anything refused in plain form; non-UTF-8 bytes.
 fn checked_segments(path: &str) -> Result<Vec<String>, String> {
     if path.is_empty() {
         return Ok(Vec::new());
