@@ -7,6 +7,7 @@
 //! turns any failure into a status and message in one place.
 
 pub mod app;
+pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod contract;

@@ -1,5 +1,6 @@
 //! Clients for the Azure services the functions call, on the official Azure SDK for Rust:
-//! Key Vault secrets ([`keyvault`]) and Blob Storage ([`blob`]).
+//! Key Vault secrets ([`keyvault`]) and Blob Storage ([`blob`]), and the downstream API CallApi calls
+//! ([`downstream`], plain reqwest: it is not an Azure service).
 //!
 //! Both are built once at start-up from validated URLs, one shared transport ([`http::AzureHttp`])
 //! and any `Arc<dyn TokenCredential>` (the managed identity in production, fakes in tests). Errors
@@ -7,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod blob;
+pub mod downstream;
 mod failure;
 pub mod http;
 pub mod keyvault;

@@ -67,28 +67,57 @@ impl Stack {
         assert!(status.success(), "emulators pki failed");
         let identity_file = temp_json(&identity_config());
         let vault_file = temp_json(&vault_config());
-        let identity = spawn_emulator(&["identity", "--config", path(&identity_file), "--port", "0"]);
+        let identity =
+            spawn_emulator(&["identity", "--config", path(&identity_file), "--port", "0"]);
         let jwks = format!("{}/{TENANT}/discovery/v2.0/keys", identity.base_url);
         let leaf = format!("{pki_dir}/leaf.pem");
         let key = format!("{pki_dir}/leaf.key");
         let keyvault = spawn_emulator(&[
-            "keyvault", "--config", path(&vault_file), "--port", "0", "--cert", &leaf, "--key", &key, "--jwks-url", &jwks,
+            "keyvault",
+            "--config",
+            path(&vault_file),
+            "--port",
+            "0",
+            "--cert",
+            &leaf,
+            "--key",
+            &key,
+            "--jwks-url",
+            &jwks,
         ]);
         let azurite = with_azurite.then(|| Azurite::start(pki.path()));
-        Self { pki, identity, keyvault, azurite, _configs: vec![identity_file, vault_file] }
+        Self {
+            pki,
+            identity,
+            keyvault,
+            azurite,
+            _configs: vec![identity_file, vault_file],
+        }
     }
 
     /// The environment the platform would give the handler, pointing at these emulators.
     pub fn handler_env(&self) -> Vec<(String, String)> {
         let mut env = vec![
-            ("IDENTITY_ENDPOINT".into(), format!("{}/msi/token", self.identity.base_url)),
-            ("IDENTITY_HEADER".into(), self.identity.ready_str("header_secret")),
-            ("KEY_VAULT_URL".into(), format!("{}/", self.keyvault.base_url)),
+            (
+                "IDENTITY_ENDPOINT".into(),
+                format!("{}/msi/token", self.identity.base_url),
+            ),
+            (
+                "IDENTITY_HEADER".into(),
+                self.identity.ready_str("header_secret"),
+            ),
+            (
+                "KEY_VAULT_URL".into(),
+                format!("{}/", self.keyvault.base_url),
+            ),
             ("SSL_CERT_FILE".into(), self.ca().display().to_string()),
             ("ALLOWED_SECRETS".into(), ALLOWED.into()),
         ];
         if let Some(azurite) = &self.azurite {
-            env.push(("STORAGE_BLOB_URL".into(), format!("https://127.0.0.1:{}/devstoreaccount1", azurite.port)));
+            env.push((
+                "STORAGE_BLOB_URL".into(),
+                format!("https://127.0.0.1:{}/devstoreaccount1", azurite.port),
+            ));
         }
         env
     }
@@ -118,7 +147,11 @@ impl Stack {
             .send()
             .await
             .expect("queue a fault");
-        assert!(response.status().is_success(), "fault refused: {}", response.text().await.unwrap_or_default());
+        assert!(
+            response.status().is_success(),
+            "fault refused: {}",
+            response.text().await.unwrap_or_default()
+        );
     }
 
     /// Starts the host emulator on the repository's own function folders, running `handler`.
@@ -126,13 +159,24 @@ impl Stack {
         let keys = tempfile::tempdir().expect("keys dir");
         let keys_file = keys.path().join("host-keys.json");
         let mut env: Vec<(String, String)> = self.handler_env();
-        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let env_refs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let host = spawn_emulator_with_env(
             &[
-                "host", "--app-root", env!("CARGO_MANIFEST_DIR"),
-                "--handler", super::handler_binary().to_str().expect("utf-8 path"),
-                "--port", "0", "--keys-file", keys_file.to_str().expect("utf-8 path"),
+                "host",
+                "--app-root",
+                env!("CARGO_MANIFEST_DIR"),
+                "--handler",
+                super::handler_binary().to_str().expect("utf-8 path"),
+                "--port",
+                "0",
+                "--keys-file",
+                keys_file.to_str().expect("utf-8 path"),
             ],
             &env_refs,
         );
@@ -148,7 +192,10 @@ fn path(file: &tempfile::NamedTempFile) -> &str {
 pub fn https_client(ca: &Path) -> reqwest::Client {
     let pem = std::fs::read(ca).expect("read the test CA");
     let certificate = reqwest::Certificate::from_pem(&pem).expect("parse the test CA");
-    reqwest::Client::builder().tls_certs_merge([certificate]).build().expect("https client")
+    reqwest::Client::builder()
+        .tls_certs_merge([certificate])
+        .build()
+        .expect("https client")
 }
 
 async fn admin_count(base: &str, ca: &Path, field: &str) -> u64 {
@@ -159,7 +206,9 @@ async fn admin_count(base: &str, ca: &Path, field: &str) -> u64 {
         .expect("read the emulator's request log")
         .json_value()
         .await;
-    body[field].as_u64().unwrap_or_else(|| panic!("no `{field}` in {body}"))
+    body[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no `{field}` in {body}"))
 }
 
 trait JsonValue {
@@ -182,7 +231,11 @@ pub struct Azurite {
 impl Azurite {
     fn start(pki: &Path) -> Self {
         let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/azurite-blob");
-        assert!(binary.exists(), "{} is missing: run scripts/install-test-deps (scripts/test does)", binary.display());
+        assert!(
+            binary.exists(),
+            "{} is missing: run scripts/install-test-deps (scripts/test does)",
+            binary.display()
+        );
         let port = super::free_port();
         let child = Command::new(binary)
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
@@ -190,14 +243,23 @@ impl Azurite {
             .arg(pki.join("leaf.pem"))
             .arg("--key")
             .arg(pki.join("leaf.key"))
-            .args(["--oauth", "basic", "--inMemoryPersistence", "--disableTelemetry", "--silent"])
+            .args([
+                "--oauth",
+                "basic",
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--silent",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start Azurite");
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "Azurite did not listen on {port} within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "Azurite did not listen on {port} within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Self { child, port }
