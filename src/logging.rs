@@ -45,7 +45,17 @@ impl Log for HandlerLogger {
 /// Installs the logger once per process; `RUST_LOG` filters it (default `info`). Later calls
 /// do nothing, so tests may call it freely.
 pub fn init() {
-    let stdout = builder(Target::Stdout).build();
+    install(Target::Stdout);
+}
+
+/// For the command-line tools (`handler token`, `handler check`): every line to stderr, so that
+/// stdout carries only the command's output.
+pub fn init_cli() {
+    install(Target::Stderr);
+}
+
+fn install(ordinary: Target) {
+    let stdout = builder(ordinary).build();
     let stderr = builder(Target::Stderr).build();
     let max_level = stdout.filter();
     if log::set_boxed_logger(Box::new(HandlerLogger { stdout, stderr })).is_ok() {

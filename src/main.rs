@@ -15,8 +15,11 @@ const USAGE: &str =
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    logging::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None | Some("serve") => logging::init(),
+        Some(_) => logging::init_cli(),
+    }
     match args.first().map(String::as_str) {
         None | Some("serve") => serve().await,
         Some("check") => check(args.get(1).map(String::as_str)),

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,24 +86,11 @@ async fn the_binary_serves_the_host_and_stops_cleanly_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "{status}");
-    let mut stdout = String::new();
-    handler
-        .child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let stdout = handler.stdout();
     assert!(stdout.contains("listening on 127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("shutting down"), "{stdout}");
-    let mut stderr = String::new();
-    handler
-        .child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = handler.stderr();
     assert!(
         !stderr.contains("INFO"),
         "info lines must not go to stderr: {stderr}"

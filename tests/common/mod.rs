@@ -6,7 +6,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use handler::registry::Implemented;
@@ -173,16 +173,19 @@ pub fn handler_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_handler"))
 }
 
-/// The real binary, started as the host starts it, and stopped when dropped.
+/// The real binary, started as the host starts it, and stopped when dropped. Its stdout and
+/// stderr are drained as it runs (a chatty handler must never block on a full pipe).
 pub struct RunningHandler {
     /// The child process.
     pub child: Child,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
 }
 
 impl RunningHandler {
-    /// Starts the binary with the host's variables (spec §1.3) plus `extra`, and waits for `GET /`.
+    /// Starts the binary with only the host's variables (spec §1.3) plus `extra`, and waits for `GET /`.
     pub async fn start(app_root: &Path, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut command = Command::new(handler_binary());
@@ -202,10 +205,23 @@ impl RunningHandler {
         for (name, value) in extra {
             command.env(name, value);
         }
-        let child = command.spawn().expect("start handler");
+        let mut child = command.spawn().expect("start handler");
+        let stdout = drain(child.stdout.take().expect("piped stdout"));
+        let stderr = drain(child.stderr.take().expect("piped stderr"));
         let base = format!("http://127.0.0.1:{port}");
         wait_ready(&base).await;
-        Self { child, base }
+        Self {
+            child,
+            base,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Starts the binary on the repository's own function folders with `env` (owned pairs).
+    pub async fn start_in_repo(env: &[(String, String)]) -> Self {
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::start(Path::new(env!("CARGO_MANIFEST_DIR")), &pairs).await
     }
 
     /// Sends SIGTERM, as the host does when it stops.
@@ -215,6 +231,66 @@ impl RunningHandler {
             .arg(self.child.id().to_string())
             .status();
     }
+
+    /// Sends SIGTERM and waits (up to 10 s) for the exit status.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
+        self.terminate();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for handler") {
+                // let the drain threads read the last lines
+                std::thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "handler did not stop within 10 s of SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything the handler wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().expect("stdout buffer").clone()
+    }
+
+    /// Everything the handler wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr buffer").clone()
+    }
+
+    /// POSTs a JSON-mode invocation, as the host does, and returns the envelope.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> Value {
+        let response = reqwest::Client::new()
+            .post(format!("{}/{function}", self.base))
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("X-Azure-Functions-InvocationId", uuid_like())
+            .body(payload.to_string())
+            .send()
+            .await
+            .expect("invocation");
+        assert_eq!(
+            response.status(),
+            200,
+            "the host must always get 200 in JSON mode"
+        );
+        response.json_body().await
+    }
+}
+
+fn drain(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let buffer = Arc::new(Mutex::new(String::new()));
+    let sink = buffer.clone();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(pipe);
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut reader, &mut line).is_ok_and(|n| n > 0) {
+            sink.lock().expect("output buffer").push_str(&line);
+            line.clear();
+        }
+    });
+    buffer
 }
 
 impl Drop for RunningHandler {
@@ -222,6 +298,17 @@ impl Drop for RunningHandler {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The http output of a JSON-mode envelope, and its body parsed as JSON (null when not JSON).
+pub fn http_output(envelope: &Value) -> (u16, Value) {
+    let output = &envelope["Outputs"]["res"];
+    let status = output["statusCode"].as_u64().expect("statusCode") as u16;
+    let body = output["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, body)
 }
 
 /// Reads a response body as JSON (null when it is not JSON), for assertions.
