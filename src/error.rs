@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::clients::blob::StorageError;
 use crate::clients::keyvault::KeyVaultError;
+use crate::clients::names::InputError;
 use crate::http::HttpResponse;
 use crate::identity::IdentityError;
 
@@ -168,6 +169,7 @@ fn keyvault_status(error: &KeyVaultError) -> u16 {
 fn storage_status(error: &StorageError) -> u16 {
     match error {
         StorageError::InvalidStorageUrl(_) => 500,
+        StorageError::InvalidInput(InputError::BodyTooLarge { .. }) => 413,
         StorageError::InvalidInput(_) => 400,
         StorageError::Forbidden { .. } => 403,
         StorageError::NotFound { .. } => 404,

@@ -19,6 +19,8 @@ pub const SYSTEM_OID: &str = "00000000-0000-4000-8000-00000000a002";
 pub const READER_CLIENT_ID: &str = "00000000-0000-4000-8000-00000000b001";
 /// Its object id.
 pub const READER_OID: &str = "00000000-0000-4000-8000-00000000b002";
+/// The older version of `app-greeting`.
+pub const FIRST_VERSION: &str = "0123456789abcdef0123456789abcdef";
 /// What ALLOWED_SECRETS allows in these tests.
 pub const ALLOWED: &str = "app-*,db-password";
 
@@ -35,7 +37,7 @@ pub fn identity_config() -> Value {
 pub fn vault_config() -> Value {
     json!({"tenant_id": TENANT,
         "secrets": {
-            "app-greeting": [{"value": "first", "contentType": "text/plain"}, {"value": "hello from the vault", "contentType": "text/plain"}],
+            "app-greeting": [{"value": "first", "version": FIRST_VERSION, "contentType": "text/plain"}, {"value": "hello from the vault", "contentType": "text/plain"}],
             "db-password": [{"value": "s3cr3t-db-password"}]
         },
         "access": {SYSTEM_OID: {"get": ["app-*"]}, READER_OID: {"get": ["*"]}}})

@@ -1,0 +1,129 @@
+//! WriteBlob and ReadBlob end to end: the real binary, the identity emulator and Azurite over
+//! HTTPS with OAuth (Azurite checks each token's audience, issuer and lifetime).
+
+mod common;
+
+use base64::Engine as _;
+use common::stack::Stack;
+use common::{RunningHandler, http_output, http_payload};
+use serde_json::{Value, json};
+
+fn blob_request(method: &str, container: &str, name: &str, body: Option<(&str, &str)>) -> Value {
+    let url = format!("http://localhost:7071/api/blobs/{container}/{name}");
+    let params = json!({"container": container, "name": name});
+    let mut payload = http_payload(method, &url, params, body.map(|(_, text)| text));
+    if let Some((content_type, _)) = body {
+        payload["Data"]["req"]["Headers"]["Content-Type"] = json!([content_type]);
+    }
+    payload
+}
+
+async fn start(stack: &Stack) -> RunningHandler {
+    RunningHandler::start_in_repo(&stack.handler_env()).await
+}
+
+#[tokio::test]
+#[ignore = "needs Azurite from npm: run scripts/test"]
+async fn a_text_blob_round_trips_with_its_content_type_creating_the_container() {
+    let stack = Stack::start(true);
+    let handler = start(&stack).await;
+    let write = blob_request(
+        "PUT",
+        "notes",
+        "hello.txt",
+        Some(("text/plain; charset=utf-8", "hello, blob")),
+    );
+    let (status, written) = http_output(&handler.invoke("WriteBlob", &write).await);
+    assert_eq!(status, 201, "{written}");
+    assert_eq!(written["size"], 11);
+    let envelope = handler
+        .invoke("ReadBlob", &blob_request("GET", "notes", "hello.txt", None))
+        .await;
+    let output = &envelope["Outputs"]["res"];
+    assert_eq!(output["statusCode"], 200);
+    assert_eq!(output["body"], "hello, blob");
+    assert_eq!(
+        output["headers"]["Content-Type"],
+        "text/plain; charset=utf-8"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Azurite from npm: run scripts/test"]
+async fn a_binary_blob_round_trips_byte_for_byte() {
+    let stack = Stack::start(true);
+    let handler = start(&stack).await;
+    let bytes: Vec<u8> = (0..=255u8).chain([0, 159, 146, 150]).collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let write = blob_request(
+        "PUT",
+        "bin",
+        "all-bytes.bin",
+        Some(("application/octet-stream", &encoded)),
+    );
+    let (status, written) = http_output(&handler.invoke("WriteBlob", &write).await);
+    assert_eq!(status, 201, "{written}");
+    assert_eq!(written["size"], bytes.len());
+    let envelope = handler
+        .invoke(
+            "ReadBlob",
+            &blob_request("GET", "bin", "all-bytes.bin", None),
+        )
+        .await;
+    let output = &envelope["Outputs"]["res"];
+    assert_eq!(
+        output["headers"]["Content-Type"],
+        "application/octet-stream"
+    );
+    assert_eq!(output["headers"]["Content-Transfer-Encoding"], "base64");
+    let read = base64::engine::general_purpose::STANDARD
+        .decode(output["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(read, bytes);
+}
+
+#[tokio::test]
+#[ignore = "needs Azurite from npm: run scripts/test"]
+async fn a_missing_blob_is_404_and_bad_names_are_400() {
+    let stack = Stack::start(true);
+    let handler = start(&stack).await;
+    let (status, body) = http_output(
+        &handler
+            .invoke(
+                "ReadBlob",
+                &blob_request("GET", "nothing", "here.txt", None),
+            )
+            .await,
+    );
+    assert_eq!(status, 404, "{body}");
+    for (container, name) in [
+        ("Bad_Container", "a.txt"),
+        ("ok", "ends-with-dot."),
+        ("ab", "a.txt"),
+    ] {
+        let (status, body) = http_output(
+            &handler
+                .invoke("ReadBlob", &blob_request("GET", container, name, None))
+                .await,
+        );
+        assert_eq!(status, 400, "{container}/{name}: {body}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Azurite from npm: run scripts/test"]
+async fn a_body_over_the_documented_limit_is_refused_with_413() {
+    let stack = Stack::start(true);
+    let handler = start(&stack).await;
+    let too_big = vec![7u8; handler::clients::names::MAX_BLOB_BYTES + 1];
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&too_big);
+    let write = blob_request(
+        "PUT",
+        "big",
+        "too-big.bin",
+        Some(("application/octet-stream", &encoded)),
+    );
+    let (status, body) = http_output(&handler.invoke("WriteBlob", &write).await);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(stack.token_requests().await, 0, "refused before any call");
+}

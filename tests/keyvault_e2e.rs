@@ -1,0 +1,240 @@
+//! GetSecret end to end: the real binary, the identity emulator and the Key Vault emulator
+//! (which validates every token's signature, audience and expiry, and enforces access per identity).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::stack::{FIRST_VERSION, Stack};
+use common::{RunningHandler, http_output, http_payload};
+use serde_json::{Value, json};
+
+fn get_secret(name: &str, version: Option<&str>) -> Value {
+    let mut payload = http_payload(
+        "GET",
+        "http://localhost:7071/api/secrets/x",
+        json!({"name": name}),
+        None,
+    );
+    if let Some(version) = version {
+        payload["Data"]["req"]["Query"] = json!({"version": version});
+    }
+    payload
+}
+
+async fn start(stack: &Stack) -> RunningHandler {
+    RunningHandler::start_in_repo(&stack.handler_env()).await
+}
+
+fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_allowed_secret_is_read_with_its_version_and_never_cached_by_the_client() {
+    let stack = Stack::start(false);
+    let handler = start(&stack).await;
+    let envelope = handler
+        .invoke("GetSecret", &get_secret("app-greeting", None))
+        .await;
+    let (status, body) = http_output(&envelope);
+    assert_eq!(status, 200, "{envelope}");
+    assert_eq!(body["name"], "app-greeting");
+    assert_eq!(body["value"], "hello from the vault");
+    assert_eq!(body["contentType"], "text/plain");
+    assert_eq!(body["version"].as_str().unwrap().len(), 32);
+    assert_eq!(
+        envelope["Outputs"]["res"]["headers"]["Cache-Control"],
+        "no-store"
+    );
+    assert!(
+        !envelope["Logs"]
+            .to_string()
+            .contains("hello from the vault"),
+        "the value must not be logged"
+    );
+
+    let (status, older) = http_output(
+        &handler
+            .invoke(
+                "GetSecret",
+                &get_secret("app-greeting", Some(FIRST_VERSION)),
+            )
+            .await,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(older["value"], "first");
+    assert_eq!(older["version"], FIRST_VERSION);
+}
+
+#[tokio::test]
+async fn a_secret_outside_allowed_secrets_is_refused_before_any_call_to_key_vault() {
+    let stack = Stack::start(false);
+    let handler = start(&stack).await;
+    let (status, body) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("other-secret", None))
+            .await,
+    );
+    assert_eq!(status, 403);
+    assert!(message(&body).contains("ALLOWED_SECRETS"), "{body}");
+    assert_eq!(stack.vault_requests().await, (0, 0));
+}
+
+#[tokio::test]
+async fn with_allowed_secrets_unset_nothing_is_allowed_and_the_message_says_how_to_allow() {
+    let stack = Stack::start(false);
+    let env: Vec<(String, String)> = stack
+        .handler_env()
+        .into_iter()
+        .filter(|(k, _)| k != "ALLOWED_SECRETS")
+        .collect();
+    let handler = RunningHandler::start_in_repo(&env).await;
+    let (status, body) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("app-greeting", None))
+            .await,
+    );
+    assert_eq!(status, 403);
+    assert!(
+        message(&body).contains("ALLOWED_SECRETS is not set"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_the_identity_has_no_role_for_is_403_naming_the_role() {
+    let stack = Stack::start(false);
+    let handler = start(&stack).await;
+    let (status, body) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("db-password", None))
+            .await,
+    );
+    assert_eq!(status, 403);
+    assert!(message(&body).contains("Key Vault Secrets User"), "{body}");
+    assert!(!body.to_string().contains("s3cr3t"), "{body}");
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_404() {
+    let stack = Stack::start(false);
+    let handler = start(&stack).await;
+    let (status, body) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("app-missing", None))
+            .await,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(message(&body).contains("app-missing"));
+}
+
+#[tokio::test]
+async fn bad_names_and_versions_are_400_before_any_call() {
+    let stack = Stack::start(false);
+    let handler = start(&stack).await;
+    let too_long = "a".repeat(128);
+    for (name, version) in [
+        ("bad_name", None),
+        ("app-é", None),
+        (too_long.as_str(), None),
+        ("app-greeting", Some("not-hex")),
+    ] {
+        let (status, body) = http_output(
+            &handler
+                .invoke("GetSecret", &get_secret(name, version))
+                .await,
+        );
+        assert_eq!(status, 400, "{name} {version:?}: {body}");
+    }
+    assert_eq!(stack.vault_requests().await, (0, 0));
+}
+
+#[tokio::test]
+async fn throttling_answers_503_with_retry_after() {
+    let stack = Stack::start(false);
+    let handler = start(&stack).await;
+    stack
+        .fault(&stack.keyvault, json!({"status": 429, "retry_after": "2"}))
+        .await;
+    let envelope = handler
+        .invoke("GetSecret", &get_secret("app-greeting", None))
+        .await;
+    let (status, _) = http_output(&envelope);
+    assert_eq!(status, 503, "{envelope}");
+    assert_eq!(envelope["Outputs"]["res"]["headers"]["Retry-After"], "2");
+}
+
+#[tokio::test]
+async fn concurrent_cold_reads_pay_the_challenge_once_then_one_request_per_read() {
+    let stack = Stack::start(false);
+    let handler = Arc::new(start(&stack).await);
+    let reads = (0..50).map(|_| {
+        let handler = handler.clone();
+        async move {
+            http_output(
+                &handler
+                    .invoke("GetSecret", &get_secret("app-greeting", None))
+                    .await,
+            )
+            .0
+        }
+    });
+    let statuses = futures::future::join_all(reads).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        stack.vault_requests().await,
+        (51, 1),
+        "one challenge probe, then one request per read"
+    );
+    assert_eq!(stack.token_requests().await, 1);
+}
+
+#[tokio::test]
+async fn a_token_that_runs_short_during_the_run_is_refreshed_and_the_call_succeeds() {
+    let stack = Stack::start(false);
+    // 302 s: usable for 2 s under the rule that no token is handed out with under 5 minutes left.
+    stack
+        .fault(&stack.identity, json!({"lifetime_secs": 302}))
+        .await;
+    let handler = start(&stack).await;
+    let (status, _) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("app-greeting", None))
+            .await,
+    );
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, _) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("app-greeting", None))
+            .await,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        stack.token_requests().await,
+        2,
+        "the short-lived token was replaced"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_setting_fails_only_the_functions_that_need_it() {
+    let stack = Stack::start(false);
+    let env: Vec<(String, String)> = stack
+        .handler_env()
+        .into_iter()
+        .filter(|(k, _)| k != "KEY_VAULT_URL")
+        .collect();
+    let handler = RunningHandler::start_in_repo(&env).await;
+    let (status, body) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("app-greeting", None))
+            .await,
+    );
+    assert_eq!(status, 500);
+    assert!(message(&body).contains("KEY_VAULT_URL"), "{body}");
+    let token = http_payload("GET", "http://localhost:7071/api/token", json!({}), None);
+    let (status, _) = http_output(&handler.invoke("TokenInfo", &token).await);
+    assert_eq!(status, 200, "the other functions keep serving");
+}
