@@ -8,7 +8,9 @@ use std::sync::Arc;
 use azure_core::credentials::TokenCredential;
 use tokio::net::TcpListener;
 
+use crate::auth::{TokenValidator, default_http_client};
 use crate::clients::blob::BlobStore;
+use crate::clients::downstream::DownstreamApi;
 use crate::clients::http::{AzureHttp, HttpSettings};
 use crate::clients::keyvault::KeyVault;
 use crate::clients::names::SecretAllowlist;
@@ -28,6 +30,17 @@ pub struct App {
     blobs: Result<BlobStore, Unconfigured>,
     allowed_secrets: Result<SecretAllowlist, Unconfigured>,
     refresh_resources: Vec<String>,
+    downstream: Result<Downstream, Unconfigured>,
+    validator: Result<TokenValidator, Unconfigured>,
+}
+
+/// The API CallApi calls, and the Application ID URI its tokens are for.
+#[derive(Debug)]
+pub struct Downstream {
+    /// The client, which only reaches paths under DOWNSTREAM_API_URL.
+    pub api: DownstreamApi,
+    /// DOWNSTREAM_API_SCOPE, e.g. `api://<guid>` (with or without `/.default`).
+    pub scope: String,
 }
 
 /// Why a piece of the app is not available.
@@ -97,13 +110,42 @@ impl App {
         {
             log::warn!("{}", FunctionError::from((*problem).clone()));
         }
+        let downstream = downstream(
+            settings.downstream_api_url.as_deref(),
+            settings.downstream_api_scope,
+        );
+        let validator = settings
+            .auth
+            .map_err(|e| Unconfigured::Setting {
+                setting: e.setting(),
+                problem: e.to_string(),
+            })
+            .and_then(|config| {
+                let http = default_http_client().map_err(|e| Unconfigured::Setting {
+                    setting: "AUTH_AUTHORITY",
+                    problem: e.to_string(),
+                })?;
+                Ok(TokenValidator::new(config, http))
+            });
         Self {
             identity,
             keyvault,
             blobs,
             allowed_secrets,
             refresh_resources: settings.refresh_resources,
+            downstream,
+            validator,
         }
+    }
+
+    /// The downstream API and its scope (CallApi).
+    pub fn downstream(&self) -> Result<&Downstream, FunctionError> {
+        self.downstream.as_ref().map_err(|e| e.clone().into())
+    }
+
+    /// The validator of incoming bearer tokens (Whoami).
+    pub fn validator(&self) -> Result<&TokenValidator, FunctionError> {
+        self.validator.as_ref().map_err(|e| e.clone().into())
     }
 
     /// The shared managed identity.
@@ -140,6 +182,28 @@ const STORAGE_BLOB_URL: (&str, &str) = (
     "STORAGE_BLOB_URL",
     "set it to the account's blob endpoint, e.g. https://<account>.blob.core.windows.net",
 );
+
+/// Builds CallApi's client from DOWNSTREAM_API_URL and DOWNSTREAM_API_SCOPE.
+fn downstream(url: Option<&str>, scope: Option<String>) -> Result<Downstream, Unconfigured> {
+    let setting = "DOWNSTREAM_API_URL";
+    let url = url.ok_or_else(|| Unconfigured::Setting {
+        setting,
+        problem: "it is not set; set it to the base URL of the API CallApi calls, e.g. https://<app>.azurewebsites.net/api".into(),
+    })?;
+    let base = url::Url::parse(url).map_err(|e| Unconfigured::Setting {
+        setting,
+        problem: format!("'{url}' is not a URL: {e}"),
+    })?;
+    let api = DownstreamApi::new(base).map_err(|e| Unconfigured::Setting {
+        setting,
+        problem: e.to_string(),
+    })?;
+    let scope = scope.ok_or_else(|| Unconfigured::Setting {
+        setting: "DOWNSTREAM_API_SCOPE",
+        problem: "it is not set; set it to the API's Application ID URI, e.g. api://<guid>".into(),
+    })?;
+    Ok(Downstream { api, scope })
+}
 
 /// Builds one service client from its URL setting and the shared identity and transport.
 fn build_client<T>(

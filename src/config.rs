@@ -64,7 +64,7 @@ pub const APP_SETTINGS: &[AppSetting] = &[
     AppSetting {
         name: "AUTH_AUDIENCE",
         deployed: true,
-        purpose: "audience Whoami accepts: the App ID URI or the app's client id",
+        purpose: "audiences Whoami accepts, comma-separated: the App ID URI and/or the app's client id",
     },
     AppSetting {
         name: "AUTH_REQUIRED_ROLE",
@@ -221,8 +221,14 @@ pub struct AppSettings {
     pub allowed_secrets: Option<String>,
     /// TOKEN_REFRESH_RESOURCES, split on commas; the default when unset.
     pub refresh_resources: Vec<String>,
+    /// DOWNSTREAM_API_URL: the base URL CallApi calls.
+    pub downstream_api_url: Option<String>,
+    /// DOWNSTREAM_API_SCOPE: the Application ID URI CallApi gets tokens for.
+    pub downstream_api_scope: Option<String>,
     /// The managed-identity settings, detected and validated by the identity module.
     pub identity: Result<crate::identity::IdentityConfig, crate::identity::IdentityConfigError>,
+    /// AUTH_AUTHORITY, AUTH_AUDIENCE, AUTH_REQUIRED_ROLE, validated by the auth module (Whoami).
+    pub auth: Result<crate::auth::AuthConfig, crate::auth::AuthConfigError>,
 }
 
 impl AppSettings {
@@ -257,7 +263,10 @@ impl AppSettings {
             storage_blob_url: get("STORAGE_BLOB_URL"),
             allowed_secrets: get("ALLOWED_SECRETS"),
             refresh_resources,
+            downstream_api_url: get("DOWNSTREAM_API_URL"),
+            downstream_api_scope: get("DOWNSTREAM_API_SCOPE"),
             identity: crate::identity::IdentityConfig::from_lookup(&lookup),
+            auth: crate::auth::AuthConfig::from_lookup(&lookup),
         }
     }
 }

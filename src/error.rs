@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::auth::AuthError;
 use crate::clients::blob::StorageError;
+use crate::clients::downstream::DownstreamError;
 use crate::clients::keyvault::KeyVaultError;
 use crate::clients::names::InputError;
 use crate::http::HttpResponse;
@@ -55,6 +57,12 @@ pub enum FunctionError {
     /// Blob Storage refused or failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// An incoming bearer token was missing, invalid or lacked the role (Whoami).
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    /// The downstream API could not be called (CallApi).
+    #[error(transparent)]
+    Downstream(#[from] DownstreamError),
     /// Another upstream failure, already described.
     #[error("{0}")]
     Upstream(String),
@@ -89,6 +97,8 @@ impl FunctionError {
             Self::IdentityNotConfigured(_) => 500,
             Self::KeyVault(error) => keyvault_status(error),
             Self::Storage(error) => storage_status(error),
+            Self::Auth(error) => error.status(),
+            Self::Downstream(error) => error.status(),
             Self::Upstream(_) => 502,
             Self::BadRequest(_) | Self::Payload(_) => 400,
             Self::Forbidden(_) => 403,
@@ -105,7 +115,10 @@ impl FunctionError {
             Self::Identity(IdentityError::InvalidScope { .. }) => "BadRequest",
             Self::Identity(_) => "TokenUnavailable",
             Self::IdentityNotConfigured(_) => "NotConfigured",
-            Self::KeyVault(_) | Self::Storage(_) | Self::Upstream(_) => {
+            Self::Auth(AuthError::MissingRole { .. }) => "Forbidden",
+            Self::Auth(AuthError::Unavailable(_)) => "ServiceUnavailable",
+            Self::Auth(_) => "InvalidToken",
+            Self::KeyVault(_) | Self::Storage(_) | Self::Downstream(_) | Self::Upstream(_) => {
                 status_code_name(self.status())
             }
             Self::BadRequest(_) => "BadRequest",
@@ -139,12 +152,17 @@ impl FunctionError {
                 message: self.to_string(),
             },
         };
-        let response =
+        let mut response =
             HttpResponse::json(self.status(), &body).with_header("Cache-Control", "no-store");
-        match self.retry_after() {
-            Some(wait) => response.with_header("Retry-After", wait.as_secs().max(1).to_string()),
-            None => response,
+        if let Some(wait) = self.retry_after() {
+            response = response.with_header("Retry-After", wait.as_secs().max(1).to_string());
         }
+        if let Self::Auth(error) = self
+            && let Some(challenge) = error.www_authenticate()
+        {
+            response = response.with_header("WWW-Authenticate", challenge);
+        }
+        response
     }
 }
 

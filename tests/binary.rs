@@ -123,18 +123,47 @@ fn the_repositorys_function_folders_match_the_functions_the_binary_implements() 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let (declared, broken) = handler::registry::load_declared(root).unwrap();
     assert!(broken.is_empty(), "{broken:?}");
-    assert_eq!(handler::registry::compare(&declared, &handler::functions::all()), []);
-    let output = Command::new(handler_binary()).arg("check").arg(root).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
-    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("ok: {} function folder(s)", declared.len())));
+    assert_eq!(
+        handler::registry::compare(&declared, &handler::functions::all()),
+        []
+    );
+    let output = Command::new(handler_binary())
+        .arg("check")
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains(&format!("ok: {} function folder(s)", declared.len()))
+    );
 }
 
 #[test]
 fn handler_check_names_a_drifted_folder_and_fails() {
-    let root = AppRoot::new(json!({}), &[("TokenInfo", common::http_function("tokens", &["get"]))]);
-    let output = Command::new(handler_binary()).arg("check").arg(root.path()).output().unwrap();
+    let root = AppRoot::new(
+        json!({}),
+        &[("TokenInfo", common::http_function("tokens", &["get"]))],
+    );
+    let output = Command::new(handler_binary())
+        .arg("check")
+        .arg(root.path())
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("TokenInfo: function.json declares route 'tokens', the code implements 'token'"), "{stdout}");
-    assert!(stdout.contains("the handler implements GetSecret but there is no GetSecret/function.json"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "TokenInfo: function.json declares route 'tokens', the code implements 'token'"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the handler implements GetSecret but there is no GetSecret/function.json"),
+        "{stdout}"
+    );
 }

@@ -22,11 +22,21 @@ impl Host {
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).header("x-functions-key", &self.key).send().await.expect("GET")
+        self.client
+            .get(self.url(path))
+            .header("x-functions-key", &self.key)
+            .send()
+            .await
+            .expect("GET")
     }
 
     async fn invocations(&self) -> Vec<Value> {
-        let body = self.client.get(self.url("/_emulator/invocations")).send().await.expect("invocations");
+        let body = self
+            .client
+            .get(self.url("/_emulator/invocations"))
+            .send()
+            .await
+            .expect("invocations");
         let json: Value = serde_json::from_slice(&body.bytes().await.expect("body")).expect("JSON");
         json.as_array().cloned().unwrap_or_default()
     }
@@ -35,7 +45,14 @@ impl Host {
 fn start_host(stack: &Stack, env: &[(&str, &str)]) -> (Host, tempfile::TempDir) {
     let (running, keys) = stack.host(env);
     let key = running.ready_str("function_key");
-    (Host { running, key, client: reqwest::Client::new() }, keys)
+    (
+        Host {
+            running,
+            key,
+            client: reqwest::Client::new(),
+        },
+        keys,
+    )
 }
 
 async fn json(response: reqwest::Response) -> Value {
@@ -48,7 +65,9 @@ async fn every_function_works_through_the_host_and_the_timer_fires_on_its_schedu
     let stack = Stack::start(true);
     let (host, _keys) = start_host(&stack, &[("TOKEN_REFRESH_SCHEDULE", "*/2 * * * * *")]);
 
-    let token = host.get("/api/token?resource=https://storage.azure.com/.default").await;
+    let token = host
+        .get("/api/token?resource=https://storage.azure.com/.default")
+        .await;
     assert_eq!(token.status(), 200);
     let token = json(token).await;
     assert_eq!(token["claims"]["aud"], "https://storage.azure.com");
@@ -83,33 +102,64 @@ async fn every_function_works_through_the_host_and_the_timer_fires_on_its_schedu
         .unwrap();
     assert_eq!(json(written).await["size"], binary.len());
     let read = host.get("/api/blobs/e2e/raw.bin").await;
-    assert_eq!(read.headers()["content-transfer-encoding"], "base64", "JSON mode carries bodies as text");
+    assert_eq!(
+        read.headers()["content-transfer-encoding"],
+        "base64",
+        "JSON mode carries bodies as text"
+    );
     assert_eq!(read.text().await.unwrap(), "AAEC/v8=");
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let fired = loop {
-        let timer_runs: Vec<Value> =
-            host.invocations().await.into_iter().filter(|i| i["function"] == "RefreshTokens" && i["trigger"] == "timer").collect();
+        let timer_runs: Vec<Value> = host
+            .invocations()
+            .await
+            .into_iter()
+            .filter(|i| i["function"] == "RefreshTokens" && i["trigger"] == "timer")
+            .collect();
         if let Some(run) = timer_runs.first() {
             break run.clone();
         }
-        assert!(Instant::now() < deadline, "RefreshTokens did not fire on its */2 s schedule within 20 s");
+        assert!(
+            Instant::now() < deadline,
+            "RefreshTokens did not fire on its */2 s schedule within 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(fired["status"], "succeeded", "{fired}");
-    assert!(fired["logs"].to_string().contains("token for https://vault.azure.net: valid for"), "{fired}");
+    assert!(
+        fired["logs"]
+            .to_string()
+            .contains("token for https://vault.azure.net: valid for"),
+        "{fired}"
+    );
 }
 
 #[tokio::test]
 async fn keys_are_enforced_as_in_azure_and_the_admin_api_runs_the_timer() {
     let stack = Stack::start(false);
     let (host, _keys) = start_host(&stack, &[("TOKEN_REFRESH_SCHEDULE", "0 0 0 1 1 *")]);
-    let anonymous = host.client.get(host.url("/api/token")).send().await.unwrap();
+    let anonymous = host
+        .client
+        .get(host.url("/api/token"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
     assert!(anonymous.bytes().await.unwrap().is_empty());
-    let wrong = host.client.get(host.url("/api/token?code=wrong")).send().await.unwrap();
+    let wrong = host
+        .client
+        .get(host.url("/api/token?code=wrong"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
-    let by_query = host.client.get(host.url(&format!("/api/token?code={}", host.key))).send().await.unwrap();
+    let by_query = host
+        .client
+        .get(host.url(&format!("/api/token?code={}", host.key)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(by_query.status(), 200);
 
     let master = host.running.ready_str("master_key");
@@ -131,7 +181,10 @@ async fn keys_are_enforced_as_in_azure_and_the_admin_api_runs_the_timer() {
             assert!(run["logs"].to_string().contains("valid for"), "{run}");
             break;
         }
-        assert!(Instant::now() < deadline, "the admin invocation did not run");
+        assert!(
+            Instant::now() < deadline,
+            "the admin invocation did not run"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -142,9 +195,17 @@ async fn a_failing_function_answers_its_error_status_and_its_logs_reach_the_host
     let (host, _keys) = start_host(&stack, &[("TOKEN_REFRESH_SCHEDULE", "0 0 0 1 1 *")]);
     let refused = host.get("/api/secrets/not-allowed").await;
     assert_eq!(refused.status(), 403);
-    assert!(json(refused).await["error"]["message"].as_str().unwrap().contains("ALLOWED_SECRETS"));
+    assert!(
+        json(refused).await["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ALLOWED_SECRETS")
+    );
     let runs = host.invocations().await;
-    let run = runs.iter().find(|i| i["function"] == "GetSecret").expect("the invocation was recorded");
+    let run = runs
+        .iter()
+        .find(|i| i["function"] == "GetSecret")
+        .expect("the invocation was recorded");
     assert_eq!(run["http_status"], 403);
     assert!(run["logs"].to_string().contains("answered 403"), "{run}");
 }

@@ -12,7 +12,11 @@ use common::stack::Stack;
 
 fn package() -> PathBuf {
     let zip = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/app.zip");
-    assert!(zip.exists(), "{} is missing: run scripts/package (scripts/test does)", zip.display());
+    assert!(
+        zip.exists(),
+        "{} is missing: run scripts/package (scripts/test does)",
+        zip.display()
+    );
     zip
 }
 
@@ -28,13 +32,25 @@ with zipfile.ZipFile(sys.argv[1]) as z:
         os.chmod(os.path.join(sys.argv[2], info.filename), mode)
         print(f"{info.filename} {mode:o}")
 "#;
-    let output = Command::new("python3").args(["-c", script]).arg(zip).arg(into).output().expect("python3");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .arg(zip)
+        .arg(into)
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| {
             let (name, mode) = line.rsplit_once(' ').expect("name mode");
-            (name.to_owned(), u32::from_str_radix(mode, 8).expect("octal mode"))
+            (
+                name.to_owned(),
+                u32::from_str_radix(mode, 8).expect("octal mode"),
+            )
         })
         .collect()
 }
@@ -45,13 +61,28 @@ async fn the_package_holds_exactly_what_the_host_needs_and_runs_under_the_host()
     let dir = tempfile::tempdir().unwrap();
     let entries = unpack(&package(), dir.path());
     let names: BTreeSet<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
-    let (declared, _) = handler::registry::load_declared(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let mut expected: BTreeSet<String> = declared.iter().map(|f| format!("{}/function.json", f.name)).collect();
+    let (declared, _) =
+        handler::registry::load_declared(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut expected: BTreeSet<String> = declared
+        .iter()
+        .map(|f| format!("{}/function.json", f.name))
+        .collect();
     expected.insert("host.json".into());
     expected.insert("handler".into());
-    assert_eq!(names, expected.iter().map(String::as_str).collect::<BTreeSet<_>>());
-    let handler_mode = entries.iter().find(|(name, _)| name == "handler").unwrap().1;
-    assert_eq!(handler_mode & 0o111, 0o111, "the handler must be executable: {handler_mode:o}");
+    assert_eq!(
+        names,
+        expected.iter().map(String::as_str).collect::<BTreeSet<_>>()
+    );
+    let handler_mode = entries
+        .iter()
+        .find(|(name, _)| name == "handler")
+        .unwrap()
+        .1;
+    assert_eq!(
+        handler_mode & 0o111,
+        0o111,
+        "the handler must be executable: {handler_mode:o}"
+    );
 
     let stack = Stack::start(false);
     let keys = tempfile::tempdir().unwrap();
@@ -61,7 +92,15 @@ async fn the_package_holds_exactly_what_the_host_needs_and_runs_under_the_host()
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let app_root = dir.path().to_str().unwrap();
     let host = spawn_emulator_with_env(
-        &["host", "--app-root", app_root, "--port", "0", "--keys-file", keys_file.to_str().unwrap()],
+        &[
+            "host",
+            "--app-root",
+            app_root,
+            "--port",
+            "0",
+            "--keys-file",
+            keys_file.to_str().unwrap(),
+        ],
         &env,
     );
     let key = host.ready_str("function_key");

@@ -2,10 +2,12 @@
 //! call the service, shape the answer. This table and the registry are the only code that knows
 //! all of them; `handler check` and the tests compare it with the function folders.
 
+pub mod call_api;
 pub mod get_secret;
 pub mod read_blob;
 pub mod refresh_tokens;
 pub mod token_info;
+pub mod whoami;
 pub mod write_blob;
 
 use crate::app::App;
@@ -14,6 +16,7 @@ use crate::registry::{Implemented, ImplementedTrigger};
 /// Every function this handler implements.
 pub fn all() -> Vec<Implemented<App>> {
     vec![
+        http("CallApi", "call/{*path}", &["GET"], call_api::run),
         http("GetSecret", "secrets/{name}", &["GET"], get_secret::run),
         http(
             "ReadBlob",
@@ -23,6 +26,7 @@ pub fn all() -> Vec<Implemented<App>> {
         ),
         timer("RefreshTokens", refresh_tokens::run),
         http("TokenInfo", "token", &["GET"], token_info::run),
+        http("Whoami", "whoami", &["GET"], whoami::run),
         http(
             "WriteBlob",
             "blobs/{container}/{name}",

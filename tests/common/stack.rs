@@ -19,6 +19,10 @@ pub const SYSTEM_OID: &str = "00000000-0000-4000-8000-00000000a002";
 pub const READER_CLIENT_ID: &str = "00000000-0000-4000-8000-00000000b001";
 /// Its object id.
 pub const READER_OID: &str = "00000000-0000-4000-8000-00000000b002";
+/// The Application ID URI of the API CallApi calls (this app's own Whoami) and Whoami accepts.
+pub const API_ID_URI: &str = "api://00000000-0000-4000-8000-0000000a9100";
+/// The app role Whoami requires.
+pub const API_ROLE: &str = "Api.Read";
 /// The older version of `app-greeting`.
 pub const FIRST_VERSION: &str = "0123456789abcdef0123456789abcdef";
 /// What ALLOWED_SECRETS allows in these tests.
@@ -27,7 +31,7 @@ pub const ALLOWED: &str = "app-*,db-password";
 /// The identity emulator's configuration: a system-assigned identity and one user-assigned.
 pub fn identity_config() -> Value {
     json!({"tenant_id": TENANT, "token_lifetime_secs": 86400, "identities": [
-        {"name": "system", "system_assigned": true, "client_id": "00000000-0000-4000-8000-00000000a001", "object_id": SYSTEM_OID, "roles": {}},
+        {"name": "system", "system_assigned": true, "client_id": "00000000-0000-4000-8000-00000000a001", "object_id": SYSTEM_OID, "roles": {API_ID_URI: [API_ROLE]}},
         {"name": "reader", "client_id": READER_CLIENT_ID, "object_id": READER_OID,
          "resource_id": "/subscriptions/0/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/reader", "roles": {}}
     ]})
@@ -156,11 +160,32 @@ impl Stack {
         );
     }
 
-    /// Starts the host emulator on the repository's own function folders, running `handler`.
+    /// The settings of the service-to-service pair: CallApi calls `api_base` (this app's own
+    /// `/api`) with tokens for [`API_ID_URI`], and Whoami trusts the identity emulator as authority.
+    pub fn service_to_service_env(&self, api_base: &str) -> Vec<(String, String)> {
+        vec![
+            ("DOWNSTREAM_API_URL".into(), api_base.into()),
+            (
+                "DOWNSTREAM_API_SCOPE".into(),
+                format!("{API_ID_URI}/.default"),
+            ),
+            (
+                "AUTH_AUTHORITY".into(),
+                format!("{}/{TENANT}/v2.0", self.identity.base_url),
+            ),
+            ("AUTH_AUDIENCE".into(), API_ID_URI.into()),
+            ("AUTH_REQUIRED_ROLE".into(), API_ROLE.into()),
+        ]
+    }
+
+    /// Starts the host emulator on the repository's own function folders, running `handler`, on a
+    /// port chosen here so that CallApi can be pointed at the app's own Whoami.
     pub fn host(&self, extra_env: &[(&str, &str)]) -> (Running, tempfile::TempDir) {
         let keys = tempfile::tempdir().expect("keys dir");
         let keys_file = keys.path().join("host-keys.json");
+        let port = super::free_port();
         let mut env: Vec<(String, String)> = self.handler_env();
+        env.extend(self.service_to_service_env(&format!("http://127.0.0.1:{port}/api")));
         env.extend(
             extra_env
                 .iter()
@@ -176,7 +201,7 @@ impl Stack {
                 "--handler",
                 super::handler_binary().to_str().expect("utf-8 path"),
                 "--port",
-                "0",
+                &port.to_string(),
                 "--keys-file",
                 keys_file.to_str().expect("utf-8 path"),
             ],

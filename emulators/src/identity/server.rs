@@ -230,6 +230,13 @@ impl Handler for IdentityEmulator {
         if request.method() == Method::GET
             && let Some(response) = authority::handle(self, &path)
         {
+            // Tests count discovery and key fetches by these lines (a validator must refetch
+            // keys once per rotation, not once per request).
+            info!(
+                "authority {} -> {}",
+                loggable(&path),
+                response.status().as_u16()
+            );
             return response;
         }
         json_response(
