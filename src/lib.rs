@@ -13,6 +13,7 @@ pub mod config;
 pub mod contract;
 pub mod dispatch;
 pub mod error;
+pub mod error_chain;
 pub mod functions;
 pub mod http;
 pub mod identity;

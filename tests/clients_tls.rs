@@ -15,6 +15,7 @@ use handler::clients::{
     http::{AzureHttp, HttpSettings, build_reqwest_client},
     keyvault::KeyVault,
 };
+use handler::error_chain::error_chain;
 use std::sync::{
     Arc,
     atomic::{AtomicUsize, Ordering},
@@ -119,15 +120,4 @@ async fn key_vault_over_real_tls(pki: &TestPki) {
     }
     assert_eq!(probes.load(Ordering::SeqCst), 1);
     assert_eq!(reads.load(Ordering::SeqCst), 20);
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }

@@ -7,6 +7,7 @@
 //! store when set. That is the only way to trust an extra CA (for the local emulators): certificate
 //! verification is never turned off. The file is read when the client is built.
 
+use crate::error_chain::error_chain;
 use azure_core::http::{
     ClientOptions, HttpClient, RetryOptions, StatusCode, Transport,
     policies::{Policy, RetryHeaders, RetryPolicy},
@@ -109,17 +110,6 @@ pub fn build_reqwest_client(settings: &HttpSettings) -> Result<reqwest::Client, 
         .https_only(true)
         .build()
         .map_err(|e| TransportError(error_chain(&e)))
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// Retries transient failures a few times with a doubling pause. Not 429: a throttled call is

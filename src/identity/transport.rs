@@ -1,6 +1,7 @@
 //! The one HTTP operation the module needs (a GET with headers), behind a trait so the cache and
 //! retry logic can be tested with a scripted transport on a paused clock.
 
+use crate::error_chain::error_chain;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -159,15 +160,4 @@ fn classify(error: reqwest::Error) -> TransportError {
     } else {
         TransportError::Other(error_chain(&error))
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
