@@ -209,3 +209,51 @@ async fn a_failing_function_answers_its_error_status_and_its_logs_reach_the_host
     assert_eq!(run["http_status"], 403);
     assert!(run["logs"].to_string().contains("answered 403"), "{run}");
 }
+
+#[tokio::test]
+async fn with_forwarding_on_the_same_functions_serve_forwarded_requests() {
+    let stack = Stack::start(false);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let app_root = tempfile::tempdir().unwrap();
+    let mut host_json: Value =
+        serde_json::from_slice(&std::fs::read(repo.join("host.json")).unwrap()).unwrap();
+    host_json["customHandler"]["enableForwardingHttpRequest"] = Value::Bool(true);
+    std::fs::write(app_root.path().join("host.json"), host_json.to_string()).unwrap();
+    let (declared, _) = handler::registry::load_declared(repo).unwrap();
+    for function in &declared {
+        std::fs::create_dir_all(app_root.path().join(&function.name)).unwrap();
+        std::fs::copy(
+            repo.join(&function.name).join("function.json"),
+            app_root.path().join(&function.name).join("function.json"),
+        )
+        .unwrap();
+    }
+    let (running, _keys) = stack.host_in(
+        app_root.path(),
+        &[("TOKEN_REFRESH_SCHEDULE", "0 0 0 1 1 *")],
+    );
+    let key = running.ready_str("function_key");
+    let host = Host {
+        running,
+        key,
+        client: reqwest::Client::new(),
+    };
+    let token = host.get("/api/token").await;
+    assert_eq!(token.status(), 200);
+    assert_eq!(
+        json(token).await["claims"]["aud"],
+        "https://vault.azure.net"
+    );
+    let secret = host.get("/api/secrets/app-greeting").await;
+    assert_eq!(json(secret).await["value"], "hello from the vault");
+    let modes: Vec<Value> = host
+        .invocations()
+        .await
+        .iter()
+        .map(|i| i["mode"].clone())
+        .collect();
+    assert!(
+        !modes.is_empty() && modes.iter().all(|m| m == "forwarding"),
+        "{modes:?}"
+    );
+}

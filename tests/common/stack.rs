@@ -181,6 +181,15 @@ impl Stack {
     /// Starts the host emulator on the repository's own function folders, running `handler`, on a
     /// port chosen here so that CallApi can be pointed at the app's own Whoami.
     pub fn host(&self, extra_env: &[(&str, &str)]) -> (Running, tempfile::TempDir) {
+        self.host_in(Path::new(env!("CARGO_MANIFEST_DIR")), extra_env)
+    }
+
+    /// Like [`Stack::host`], for the function folders and host.json under `app_root`.
+    pub fn host_in(
+        &self,
+        app_root: &Path,
+        extra_env: &[(&str, &str)],
+    ) -> (Running, tempfile::TempDir) {
         let keys = tempfile::tempdir().expect("keys dir");
         let keys_file = keys.path().join("host-keys.json");
         let port = super::free_port();
@@ -197,7 +206,7 @@ impl Stack {
             &[
                 "host",
                 "--app-root",
-                env!("CARGO_MANIFEST_DIR"),
+                app_root.to_str().expect("utf-8 path"),
                 "--handler",
                 super::handler_binary().to_str().expect("utf-8 path"),
                 "--port",
