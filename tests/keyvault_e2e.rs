@@ -26,6 +26,24 @@ async fn start(stack: &Stack) -> RunningHandler {
     RunningHandler::start_in_repo(&stack.handler_env()).await
 }
 
+/// The handler with every stack setting but `setting`.
+async fn start_without(stack: &Stack, setting: &str) -> RunningHandler {
+    let env: Vec<(String, String)> = stack
+        .handler_env()
+        .into_iter()
+        .filter(|(k, _)| k != setting)
+        .collect();
+    RunningHandler::start_in_repo(&env).await
+}
+
+async fn read_greeting(handler: &RunningHandler) -> (u16, Value) {
+    http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("app-greeting", None))
+            .await,
+    )
+}
+
 fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or_default()
 }
@@ -84,17 +102,8 @@ async fn a_secret_outside_allowed_secrets_is_refused_before_any_call_to_key_vaul
 #[tokio::test]
 async fn with_allowed_secrets_unset_nothing_is_allowed_and_the_message_says_how_to_allow() {
     let stack = Stack::start(false);
-    let env: Vec<(String, String)> = stack
-        .handler_env()
-        .into_iter()
-        .filter(|(k, _)| k != "ALLOWED_SECRETS")
-        .collect();
-    let handler = RunningHandler::start_in_repo(&env).await;
-    let (status, body) = http_output(
-        &handler
-            .invoke("GetSecret", &get_secret("app-greeting", None))
-            .await,
-    );
+    let handler = start_without(&stack, "ALLOWED_SECRETS").await;
+    let (status, body) = read_greeting(&handler).await;
     assert_eq!(status, 403);
     assert!(
         message(&body).contains("ALLOWED_SECRETS is not set"),
@@ -221,17 +230,8 @@ async fn a_token_that_runs_short_during_the_run_is_refreshed_and_the_call_succee
 #[tokio::test]
 async fn a_missing_setting_fails_only_the_functions_that_need_it() {
     let stack = Stack::start(false);
-    let env: Vec<(String, String)> = stack
-        .handler_env()
-        .into_iter()
-        .filter(|(k, _)| k != "KEY_VAULT_URL")
-        .collect();
-    let handler = RunningHandler::start_in_repo(&env).await;
-    let (status, body) = http_output(
-        &handler
-            .invoke("GetSecret", &get_secret("app-greeting", None))
-            .await,
-    );
+    let handler = start_without(&stack, "KEY_VAULT_URL").await;
+    let (status, body) = read_greeting(&handler).await;
     assert_eq!(status, 500);
     assert!(message(&body).contains("KEY_VAULT_URL"), "{body}");
     let token = http_payload("GET", "http://localhost:7071/api/token", json!({}), None);
