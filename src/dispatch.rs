@@ -226,13 +226,6 @@ pub struct ForwardedRequest {
     pub body: Body,
 }
 
-impl HttpResponse {
-    fn with_status(mut self, status: u16) -> Self {
-        self.status = status;
-        self
-    }
-}
-
 /// A failure becomes its error response, and a line in the invocation's Logs.
 fn into_response(outcome: Result<HttpResponse, FunctionError>) -> HttpResponse {
     outcome.unwrap_or_else(|error| {

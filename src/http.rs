@@ -88,6 +88,12 @@ impl HttpResponse {
         self
     }
 
+    /// The same response with another status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
     /// A header's value, by name without regard to case.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
