@@ -1,5 +1,7 @@
 //! Lenient decoding of the values the host puts in `Data` and `Metadata` (spec §2.3).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 /// Undoes the host's double encoding of a scalar.
@@ -22,12 +24,31 @@ pub fn decode_scalar(value: &Value) -> Value {
 /// Anything else (null, a number, a string that is not an object's JSON) gives an empty map, so
 /// an odd `Query` or `Identities` never fails an invocation.
 pub fn object_or_encoded(value: Option<&Value>) -> Map<String, Value> {
+    object_ref(value).into_owned()
+}
+
+/// [`object_or_encoded`] without copying: an object is borrowed as it is, and only the old
+/// string form is parsed into a new map. Every invocation reads several members this way.
+pub(crate) fn object_ref(value: Option<&Value>) -> Cow<'_, Map<String, Value>> {
     match value {
-        Some(Value::Object(map)) => map.clone(),
-        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
-        },
+        Some(Value::Object(map)) => Cow::Borrowed(map),
+        Some(Value::String(text)) => Cow::Owned(parse_object(text)),
+        _ => Cow::Owned(Map::new()),
+    }
+}
+
+/// [`object_or_encoded`] for a value the caller owns: an object is moved, never copied.
+pub(crate) fn object_owned(value: Option<Value>) -> Map<String, Value> {
+    match value {
+        Some(Value::Object(map)) => map,
+        Some(Value::String(text)) => parse_object(&text),
+        _ => Map::new(),
+    }
+}
+
+fn parse_object(text: &str) -> Map<String, Value> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => map,
         _ => Map::new(),
     }
 }
@@ -83,6 +104,27 @@ mod tests {
         assert!(object_or_encoded(Some(&json!("{}"))).is_empty());
         assert!(object_or_encoded(Some(&json!(7))).is_empty());
         assert!(object_or_encoded(None).is_empty());
+    }
+
+    #[test]
+    fn objects_are_borrowed_or_moved_and_read_like_object_or_encoded() {
+        let object = json!({"a": "1"});
+        assert!(matches!(object_ref(Some(&object)), Cow::Borrowed(_)));
+        let encoded = json!("{\"a\":\"1\"}");
+        for value in [&object, &encoded, &json!(7), &json!("[1]")] {
+            assert_eq!(
+                *object_ref(Some(value)),
+                object_or_encoded(Some(value)),
+                "{value}"
+            );
+            assert_eq!(
+                object_owned(Some(value.clone())),
+                object_or_encoded(Some(value)),
+                "{value}"
+            );
+        }
+        assert!(object_ref(None).is_empty());
+        assert!(object_owned(None).is_empty());
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The invocation request the host POSTs in JSON mode (spec §2).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::decode::{array_or_encoded, as_text, object_or_encoded};
+use super::decode::{array_or_encoded, as_text, object_owned, object_ref};
 use super::timer::TimerInfo;
 
 /// Why an invocation payload could not be read.
@@ -48,12 +49,13 @@ impl InvocationRequest {
     pub fn from_slice(body: &[u8]) -> Result<Self, PayloadError> {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
-        let Value::Object(top) = value else {
+        let Value::Object(mut top) = value else {
             return Err(PayloadError::NotAnObject);
         };
+        // Moved out, not copied: the payload is parsed once and each part kept where it lands.
         Ok(Self {
-            data: object_or_encoded(member(&top, "Data")),
-            metadata: object_or_encoded(member(&top, "Metadata")),
+            data: object_owned(take_member(&mut top, "Data")),
+            metadata: object_owned(take_member(&mut top, "Metadata")),
         })
     }
 
@@ -76,20 +78,20 @@ impl InvocationRequest {
 
     /// The invocation's `sys.MethodName`, when the host sent one.
     pub fn method_name(&self) -> Option<String> {
-        let sys = object_or_encoded(member(&self.metadata, "sys"));
+        let sys = object_ref(member(&self.metadata, "sys"));
         member(&sys, "MethodName").map(as_text)
     }
 
-    fn object_input(&self, binding: &str) -> Result<Map<String, Value>, PayloadError> {
+    fn object_input(&self, binding: &str) -> Result<Cow<'_, Map<String, Value>>, PayloadError> {
         let value = self
             .input(binding)
             .ok_or_else(|| PayloadError::MissingInput {
                 binding: binding.to_owned(),
             })?;
         match value {
-            Value::Object(map) => Ok(map.clone()),
+            Value::Object(map) => Ok(Cow::Borrowed(map)),
             Value::String(_) => {
-                let map = object_or_encoded(Some(value));
+                let map = object_ref(Some(value));
                 if map.is_empty() && value.as_str() != Some("{}") {
                     Err(PayloadError::InputNotAnObject {
                         binding: binding.to_owned(),
@@ -133,15 +135,15 @@ impl HttpTriggerData {
                 .map(as_text)
                 .unwrap_or_default()
                 .to_ascii_uppercase(),
-            query: object_or_encoded(member(object, "Query"))
+            query: object_ref(member(object, "Query"))
                 .iter()
                 .map(|(name, value)| (name.clone(), as_text(value)))
                 .collect(),
-            headers: object_or_encoded(member(object, "Headers"))
+            headers: object_ref(member(object, "Headers"))
                 .iter()
                 .map(|(name, value)| (name.clone(), header_values(value)))
                 .collect(),
-            params: object_or_encoded(member(object, "Params"))
+            params: object_ref(member(object, "Params"))
                 .iter()
                 .map(|(name, value)| (name.clone(), optional_text(value)))
                 .collect(),
@@ -157,6 +159,18 @@ impl HttpTriggerData {
             .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
             .map(|(_, values)| values.as_slice())
     }
+}
+
+/// Removes and returns a member, found as [`member`] finds it.
+fn take_member(object: &mut Map<String, Value>, key: &str) -> Option<Value> {
+    if let Some(value) = object.remove(key) {
+        return Some(value);
+    }
+    let found = object
+        .keys()
+        .find(|candidate| candidate.eq_ignore_ascii_case(key))?
+        .clone();
+    object.remove(&found)
 }
 
 /// Looks a key up exactly, then without regard to case, as Newtonsoft does.
