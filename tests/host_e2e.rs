@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::JsonBody;
 use common::emulator::Running;
 use common::stack::Stack;
 use serde_json::Value;
@@ -55,10 +56,6 @@ fn start_host(stack: &Stack, env: &[(&str, &str)]) -> (Host, tempfile::TempDir) 
     )
 }
 
-async fn json(response: reqwest::Response) -> Value {
-    serde_json::from_slice(&response.bytes().await.expect("body")).unwrap_or(Value::Null)
-}
-
 #[tokio::test]
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn every_function_works_through_the_host_and_the_timer_fires_on_its_schedule() {
@@ -69,13 +66,13 @@ async fn every_function_works_through_the_host_and_the_timer_fires_on_its_schedu
         .get("/api/token?resource=https://storage.azure.com/.default")
         .await;
     assert_eq!(token.status(), 200);
-    let token = json(token).await;
+    let token = token.json_body().await;
     assert_eq!(token["claims"]["aud"], "https://storage.azure.com");
 
     let secret = host.get("/api/secrets/app-greeting").await;
     assert_eq!(secret.status(), 200);
     assert_eq!(secret.headers()["cache-control"], "no-store");
-    assert_eq!(json(secret).await["value"], "hello from the vault");
+    assert_eq!(secret.json_body().await["value"], "hello from the vault");
 
     let written = host
         .client
@@ -100,7 +97,7 @@ async fn every_function_works_through_the_host_and_the_timer_fires_on_its_schedu
         .send()
         .await
         .unwrap();
-    assert_eq!(json(written).await["size"], binary.len());
+    assert_eq!(written.json_body().await["size"], binary.len());
     let read = host.get("/api/blobs/e2e/raw.bin").await;
     assert_eq!(
         read.headers()["content-transfer-encoding"],
@@ -196,7 +193,7 @@ async fn a_failing_function_answers_its_error_status_and_its_logs_reach_the_host
     let refused = host.get("/api/secrets/not-allowed").await;
     assert_eq!(refused.status(), 403);
     assert!(
-        json(refused).await["error"]["message"]
+        refused.json_body().await["error"]["message"]
             .as_str()
             .unwrap()
             .contains("ALLOWED_SECRETS")
@@ -241,11 +238,11 @@ async fn with_forwarding_on_the_same_functions_serve_forwarded_requests() {
     let token = host.get("/api/token").await;
     assert_eq!(token.status(), 200);
     assert_eq!(
-        json(token).await["claims"]["aud"],
+        token.json_body().await["claims"]["aud"],
         "https://vault.azure.net"
     );
     let secret = host.get("/api/secrets/app-greeting").await;
-    assert_eq!(json(secret).await["value"], "hello from the vault");
+    assert_eq!(secret.json_body().await["value"], "hello from the vault");
     let modes: Vec<Value> = host
         .invocations()
         .await

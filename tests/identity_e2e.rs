@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::stack::{READER_CLIENT_ID, READER_OID, SYSTEM_OID, Stack};
-use common::{RunningHandler, handler_binary, http_output, http_payload, timer_payload};
+use common::{JsonBody, RunningHandler, handler_binary, http_output, http_payload, timer_payload};
 use serde_json::{Value, json};
 
 fn token_info(query: Value) -> Value {
@@ -188,7 +188,7 @@ async fn the_2019_endpoint_answering_unsupported_api_version_falls_back_to_2017_
     let log: Value = reqwest::get(format!("{}/_emulator/requests", stack.identity.base_url))
         .await
         .unwrap()
-        .json_body_value()
+        .json_body()
         .await;
     let protocols: Vec<&str> = log["requests"]
         .as_array()
@@ -320,14 +320,4 @@ async fn handler_token_prints_source_identity_claims_and_expiry_and_the_token_on
     );
     assert!(!ok);
     assert!(stderr.contains("identity not found"), "{stderr}");
-}
-
-trait JsonBodyValue {
-    async fn json_body_value(self) -> Value;
-}
-
-impl JsonBodyValue for reqwest::Response {
-    async fn json_body_value(self) -> Value {
-        serde_json::from_slice(&self.bytes().await.unwrap()).unwrap()
-    }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::JsonBody;
 use super::emulator::{Running, spawn_emulator, spawn_emulator_with_env, temp_json};
 
 /// The tenant of every test identity and of the test vault.
@@ -240,21 +241,11 @@ async fn admin_count(base: &str, ca: &Path, field: &str) -> u64 {
         .send()
         .await
         .expect("read the emulator's request log")
-        .json_value()
+        .json_body()
         .await;
     body[field]
         .as_u64()
         .unwrap_or_else(|| panic!("no `{field}` in {body}"))
-}
-
-trait JsonValue {
-    async fn json_value(self) -> Value;
-}
-
-impl JsonValue for reqwest::Response {
-    async fn json_value(self) -> Value {
-        serde_json::from_slice(&self.bytes().await.expect("body")).expect("JSON body")
-    }
 }
 
 /// Azurite from the project's pinned npm install, over HTTPS with `--oauth basic`.
