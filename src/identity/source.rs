@@ -329,18 +329,11 @@ pub(crate) fn app_service_request(
     header: &HeaderSecret,
     request: TokenRequest<'_>,
 ) -> HttpRequest {
-    let mut pairs = vec![
-        ("api-version", API_VERSION_2019),
-        ("resource", request.resource),
-    ];
-    if let IdentitySelector::UserAssigned(id) = request.identity {
-        let name = match id {
-            UserAssignedId::ClientId(_) => "client_id",
-            UserAssignedId::ObjectId(_) => "principal_id",
-            UserAssignedId::ResourceId(_) => "mi_res_id",
-        };
-        pairs.push((name, id.value()));
-    }
+    let pairs = selector_query(
+        API_VERSION_2019,
+        &request,
+        ["client_id", "principal_id", "mi_res_id"],
+    );
     HttpRequest {
         url: with_query(endpoint, &pairs),
         headers: vec![
@@ -381,22 +374,34 @@ pub(crate) fn legacy_request(
 
 /// IMDS 2018-02-01: `client_id` / `object_id` / `msi_res_id`, `Metadata: true`.
 pub(crate) fn imds_request(endpoint: &Url, request: TokenRequest<'_>) -> HttpRequest {
-    let mut pairs = vec![
-        ("api-version", API_VERSION_IMDS),
-        ("resource", request.resource),
-    ];
-    if let IdentitySelector::UserAssigned(id) = request.identity {
-        let name = match id {
-            UserAssignedId::ClientId(_) => "client_id",
-            UserAssignedId::ObjectId(_) => "object_id",
-            UserAssignedId::ResourceId(_) => "msi_res_id",
-        };
-        pairs.push((name, id.value()));
-    }
+    let pairs = selector_query(
+        API_VERSION_IMDS,
+        &request,
+        ["client_id", "object_id", "msi_res_id"],
+    );
     HttpRequest {
         url: with_query(endpoint, &pairs),
         headers: vec![("metadata", HeaderText::Plain("true"))],
     }
+}
+
+/// `api-version`, `resource` and the user-assigned selector, spelled as the source spells it:
+/// `names` are its parameters for a client id, an object id and a resource id, in that order.
+fn selector_query<'a>(
+    api_version: &'a str,
+    request: &TokenRequest<'a>,
+    [client, object, resource]: [&'static str; 3],
+) -> Vec<(&'a str, &'a str)> {
+    let mut pairs = vec![("api-version", api_version), ("resource", request.resource)];
+    if let IdentitySelector::UserAssigned(id) = request.identity {
+        let name = match id {
+            UserAssignedId::ClientId(_) => client,
+            UserAssignedId::ObjectId(_) => object,
+            UserAssignedId::ResourceId(_) => resource,
+        };
+        pairs.push((name, id.value()));
+    }
+    pairs
 }
 
 fn is_unsupported_api_version(response: &HttpResponse) -> bool {
