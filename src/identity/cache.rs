@@ -6,6 +6,12 @@
 //! waits `refresh_failure_backoff` before trying again; concurrent misses on one key make exactly
 //! one request (single-flight, and a failure is shared with the callers that waited for it);
 //! different keys never wait for each other.
+//!
+//! Bounds: a failed blocking fetch is remembered for `failure_memory`, so a flood of calls for
+//! one failing key costs one request per period; the cache holds at most `max_entries` slots,
+//! and when a new key finds it full, the least recently used slot that nobody is using (no
+//! caller holds it, no fetch or refresh runs for it) goes, those without a usable token first.
+//! A key that finds every slot in use is served with a slot of its own that is not kept.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,9 +22,6 @@ use time::OffsetDateTime;
 
 use super::source::EXPIRY_MARGIN;
 use super::{IdentityError, IdentitySelector, Token};
-
-/// Slots beyond this count trigger a sweep of slots holding nothing usable.
-const SWEEP_THRESHOLD: usize = 256;
 
 /// Wall-clock time for expiry decisions. `Anchored` follows tokio's clock, so tests on a paused
 /// clock can move "now" with `tokio::time::advance`.
@@ -93,8 +96,8 @@ struct SlotState {
     refresh_not_before: Option<OffsetDateTime>,
     /// Completed blocking fetches, to tell waiters that a fetch finished while they waited.
     fetches: u64,
-    /// The error of the most recent blocking fetch, if it failed.
-    last_failure: Option<IdentityError>,
+    /// The error of the most recent blocking fetch, if it failed, and when it failed.
+    last_failure: Option<(IdentityError, OffsetDateTime)>,
 }
 
 #[derive(Debug, Default)]
@@ -143,43 +146,104 @@ impl RefreshTask {
     }
 }
 
+/// The cache's bounds (from [`Timing`](super::Timing)).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CacheLimits {
+    pub(crate) refresh_failure_backoff: std::time::Duration,
+    pub(crate) failure_memory: std::time::Duration,
+    pub(crate) max_entries: usize,
+}
+
+/// A slot and when it was last asked for (a counter, for least-recently-used eviction).
+#[derive(Debug)]
+struct Entry {
+    slot: Arc<Slot>,
+    used: u64,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    map: HashMap<CacheKey, Entry>,
+    tick: u64,
+}
+
 /// Per-key token cache with single-flight fetches.
 #[derive(Debug)]
 pub(crate) struct TokenCache {
-    slots: Mutex<HashMap<CacheKey, Arc<Slot>>>,
+    slots: Mutex<Slots>,
     clock: Clock,
-    refresh_failure_backoff: std::time::Duration,
+    limits: CacheLimits,
 }
 
 impl TokenCache {
-    pub(crate) fn new(clock: Clock, refresh_failure_backoff: std::time::Duration) -> Self {
+    pub(crate) fn new(clock: Clock, limits: CacheLimits) -> Self {
         Self {
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots::default()),
             clock,
-            refresh_failure_backoff,
+            limits,
         }
     }
 
-    fn slot(&self, key: &CacheKey) -> Arc<Slot> {
-        let mut slots = self
-            .slots
+    /// How many keys the cache holds now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock_slots().map.len()
+    }
+
+    fn lock_slots(&self) -> MutexGuard<'_, Slots> {
+        self.slots
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(slot) = slots.get(key) {
-            return slot.clone();
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The slot for `key`. Callers get their `Arc` under the map's lock, so "only the map holds
+    /// it" (a strong count of 1), checked under the same lock, means nobody is using it.
+    fn slot(&self, key: &CacheKey) -> Arc<Slot> {
+        let mut slots = self.lock_slots();
+        slots.tick += 1;
+        let tick = slots.tick;
+        if let Some(entry) = slots.map.get_mut(key) {
+            entry.used = tick;
+            return entry.slot.clone();
         }
-        if slots.len() >= SWEEP_THRESHOLD {
+        if slots.map.len() >= self.limits.max_entries.max(1) {
             let now = self.clock.now();
-            slots.retain(|_, slot| {
-                Arc::strong_count(slot) > 1
-                    || slot
+            let victim = slots
+                .map
+                .iter()
+                .filter(|(_, entry)| Arc::strong_count(&entry.slot) == 1)
+                .min_by_key(|(_, entry)| {
+                    let usable = entry
+                        .slot
                         .state()
                         .token
                         .as_ref()
-                        .is_some_and(|t| freshness(t, now) != Freshness::Unusable)
-            });
+                        .is_some_and(|t| freshness(t, now) != Freshness::Unusable);
+                    (usable, entry.used)
+                })
+                .map(|(key, _)| key.clone());
+            match victim {
+                Some(victim) => {
+                    log::debug!("token cache full: dropping {victim}");
+                    slots.map.remove(&victim);
+                }
+                None => {
+                    log::warn!(
+                        "token cache full of entries in use ({}); {key} is served without caching",
+                        slots.map.len()
+                    );
+                    return Arc::default();
+                }
+            }
         }
-        slots.entry(key.clone()).or_default().clone()
+        let slot = Arc::<Slot>::default();
+        slots.map.insert(
+            key.clone(),
+            Entry {
+                slot: slot.clone(),
+                used: tick,
+            },
+        );
+        slot
     }
 
     /// Returns a usable token for `key`, calling `fetch` when the cache cannot answer (see the
@@ -237,7 +301,7 @@ impl TokenCache {
             key: key.clone(),
             cached_expiry: cached.expires_on,
             clock: self.clock.clone(),
-            backoff: self.refresh_failure_backoff,
+            backoff: self.limits.refresh_failure_backoff,
         };
         let job = async move {
             let _guard = guard;
@@ -255,7 +319,7 @@ impl TokenCache {
     }
 
     /// No usable token: one caller fetches; the callers that waited for it get its token or its
-    /// error.
+    /// error, and so does every caller until `failure_memory` has passed since it failed.
     async fn fetch_blocking<F, Fut>(
         &self,
         slot: &Slot,
@@ -275,8 +339,9 @@ impl TokenCache {
             {
                 return Ok(token.clone());
             }
-            if state.fetches != fetches_seen
-                && let Some(error) = &state.last_failure
+            if let Some((error, failed_at)) = &state.last_failure
+                && (state.fetches != fetches_seen
+                    || self.clock.now() < *failed_at + self.limits.failure_memory)
             {
                 return Err(error.clone());
             }
@@ -291,7 +356,7 @@ impl TokenCache {
                 state.refresh_not_before = None;
                 state.last_failure = None;
             }
-            Err(error) => state.last_failure = Some(error.clone()),
+            Err(error) => state.last_failure = Some((error.clone(), self.clock.now())),
         }
         result
     }

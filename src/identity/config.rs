@@ -51,7 +51,8 @@ const PLATFORM_VARIABLES: &[&str] = &[
 const IMDS_DEFAULT_BASE: &str = "http://169.254.169.254";
 const IMDS_TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
 
-/// Time limits and retry schedule. The defaults suit a Functions invocation; tests shrink them.
+/// Time limits, retry schedule and the bounds on what callers can make the module hold or send.
+/// The defaults suit a Functions invocation; tests shrink them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timing {
     /// TCP connect limit per request.
@@ -66,6 +67,15 @@ pub struct Timing {
     pub refresh_failure_backoff: std::time::Duration,
     /// Which failures are retried and how long to wait between attempts.
     pub retry: RetryPolicy,
+    /// How long a failed acquisition is answered from memory: a flood of requests for one
+    /// failing identity or resource costs one request to the endpoint per period.
+    pub failure_memory: std::time::Duration,
+    /// The most (identity, resource) entries the token cache holds; an entry in use is never
+    /// evicted, and a key that finds the cache full of entries in use is served without one.
+    pub max_cache_entries: usize,
+    /// The most acquisitions (HTTP requests with their retries, or `az` runs) in flight at once;
+    /// the others wait for a turn within the acquisition deadline.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for Timing {
@@ -78,6 +88,9 @@ impl Default for Timing {
             cli_timeout: Duration::from_secs(10),
             refresh_failure_backoff: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            failure_memory: Duration::from_secs(10),
+            max_cache_entries: 128,
+            max_concurrent_requests: 8,
         }
     }
 }

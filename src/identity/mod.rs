@@ -55,6 +55,7 @@ mod config;
 mod error;
 mod expiry;
 mod retry;
+mod scope;
 mod secret;
 mod source;
 #[cfg(test)]
@@ -76,9 +77,10 @@ pub use config::{
 };
 pub use error::{CliFailure, IdentityConfigError, IdentityError, ServiceDetail};
 pub use retry::RetryPolicy;
+pub use scope::{MAX_SCOPE_LEN, normalize_scope};
 pub use secret::AccessTokenSecret;
 
-use cache::{CacheKey, Clock, TokenCache};
+use cache::{CacheKey, CacheLimits, Clock, TokenCache};
 use config::IdentityOrigin;
 use source::{Fetcher, TokenRequest};
 use transport::{ReqwestTransport, Transport};
@@ -298,7 +300,14 @@ impl ManagedIdentity {
             "managed identity: tokens from {kind}, default identity {}",
             config.default_identity
         );
-        let cache = TokenCache::new(clock.clone(), config.timing.refresh_failure_backoff);
+        let cache = TokenCache::new(
+            clock.clone(),
+            CacheLimits {
+                refresh_failure_backoff: config.timing.refresh_failure_backoff,
+                failure_memory: config.timing.failure_memory,
+                max_entries: config.timing.max_cache_entries,
+            },
+        );
         let fetcher = Fetcher::new(
             config.source,
             transport,
@@ -362,32 +371,12 @@ impl ManagedIdentity {
     pub fn default_identity(&self) -> &IdentitySelector {
         &self.inner.default_identity
     }
-}
 
-/// Turns a scope into the resource the endpoints expect: exactly one scope, a trailing
-/// `/.default` removed (only one, so `https://management.azure.com//.default` keeps its `/`).
-pub fn normalize_scope(scope: &str) -> Result<String, IdentityError> {
-    let invalid = |reason| IdentityError::InvalidScope {
-        scope: scope.chars().take(200).collect(),
-        reason,
-    };
-    if scope.is_empty() {
-        return Err(invalid("it is empty"));
+    /// How many (identity, resource) entries the token cache holds now (at most
+    /// [`Timing::max_cache_entries`]).
+    pub fn cached_entries(&self) -> usize {
+        self.inner.cache.len()
     }
-    if scope.chars().any(char::is_whitespace) {
-        return Err(invalid("exactly one scope is allowed, without spaces"));
-    }
-    if scope.chars().any(char::is_control) || scope.len() > 2048 {
-        return Err(invalid("it is not a resource URI"));
-    }
-    if scope.starts_with('-') {
-        return Err(invalid("a resource cannot start with '-'"));
-    }
-    let resource = scope.strip_suffix("/.default").unwrap_or(scope);
-    if resource.is_empty() {
-        return Err(invalid("it names no resource"));
-    }
-    Ok(resource.to_owned())
 }
 
 #[async_trait::async_trait]

@@ -58,6 +58,8 @@ pub(crate) struct Fetcher {
     cli_program: String,
     /// Set once the 2019 endpoint said `UnsupportedApiVersion`; from then on we speak 2017.
     use_legacy: AtomicBool,
+    /// One permit per acquisition in flight (`Timing::max_concurrent_requests`).
+    permits: tokio::sync::Semaphore,
 }
 
 impl Fetcher {
@@ -68,11 +70,13 @@ impl Fetcher {
         clock: Clock,
         cli_program: String,
     ) -> Self {
+        let permits = tokio::sync::Semaphore::new(timing.max_concurrent_requests.max(1));
         Self {
             source,
             transport,
             timing,
             clock,
+            permits,
             cli_program,
             use_legacy: AtomicBool::new(false),
         }
@@ -115,6 +119,23 @@ impl Fetcher {
     /// Gets one token from the source, with retries, inside the acquisition deadline.
     pub(crate) async fn fetch(&self, request: TokenRequest<'_>) -> Result<Token, IdentityError> {
         let started = Instant::now();
+        // The permit is held for the whole acquisition, retries and the CLI run included.
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(self.timing.deadline, self.permits.acquire()).await
+        else {
+            let kind = self.current_kind();
+            return Err(IdentityError::Unavailable {
+                source_kind: kind,
+                attempts: 0,
+                detail: format!(
+                    "{} token requests were already in flight and none finished within {} s",
+                    self.timing.max_concurrent_requests,
+                    self.timing.deadline.as_secs()
+                ),
+                service: Box::default(),
+                setting: kind.settings(),
+            });
+        };
         let issued = self.clock.now();
         let (parsed, kind) = match &self.source {
             SourceConfig::AzureCli { tenant } => {
@@ -404,11 +425,40 @@ fn selector_query<'a>(
     pairs
 }
 
-fn is_unsupported_api_version(response: &HttpResponse) -> bool {
-    response.status == 400
-        && String::from_utf8_lossy(&response.body)
-            .to_ascii_lowercase()
-            .contains("unsupportedapiversion")
+/// Whether a 2019-08-01 answer says that api-version is not supported. Only the error body's
+/// code counts, never a word anywhere in it (an endpoint may echo a caller's value in its
+/// message): ASP.NET API versioning's `{"error": {"code": "UnsupportedApiVersion", …}}` (any
+/// case of the member names), a string `error` or `code` member, or App Service's
+/// `{"statusCode": 400, "message": "UnsupportedApiVersion: …"}` whose message starts with it.
+pub(crate) fn is_unsupported_api_version(response: &HttpResponse) -> bool {
+    const CODE: &str = "UnsupportedApiVersion";
+    if response.status != 400 {
+        return false;
+    }
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&response.body) else {
+        return false;
+    };
+    let member = |map: &Map<String, Value>, name: &str| -> Option<Value> {
+        map.iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.clone())
+    };
+    let is_code = |value: Option<Value>| {
+        value
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|code| code.eq_ignore_ascii_case(CODE))
+    };
+    let nested_code = match member(&body, "error") {
+        Some(Value::Object(error)) => is_code(member(&error, "code")),
+        other => is_code(other),
+    };
+    let message_code = member(&body, "message")
+        .as_ref()
+        .and_then(Value::as_str)
+        .and_then(|message| message.split_once(':'))
+        .is_some_and(|(code, _)| code.trim() == CODE);
+    nested_code || is_code(member(&body, "code")) || message_code
 }
 
 /// Turns the last outcome of the retry loop into a token or a typed error.
@@ -695,6 +745,8 @@ async fn fetch_from_cli(
         failure,
         detail,
     };
+    // Checked again here, next to the process it protects (get_token has checked it already).
+    super::scope::normalize_scope(resource)?;
     let mut command = cli_command(program);
     command.args([
         "account",
@@ -766,16 +818,24 @@ async fn fetch_from_cli(
     parse_cli_output(&output.stdout, issued)
 }
 
-#[cfg(windows)]
+/// The Azure CLI is started directly, never through a shell (`cmd /c`, `sh -c`), so no
+/// argument is ever read as shell syntax.
 fn cli_command(program: &str) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new("cmd");
-    command.args(["/c", program]);
-    command
+    tokio::process::Command::new(cli_program(program, cfg!(windows)))
 }
 
-#[cfg(not(windows))]
-fn cli_command(program: &str) -> tokio::process::Command {
-    tokio::process::Command::new(program)
+/// The program to start. On Windows `az` is a batch file, `az.cmd` (the installer puts its
+/// folder on PATH): it is named with its extension so that the standard library finds it on
+/// PATH and, being a batch file, quotes every argument for cmd.exe's rules itself — since Rust
+/// 1.77 it refuses an argument it cannot quote safely instead of passing it on
+/// (https://blog.rust-lang.org/2024/04/09/cve-2024-24576.html). The scope grammar keeps every
+/// argument to characters cmd.exe gives no meaning to, so that is a second wall, not the only one.
+pub(crate) fn cli_program(program: &str, windows: bool) -> String {
+    if windows && Path::new(program).extension().is_none() {
+        format!("{program}.cmd")
+    } else {
+        program.to_owned()
+    }
 }
 
 /// Reads `az account get-access-token` JSON: `accessToken` and the epoch `expires_on` (CLI ≥ 2.54).
@@ -855,6 +915,56 @@ mod tests {
             refresh_on(issued, hour, Some(Duration::hours(2))),
             hour - EXPIRY_MARGIN
         );
+    }
+
+    #[test]
+    fn only_the_error_code_means_unsupported_api_version() {
+        let answer = |status: u16, body: &str| HttpResponse {
+            status,
+            retry_after: None,
+            body: body.as_bytes().to_vec(),
+        };
+        for yes in [
+            r#"{"statusCode":400,"message":"UnsupportedApiVersion: The HTTP resource does not support the api-version '2019-08-01'.","correlationId":"c"}"#,
+            r#"{"Error":{"Code":"UnsupportedApiVersion","Message":"The HTTP resource that matches the request URI does not support the API version '2019-08-01'.","InnerError":null}}"#,
+            r#"{"error":{"code":"UnsupportedApiVersion","message":"x"}}"#,
+            r#"{"error":"UnsupportedApiVersion","error_description":"x"}"#,
+            r#"{"code":"UnsupportedApiVersion"}"#,
+        ] {
+            assert!(is_unsupported_api_version(&answer(400, yes)), "{yes}");
+        }
+        for no in [
+            // a caller's value echoed back in an ordinary 400
+            r#"{"statusCode":400,"message":"Unable to load the proper Managed Identity for client_id UnsupportedApiVersion.","correlationId":"c"}"#,
+            r#"{"error":"invalid_request","error_description":"UnsupportedApiVersion"}"#,
+            r#"{"error":{"code":"BadRequest","message":"UnsupportedApiVersion: no"}}"#,
+            r#"{"statusCode":400,"message":"resource UnsupportedApiVersion: x"}"#,
+            "UnsupportedApiVersion",
+            "<html>UnsupportedApiVersion</html>",
+            r#"["UnsupportedApiVersion"]"#,
+        ] {
+            assert!(!is_unsupported_api_version(&answer(400, no)), "{no}");
+        }
+        assert!(!is_unsupported_api_version(&answer(
+            500,
+            r#"{"error":{"code":"UnsupportedApiVersion"}}"#
+        )));
+    }
+
+    #[test]
+    fn the_cli_is_started_without_a_shell_on_every_os() {
+        assert_eq!(cli_program("az", true), "az.cmd");
+        assert_eq!(cli_program("az.cmd", true), "az.cmd");
+        assert_eq!(cli_program(r"C:\tools\az.cmd", true), r"C:\tools\az.cmd");
+        assert_eq!(cli_program("az", false), "az");
+        let command = cli_command("az");
+        let program = command
+            .as_std()
+            .get_program()
+            .to_string_lossy()
+            .into_owned();
+        assert!(program == "az" || program == "az.cmd", "{program}");
+        assert_eq!(command.as_std().get_args().count(), 0, "no shell switch");
     }
 
     #[test]

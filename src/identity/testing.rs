@@ -205,6 +205,7 @@ pub(crate) fn fast_timing() -> Timing {
             retry_after_cap: Duration::from_secs(10),
             jitter: false,
         },
+        ..Timing::default()
     }
 }
 

@@ -258,7 +258,14 @@ fn scope_normalisation() {
         normalize_scope("https://management.azure.com//.default").unwrap(),
         "https://management.azure.com/"
     );
-    for bad in ["", "a b", "/.default", "--resource", "x\ny"] {
+    for bad in [
+        "",
+        "a b",
+        "/.default",
+        "--resource",
+        "x\ny",
+        "https://x&calc",
+    ] {
         assert!(normalize_scope(bad).is_err(), "{bad:?}");
     }
 }
@@ -727,7 +734,7 @@ async fn token_credential_uses_the_default_identity_and_one_scope() {
         .unwrap_err();
     assert_eq!(err.kind(), &azure_core::error::ErrorKind::Credential);
     let failing = scripted(APP, ScriptedTransport::sequence(vec![response(403, "{}")]));
-    let err = TokenCredential::get_token(&failing, &["x"], None)
+    let err = TokenCredential::get_token(&failing, &["https://x.example.com/.default"], None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("forbidden (HTTP 403)"), "{err}");
@@ -791,6 +798,42 @@ mod cli {
             matches!(err, IdentityError::UnsupportedIdentity { .. }),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn shell_metacharacters_never_reach_the_cli() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("started");
+        let program = fake_az(
+            dir.path(),
+            &format!(
+                "touch '{}'\necho '{{\"accessToken\":\"t\",\"expires_on\":{}}}'",
+                marker.display(),
+                later(3600)
+            ),
+        );
+        let mi = cli_identity(&program);
+        for bad in [
+            "https://vault.azure.net&calc",
+            "https://vault.azure.net%26calc",
+            "https://vault.azure.net|calc",
+            "https://vault.azure.net\"&calc&\"",
+            "https://vault.azure.net^&calc",
+            "https://vault.azure.net%COMSPEC%",
+            "https://vault.azure.net!x!",
+            "https://vault.azure.net>out",
+            "https://vault.azure.net --tenant evil",
+        ] {
+            let error = mi.get_token(bad, None).await.unwrap_err();
+            assert!(
+                matches!(error, IdentityError::InvalidScope { .. }),
+                "{bad}: {error}"
+            );
+            assert!(!marker.exists(), "{bad} started the CLI");
+        }
+        // The same program does start for a good scope, so the check above can fail.
+        mi.get_token(VAULT, None).await.unwrap();
+        assert!(marker.exists());
     }
 
     #[tokio::test]
@@ -1041,4 +1084,219 @@ async fn unsupported_api_version_without_a_legacy_pair_is_an_error() {
     );
     assert_eq!(mi.source(), SourceKind::AppService2019);
     assert_eq!(transport.count(), 1);
+}
+
+// ---------------------------------------------------------------- bounds
+
+fn scripted_with(
+    transport: Arc<ScriptedTransport>,
+    tweak: impl FnOnce(&mut Timing),
+) -> ManagedIdentity {
+    let mut timing = fast_timing();
+    tweak(&mut timing);
+    ManagedIdentity::with_parts(
+        config_from(APP).with_timing(timing),
+        transport,
+        Clock::anchored(T0),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_one_failing_key_costs_one_request_per_failure_memory() {
+    let transport = ScriptedTransport::sequence(vec![response(400, "{}")]);
+    let mi = scripted(APP, transport.clone());
+    for _ in 0..100 {
+        let error = mi
+            .get_token(VAULT, Some(&client("ghost")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, IdentityError::IdentityNotFound { .. }),
+            "{error}"
+        );
+    }
+    assert_eq!(transport.count(), 1);
+    // Another key is not affected by the remembered failure.
+    mi.get_token(VAULT, None).await.unwrap_err();
+    assert_eq!(transport.count(), 2);
+    tokio::time::advance(Timing::default().failure_memory + StdDuration::from_secs(1)).await;
+    mi.get_token(VAULT, Some(&client("ghost")))
+        .await
+        .unwrap_err();
+    assert_eq!(transport.count(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cache_never_holds_more_than_its_bound() {
+    let transport = ScriptedTransport::new(|_, _| ok_day("tok"));
+    let mi = scripted_with(transport.clone(), |t| t.max_cache_entries = 16);
+    for n in 0..1000 {
+        mi.get_token(&format!("https://r{n}.example.com"), None)
+            .await
+            .unwrap();
+        assert!(mi.cached_entries() <= 16);
+    }
+    assert_eq!(mi.cached_entries(), 16);
+    assert_eq!(transport.count(), 1000);
+    // The most recently used keys are the ones kept.
+    mi.get_token("https://r999.example.com", None)
+        .await
+        .unwrap();
+    assert_eq!(transport.count(), 1000);
+    mi.get_token("https://r0.example.com", None).await.unwrap();
+    assert_eq!(transport.count(), 1001);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_entries_are_evicted_before_good_tokens() {
+    let transport = ScriptedTransport::new(|request, _| {
+        if request.url.as_str().contains("bad") {
+            response(400, "{}")
+        } else {
+            ok_day("tok")
+        }
+    });
+    let mi = scripted_with(transport.clone(), |t| t.max_cache_entries = 4);
+    mi.get_token(VAULT, None).await.unwrap();
+    for n in 0..50 {
+        mi.get_token(&format!("https://bad{n}.example.com"), None)
+            .await
+            .unwrap_err();
+    }
+    assert!(mi.cached_entries() <= 4);
+    let before = transport.count();
+    mi.get_token(VAULT, None).await.unwrap();
+    assert_eq!(
+        transport.count(),
+        before,
+        "the good token survived the flood"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_entry_in_use_is_never_evicted() {
+    let (transport, gate) = ScriptedTransport::gated(|_, _| ok_day("tok"));
+    let mi = scripted_with(transport.clone(), |t| {
+        t.max_cache_entries = 2;
+        t.max_concurrent_requests = 64;
+    });
+    // Two fetches in flight hold both entries.
+    let waiting: Vec<_> = (0..2)
+        .map(|n| {
+            let mi = mi.clone();
+            tokio::spawn(async move {
+                mi.get_token(&format!("https://w{n}.example.com"), None)
+                    .await
+            })
+        })
+        .collect();
+    settle().await;
+    assert_eq!(mi.cached_entries(), 2);
+    // A third key finds the cache full of entries in use: served without an entry.
+    let third = tokio::spawn({
+        let mi = mi.clone();
+        async move { mi.get_token("https://third.example.com", None).await }
+    });
+    settle().await;
+    assert_eq!(mi.cached_entries(), 2);
+    // A fourth caller for w0 joins the fetch in flight instead of starting another.
+    let joined = tokio::spawn({
+        let mi = mi.clone();
+        async move { mi.get_token("https://w0.example.com", None).await }
+    });
+    settle().await;
+    assert_eq!(transport.count(), 3);
+    gate.add_permits(10);
+    for task in waiting {
+        task.await.unwrap().unwrap();
+    }
+    third.await.unwrap().unwrap();
+    joined.await.unwrap().unwrap();
+    assert_eq!(transport.count(), 3);
+    assert_eq!(mi.cached_entries(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_acquisitions_are_capped() {
+    let (transport, gate) = ScriptedTransport::gated(|_, _| ok_day("tok"));
+    let mi = scripted_with(transport.clone(), |t| t.max_concurrent_requests = 3);
+    let callers: Vec<_> = (0..20)
+        .map(|n| {
+            let mi = mi.clone();
+            tokio::spawn(async move {
+                mi.get_token(&format!("https://c{n}.example.com"), None)
+                    .await
+            })
+        })
+        .collect();
+    settle().await;
+    assert_eq!(transport.count(), 3, "only three requests may be in flight");
+    gate.add_permits(100);
+    for caller in callers {
+        caller.await.unwrap().unwrap();
+    }
+    assert_eq!(transport.count(), 20);
+    assert_eq!(
+        transport
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_waiting_for_a_turn_gives_up_at_the_deadline() {
+    let (transport, _gate) = ScriptedTransport::gated(|_, _| ok_day("tok"));
+    let mi = scripted_with(transport.clone(), |t| {
+        t.max_concurrent_requests = 1;
+        t.request_timeout = StdDuration::from_secs(3600);
+        t.deadline = StdDuration::from_secs(5);
+    });
+    let _stuck = tokio::spawn({
+        let mi = mi.clone();
+        async move { mi.get_token(VAULT, None).await }
+    });
+    settle().await;
+    let error = mi
+        .get_token("https://storage.azure.com", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, IdentityError::Unavailable { attempts: 0, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("already in flight"), "{error}");
+    assert_eq!(transport.count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_400_that_merely_mentions_unsupported_api_version_does_not_switch_protocols() {
+    let transport = ScriptedTransport::sequence(vec![response(
+        400,
+        r#"{"statusCode":400,"message":"Unable to load the proper Managed Identity for UnsupportedApiVersion","correlationId":"c"}"#,
+    )]);
+    let mi = ManagedIdentity::with_parts(
+        config_from(&[
+            (IDENTITY_ENDPOINT, "http://127.0.0.1:9/msi/token"),
+            (IDENTITY_HEADER, "hdr-secret"),
+            (MSI_ENDPOINT, "http://127.0.0.1:9/legacy"),
+            (MSI_SECRET, "msi-secret"),
+        ]),
+        transport.clone(),
+        Clock::anchored(T0),
+    );
+    let error = mi.get_token(VAULT, None).await.unwrap_err();
+    assert!(
+        matches!(error, IdentityError::IdentityNotFound { .. }),
+        "{error}"
+    );
+    assert_eq!(mi.source(), SourceKind::AppService2019);
+    assert_eq!(transport.count(), 1);
+    assert!(
+        transport.requests.lock().unwrap()[0]
+            .0
+            .url
+            .as_str()
+            .contains("2019-08-01")
+    );
 }

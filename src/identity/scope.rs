@@ -1,0 +1,242 @@
+//! The one check every scope or resource passes before any source sees it (the HTTP endpoints put
+//! it in a query string, the Azure CLI gets it as a command-line argument).
+//!
+//! Grammar (ASCII only, at most [`MAX_SCOPE_LEN`] characters in all):
+//!
+//! ```text
+//! scope     = resource [ "/.default" ]
+//! resource  = https-uri / api-uri / app-id
+//! https-uri = "https://" host [ ":" port ] *( "/" segment )
+//! api-uri   = "api://" segment *( "/" segment )      ; first segment not empty
+//! app-id    = 8HEX "-" 4HEX "-" 4HEX "-" 4HEX "-" 12HEX   ; an application (client) id
+//! host      = label *( "." label )                   ; label: 1-63 of ALPHA / DIGIT / "-",
+//!                                                    ;        not starting or ending with "-"
+//! port      = 1*5DIGIT
+//! segment   = *( ALPHA / DIGIT / "-" / "." / "_" / "~" )  ; never "." or ".."
+//! ```
+//!
+//! So a scope never holds whitespace, quotes, `&|<>^%!`, `?`, `#`, `@`, `\`, or a control
+//! character: nothing a shell, cmd.exe or a query string gives a meaning to. This is stricter
+//! than the official SDKs' character check (letters, digits and `-_.:/`), which they rely on
+//! because they start `az` through a shell; here `az` is started without one and the grammar
+//! is a second wall. Entra resources look like `https://vault.azure.net`,
+//! `https://management.azure.com/` and Application ID URIs like `api://<guid>`; an App ID URI
+//! in another form (`urn:`, `http://`) is not accepted.
+
+use super::IdentityError;
+
+/// The longest scope accepted, `/.default` included. Entra's own resource URIs and Application
+/// ID URIs are far shorter.
+pub const MAX_SCOPE_LEN: usize = 256;
+
+const DEFAULT_SUFFIX: &str = "/.default";
+
+/// Checks `scope` against the grammar above and returns the resource it names (one trailing
+/// `/.default` removed, so `https://management.azure.com//.default` keeps its `/`).
+pub fn normalize_scope(scope: &str) -> Result<String, IdentityError> {
+    let invalid = |reason: &'static str| IdentityError::InvalidScope {
+        scope: printable(scope),
+        reason,
+    };
+    if scope.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if scope.len() > MAX_SCOPE_LEN {
+        return Err(invalid("it is longer than 256 characters"));
+    }
+    if let Some(bad) = scope.chars().find(|c| !is_allowed_char(*c)) {
+        return Err(invalid(if bad.is_whitespace() {
+            "exactly one scope is allowed, without spaces"
+        } else {
+            "only letters, digits and - . _ ~ : / are allowed"
+        }));
+    }
+    let resource = scope.strip_suffix(DEFAULT_SUFFIX).unwrap_or(scope);
+    if resource.is_empty() {
+        return Err(invalid("it names no resource"));
+    }
+    let well_formed = if let Some(rest) = resource.strip_prefix("https://") {
+        is_https_rest(rest)
+    } else if let Some(rest) = resource.strip_prefix("api://") {
+        is_api_rest(rest)
+    } else {
+        is_app_id(resource)
+    };
+    if !well_formed {
+        return Err(invalid(
+            "expected an https:// resource URI, an api:// Application ID URI or an application id (GUID), optionally ending in /.default",
+        ));
+    }
+    Ok(resource.to_owned())
+}
+
+fn is_allowed_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | ':' | '/')
+}
+
+/// The scope as it may appear in a message: at most 100 characters, anything unusual as `?`.
+fn printable(scope: &str) -> String {
+    scope
+        .chars()
+        .take(100)
+        .map(|c| if is_allowed_char(c) { c } else { '?' })
+        .collect()
+}
+
+fn is_https_rest(rest: &str) -> bool {
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    port_ok && is_host(host) && (path.is_empty() || path.split('/').all(is_segment))
+}
+
+fn is_api_rest(rest: &str) -> bool {
+    let mut segments = rest.split('/');
+    segments
+        .next()
+        .is_some_and(|first| !first.is_empty() && is_segment(first))
+        && segments.all(is_segment)
+}
+
+fn is_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn is_segment(segment: &str) -> bool {
+    segment != "."
+        && segment != ".."
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// An application (client) id: a GUID in its 8-4-4-4-12 form.
+pub(crate) fn is_app_id(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_resources_and_app_id_uris_pass() {
+        for (scope, resource) in [
+            ("https://vault.azure.net", "https://vault.azure.net"),
+            (
+                "https://vault.azure.net/.default",
+                "https://vault.azure.net",
+            ),
+            ("https://storage.azure.com/", "https://storage.azure.com/"),
+            (
+                "https://management.azure.com//.default",
+                "https://management.azure.com/",
+            ),
+            ("https://127.0.0.1:8443/x", "https://127.0.0.1:8443/x"),
+            (
+                "api://00000000-0000-4000-8000-0000000a9100/.default",
+                "api://00000000-0000-4000-8000-0000000a9100",
+            ),
+            ("api://contoso.com/my-api_v2", "api://contoso.com/my-api_v2"),
+            ("api://app-1/.default", "api://app-1"),
+            (
+                "00000000-0000-4000-8000-0000000a9100",
+                "00000000-0000-4000-8000-0000000a9100",
+            ),
+            (
+                "AAAAAAAA-0000-4000-8000-0000000A9100/.default",
+                "AAAAAAAA-0000-4000-8000-0000000A9100",
+            ),
+        ] {
+            assert_eq!(normalize_scope(scope).unwrap(), resource, "{scope}");
+        }
+    }
+
+    #[test]
+    fn shell_and_query_metacharacters_are_refused() {
+        for bad in [
+            "https://vault.azure.net&calc",
+            "https://vault.azure.net%26calc",
+            "https://vault.azure.net|calc",
+            "https://vault.azure.net\"&calc",
+            "https://vault.azure.net'",
+            "https://vault.azure.net<x",
+            "https://vault.azure.net>x",
+            "https://vault.azure.net^x",
+            "https://vault.azure.net!x!",
+            "https://vault.azure.net%PATH%",
+            "https://vault.azure.net;calc",
+            "https://vault.azure.net`calc`",
+            "https://vault.azure.net$(calc)",
+            "https://vault.azure.net?x=1",
+            "https://vault.azure.net#x",
+            "https://user@vault.azure.net",
+            "https://vault.azure.net\\x",
+            "https://vault.azure.net x",
+            "https://vault.azure.net\tx",
+            "https://vault.azure.net\nx",
+            "https://vault.azure.net\u{0}",
+            "https://vault.azure.net\u{2028}",
+            "https://vault.azüre.net",
+        ] {
+            let error = normalize_scope(bad).unwrap_err();
+            assert!(
+                matches!(error, IdentityError::InvalidScope { .. }),
+                "{bad:?}"
+            );
+            // The message never repeats the dangerous characters.
+            let text = error.to_string();
+            for c in ['&', '|', '<', '>', '%', '\n', '\u{0}'] {
+                assert!(!text.contains(c), "{bad:?} -> {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_resources_are_refused() {
+        let long = format!("https://{}.net", "a".repeat(MAX_SCOPE_LEN));
+        for bad in [
+            "",
+            "/.default",
+            "--resource",
+            "-x",
+            "vault.azure.net",
+            "http://vault.azure.net",
+            "HTTPS://vault.azure.net",
+            "urn:x",
+            "file:///etc/passwd",
+            "https://",
+            "https://-vault.azure.net",
+            "https://vault..azure.net",
+            "https://vault.azure.net:",
+            "https://vault.azure.net:123456",
+            "https://vault.azure.net/../x",
+            "https://vault.azure.net/./x",
+            "api://",
+            "api:///x",
+            "api://x/..",
+            "00000000-0000-4000-8000-0000000a910",
+            "0000000g-0000-4000-8000-0000000a9100",
+            long.as_str(),
+        ] {
+            assert!(normalize_scope(bad).is_err(), "{bad:?}");
+        }
+    }
+}
