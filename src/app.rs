@@ -17,6 +17,7 @@ use crate::clients::names::SecretAllowlist;
 use crate::config::{AppSettings, ServerConfig};
 use crate::dispatch::Runtime;
 use crate::error::FunctionError;
+use crate::functions::token_info::TokenInfoPolicy;
 use crate::identity::ManagedIdentity;
 use crate::registry::{self, Implemented, Registry};
 
@@ -30,6 +31,7 @@ pub struct App {
     blobs: Result<BlobStore, Unconfigured>,
     allowed_secrets: Result<SecretAllowlist, Unconfigured>,
     refresh_resources: Vec<String>,
+    token_info: Result<TokenInfoPolicy, Unconfigured>,
     downstream: Result<Downstream, Unconfigured>,
     validator: Result<TokenValidator, Unconfigured>,
 }
@@ -110,6 +112,16 @@ impl App {
         {
             log::warn!("{}", FunctionError::from((*problem).clone()));
         }
+        let token_info = TokenInfoPolicy::parse(
+            settings.token_info_resources.as_deref(),
+            settings.token_info_identities.as_deref(),
+            settings.downstream_api_scope.as_deref(),
+            &settings.refresh_resources,
+        )
+        .map_err(|e| Unconfigured::Setting {
+            setting: e.setting,
+            problem: e.to_string(),
+        });
         let downstream = downstream(
             settings.downstream_api_url.as_deref(),
             settings.downstream_api_scope,
@@ -133,6 +145,7 @@ impl App {
             blobs,
             allowed_secrets,
             refresh_resources: settings.refresh_resources,
+            token_info,
             downstream,
             validator,
         }
@@ -166,6 +179,12 @@ impl App {
     /// The secrets GetSecret may read (ALLOWED_SECRETS).
     pub fn allowed_secrets(&self) -> Result<&SecretAllowlist, FunctionError> {
         self.allowed_secrets.as_ref().map_err(|e| e.clone().into())
+    }
+
+    /// The audiences and identities TokenInfo serves (TOKEN_INFO_RESOURCES,
+    /// TOKEN_INFO_IDENTITIES).
+    pub fn token_info_policy(&self) -> Result<&TokenInfoPolicy, FunctionError> {
+        self.token_info.as_ref().map_err(|e| e.clone().into())
     }
 
     /// The resources RefreshTokens keeps warm.

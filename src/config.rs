@@ -47,6 +47,16 @@ pub const APP_SETTINGS: &[AppSetting] = &[
         purpose: "comma-separated resources RefreshTokens keeps warm; default Key Vault and Storage",
     },
     AppSetting {
+        name: "TOKEN_INFO_RESOURCES",
+        deployed: false,
+        purpose: "comma-separated audiences TokenInfo serves; default Key Vault, Storage, DOWNSTREAM_API_SCOPE and TOKEN_REFRESH_RESOURCES",
+    },
+    AppSetting {
+        name: "TOKEN_INFO_IDENTITIES",
+        deployed: false,
+        purpose: "comma-separated client ids, object ids or resource ids a TokenInfo call may name; absent allows only the default identity",
+    },
+    AppSetting {
         name: "DOWNSTREAM_API_URL",
         deployed: true,
         purpose: "base URL of the API that CallApi calls",
@@ -222,6 +232,10 @@ pub struct AppSettings {
     pub allowed_secrets: Option<String>,
     /// TOKEN_REFRESH_RESOURCES, split on commas; the default when unset.
     pub refresh_resources: Vec<String>,
+    /// TOKEN_INFO_RESOURCES: the audiences TokenInfo serves (unset: the app's own).
+    pub token_info_resources: Option<String>,
+    /// TOKEN_INFO_IDENTITIES: the identities a TokenInfo call may name (unset: the default only).
+    pub token_info_identities: Option<String>,
     /// DOWNSTREAM_API_URL: the base URL CallApi calls.
     pub downstream_api_url: Option<String>,
     /// DOWNSTREAM_API_SCOPE: the Application ID URI CallApi gets tokens for.
@@ -264,6 +278,8 @@ impl AppSettings {
             storage_blob_url: get("STORAGE_BLOB_URL"),
             allowed_secrets: get("ALLOWED_SECRETS"),
             refresh_resources,
+            token_info_resources: get("TOKEN_INFO_RESOURCES"),
+            token_info_identities: get("TOKEN_INFO_IDENTITIES"),
             downstream_api_url: get("DOWNSTREAM_API_URL"),
             downstream_api_scope: get("DOWNSTREAM_API_SCOPE"),
             identity: crate::identity::IdentityConfig::from_lookup(&lookup),

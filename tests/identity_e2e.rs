@@ -74,9 +74,14 @@ async fn a_user_assigned_identity_can_be_the_default_or_named_per_call() {
         format!("user-assigned client_id={READER_CLIENT_ID}")
     );
     let system = Stack::start(false);
-    let plain = start(&system, &[]).await;
     let named = token_info(json!({"client_id": READER_CLIENT_ID}));
-    let (_, body) = http_output(&plain.invoke("TokenInfo", &named).await);
+    // A call may name only the identities TOKEN_INFO_IDENTITIES lists.
+    let plain = start(&system, &[]).await;
+    let (status, _) = http_output(&plain.invoke("TokenInfo", &named).await);
+    assert_eq!(status, 403);
+    assert_eq!(system.token_requests().await, 0);
+    let listed = start(&system, &[("TOKEN_INFO_IDENTITIES", READER_CLIENT_ID)]).await;
+    let (_, body) = http_output(&listed.invoke("TokenInfo", &named).await);
     assert_eq!(body["claims"]["oid"], READER_OID);
 }
 
@@ -103,7 +108,14 @@ async fn transient_failures_are_retried_and_the_token_still_arrives() {
 #[tokio::test]
 async fn refusals_are_not_retried_and_answer_503_with_a_message_that_says_what_to_check() {
     let stack = Stack::start(false);
-    let handler = start(&stack, &[]).await;
+    let handler = start(
+        &stack,
+        &[(
+            "TOKEN_INFO_IDENTITIES",
+            "11111111-2222-4333-8444-555555555555",
+        )],
+    )
+    .await;
     stack
         .fault(
             &stack.identity,

@@ -77,7 +77,7 @@ pub use config::{
 };
 pub use error::{CliFailure, IdentityConfigError, IdentityError, ServiceDetail};
 pub use retry::RetryPolicy;
-pub use scope::{MAX_SCOPE_LEN, normalize_scope};
+pub use scope::{MAX_SCOPE_LEN, is_app_id, normalize_scope};
 pub use secret::AccessTokenSecret;
 
 use cache::{CacheKey, CacheLimits, Clock, TokenCache};

@@ -123,7 +123,7 @@ fn is_segment(segment: &str) -> bool {
 }
 
 /// An application (client) id: a GUID in its 8-4-4-4-12 form.
-pub(crate) fn is_app_id(text: &str) -> bool {
+pub fn is_app_id(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
         && groups
