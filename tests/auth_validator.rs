@@ -193,7 +193,7 @@ async fn v1_and_v2_issuers_of_the_tenant_are_accepted() {
 
     let v2_claims = with(
         claims(),
-        json!({"iss": v2_issuer(TENANT), "aud": CLIENT_ID, "appid": null, "azp": "v2-app", "roles": null}),
+        json!({"iss": v2_issuer(TENANT), "aud": CLIENT_ID, "appid": null, "azp": "v2-app", "roles": null, "scp": "access_as_user"}),
     );
     let v2 = accept(&validator, &key.sign(&v2_claims)).await;
     assert_eq!(v2.issuer, v2_issuer(TENANT));
@@ -681,5 +681,72 @@ async fn reasons_are_logged_but_tokens_never_are() {
                 "a token leaked into the log: {line}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn only_access_tokens_are_accepted_never_id_tokens() {
+    let key = TestKey::generate("key-a");
+    let authority = Authority::start(&[&key]).await;
+    let validator = authority.validator(None);
+    // A v2.0 ID token as Entra issues it to a sign-in: aud is the app's client id, no appid or
+    // azp, no scp, a nonce; even with app roles assigned to the user it is not an access token.
+    let id_token = json!({
+        "aud": CLIENT_ID, "iss": v2_issuer(TENANT), "iat": now() - 60, "nbf": now() - 60,
+        "exp": now() + 3600, "oid": CALLER_OID, "sub": "pairwise-sub", "tid": TENANT,
+        "nonce": "n-0S6_WzA2Mj", "preferred_username": "someone@contoso.com",
+        "roles": ["Api.Read"], "ver": "2.0",
+    });
+    let access =
+        json!({"aud": CLIENT_ID, "iss": v2_issuer(TENANT), "appid": null, "azp": "v2-app"});
+    let cases = [
+        ("v2 ID token", id_token.clone()),
+        (
+            "ID token without nonce",
+            with(id_token.clone(), json!({"nonce": null})),
+        ),
+        (
+            "at_hash",
+            with(with(claims(), access.clone()), json!({"at_hash": "x"})),
+        ),
+        ("c_hash", with(claims(), json!({"c_hash": "x"}))),
+        (
+            "nonce in an access-shaped token",
+            with(claims(), json!({"nonce": "n"})),
+        ),
+        ("idtyp device", with(claims(), json!({"idtyp": "device"}))),
+        ("no client", with(claims(), json!({"appid": null}))),
+        ("no scp, no roles", with(claims(), json!({"roles": null}))),
+        ("empty roles", with(claims(), json!({"roles": []}))),
+        (
+            "blank scp",
+            with(claims(), json!({"roles": null, "scp": " "})),
+        ),
+    ];
+    for (case, claims) in cases {
+        let error = refuse(&validator, &key.sign(&claims)).await;
+        assert!(matches!(error, AuthError::Invalid(_)), "{case}: {error:?}");
+        assert_eq!(error.status(), 401, "{case}");
+    }
+    // The same shapes with what an access token carries are accepted.
+    for (case, claims) in [
+        ("v1 app token", claims()),
+        (
+            "v1 app token idtyp app",
+            with(claims(), json!({"idtyp": "app"})),
+        ),
+        (
+            "v2 delegated token",
+            with(
+                with(claims(), access.clone()),
+                json!({"roles": null, "scp": "access_as_user", "idtyp": "user"}),
+            ),
+        ),
+        ("v2 app token", with(claims(), access)),
+    ] {
+        let caller = validator
+            .validate(Some(&format!("Bearer {}", key.sign(&claims))))
+            .await;
+        assert!(caller.is_ok(), "{case}: {caller:?}");
     }
 }

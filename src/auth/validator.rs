@@ -109,6 +109,14 @@ struct Claims {
     sub: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
+    /// Delegated scopes (space-separated); only access tokens carry them.
+    scp: Option<String>,
+    /// Microsoft's optional "which kind of principal" claim of access tokens: `app` or `user`.
+    idtyp: Option<String>,
+    /// OpenID Connect claims that only ID tokens carry (any type: only presence matters).
+    nonce: Option<serde_json::Value>,
+    at_hash: Option<serde_json::Value>,
+    c_hash: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -168,7 +176,9 @@ impl TokenValidator {
         let claims = self.verify(token, key, algorithm)?;
         let issuer = accepted_issuer(claims.iss.as_deref(), &key_set.issuers)?;
         let audience = accepted_audience(claims.aud.as_ref(), &self.inner.config.audiences)?;
+        refuse_id_token(&claims)?;
         self.check_role(&claims.roles)?;
+        require_permissions(&claims)?;
         Ok(Caller {
             oid: claims.oid,
             appid: claims.appid.or(claims.azp),
@@ -204,6 +214,44 @@ impl TokenValidator {
             }
             _ => Ok(()),
         }
+    }
+}
+
+const NOT_ACCESS_TOKEN: &str = "the token is not an access token (an ID token cannot call an API)";
+
+/// Refuses what only an ID token looks like. OpenID Connect puts `nonce`, `at_hash` and `c_hash`
+/// in ID tokens (https://openid.net/specs/openid-connect-core-1_0.html#IDToken) and Entra's
+/// access tokens carry none of them in their payload; Entra's access tokens name the client they
+/// were issued to, `appid` in v1.0 and `azp` in v2.0, which its ID tokens do not
+/// (https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference,
+/// https://learn.microsoft.com/entra/identity-platform/id-token-claims-reference); and the
+/// optional `idtyp` claim of access tokens is `app` or `user`.
+fn refuse_id_token(claims: &Claims) -> Result<(), AuthError> {
+    let oidc_only = claims.nonce.is_some() || claims.at_hash.is_some() || claims.c_hash.is_some();
+    let odd_type = claims
+        .idtyp
+        .as_deref()
+        .is_some_and(|kind| kind != "app" && kind != "user");
+    let no_client = claims.appid.as_deref().is_none_or(str::is_empty)
+        && claims.azp.as_deref().is_none_or(str::is_empty);
+    if oidc_only || odd_type || no_client {
+        return Err(AuthError::Invalid(NOT_ACCESS_TOKEN.to_owned()));
+    }
+    Ok(())
+}
+
+/// An access token for a web API carries what the caller may do: delegated scopes (`scp`) or
+/// app roles (`roles`); a token with neither is refused, as Microsoft.Identity.Web does unless
+/// told to authorize by ACL (https://learn.microsoft.com/entra/msidweb/authentication/authorization).
+fn require_permissions(claims: &Claims) -> Result<(), AuthError> {
+    let scopes = claims.scp.as_deref().is_some_and(|s| !s.trim().is_empty());
+    if scopes || !claims.roles.is_empty() {
+        Ok(())
+    } else {
+        Err(AuthError::Invalid(
+            "the token carries neither scp nor roles: it grants nothing to call this API"
+                .to_owned(),
+        ))
     }
 }
 
