@@ -19,6 +19,7 @@ pub mod http;
 pub mod identity;
 pub mod invocation;
 pub mod logging;
+pub mod net;
 pub mod registry;
 pub mod server;
 pub mod token_command;

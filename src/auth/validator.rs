@@ -255,9 +255,11 @@ fn require_permissions(claims: &Claims) -> Result<(), AuthError> {
     }
 }
 
-/// A client for discovery and JWKS fetches: 5 s to connect, 10 s per request, no redirects.
+/// A client for discovery and JWKS fetches: 5 s to connect, 10 s per request, no redirects, no
+/// proxy for a loopback authority.
 pub fn default_http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .proxy(crate::net::proxy_unless_loopback())
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())

@@ -100,6 +100,7 @@ impl AzureHttp {
 /// Builds the `reqwest` client described in the module docs.
 pub fn build_reqwest_client(settings: &HttpSettings) -> Result<reqwest::Client, TransportError> {
     reqwest::Client::builder()
+        .proxy(crate::net::proxy_unless_loopback())
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
         .redirect(reqwest::redirect::Policy::none())

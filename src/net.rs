@@ -1,0 +1,125 @@
+//! Outbound-connection rules shared by every HTTP client that carries a token or a key.
+//!
+//! reqwest sends requests through `ALL_PROXY` / `HTTPS_PROXY` / `HTTP_PROXY` unless `NO_PROXY`
+//! says otherwise, loopback destinations included. A proxy variable left in a developer's shell
+//! (or set by an attacker who can set one variable) would then receive the bearer tokens meant
+//! for the local emulators, the identity endpoint or the app's own API. Clients that carry
+//! tokens therefore use [`proxy_unless_loopback`]: the environment's proxy rules exactly as
+//! reqwest reads them (the same matcher), except that loopback is always reached directly.
+//! The identity endpoint's client uses no proxy at all (`src/identity/transport.rs`).
+
+use std::net::IpAddr;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hyper_util::client::proxy::matcher::{Intercept, Matcher};
+use url::{Host, Url};
+
+/// The proxy rule for clients that carry tokens: the environment's proxy for other hosts, none
+/// for `localhost`, `*.localhost`, 127.0.0.0/8 and `::1`. Pass it to
+/// `reqwest::ClientBuilder::proxy` (which then no longer adds reqwest's own environment proxy).
+pub fn proxy_unless_loopback() -> reqwest::Proxy {
+    proxy_with(Matcher::from_env())
+}
+
+fn proxy_with(matcher: Matcher) -> reqwest::Proxy {
+    reqwest::Proxy::custom(move |url: &Url| {
+        if is_loopback(url) {
+            return None;
+        }
+        let uri: ::http::Uri = url.as_str().parse().ok()?;
+        proxy_url(&matcher.intercept(&uri)?)
+    })
+}
+
+/// Whether `url` names this machine.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Some(Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+/// The proxy URL of an intercept, with its credentials put back in the URL (reqwest reads them
+/// from there).
+fn proxy_url(intercept: &Intercept) -> Option<Url> {
+    let mut url = Url::parse(&intercept.uri().to_string()).ok()?;
+    let credentials = match (intercept.basic_auth(), intercept.raw_auth()) {
+        (Some(header), _) => header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Basic "))
+            .and_then(|encoded| STANDARD.decode(encoded).ok())
+            .and_then(|decoded| String::from_utf8(decoded).ok())
+            .and_then(|pair| {
+                pair.split_once(':')
+                    .map(|(user, pass)| (user.to_owned(), pass.to_owned()))
+            }),
+        (None, Some((user, pass))) => Some((user.to_owned(), pass.to_owned())),
+        (None, None) => None,
+    };
+    if let Some((user, pass)) = credentials {
+        let encode = |text: &str| {
+            percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+        };
+        url.set_username(&encode(&user)).ok()?;
+        url.set_password(Some(&encode(&pass))).ok()?;
+    }
+    Some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_names_and_addresses() {
+        for yes in [
+            "http://127.0.0.1:8080/",
+            "https://127.9.9.9/",
+            "http://[::1]:80/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://localhost/",
+            "http://LOCALHOST./",
+            "http://api.localhost:7071/",
+        ] {
+            assert!(is_loopback(&Url::parse(yes).unwrap()), "{yes}");
+        }
+        for no in [
+            "https://vault.azure.net/",
+            "http://169.254.169.254/",
+            "http://10.0.0.1/",
+            "http://localhost.evil.com/",
+            "http://[::2]/",
+        ] {
+            assert!(!is_loopback(&Url::parse(no).unwrap()), "{no}");
+        }
+    }
+
+    #[test]
+    fn other_hosts_keep_the_environment_proxy_with_its_credentials() {
+        let matcher = Matcher::builder()
+            .all("http://user:p%40ss@proxy.example.com:3128")
+            .no("skip.example.com")
+            .build();
+        let intercepted = |dst: &str| {
+            matcher
+                .intercept(&dst.parse::<::http::Uri>().unwrap())
+                .and_then(|i| proxy_url(&i))
+        };
+        let url = intercepted("https://vault.azure.net/").unwrap();
+        assert_eq!(url.host_str(), Some("proxy.example.com"));
+        assert_eq!(url.port(), Some(3128));
+        assert_eq!(url.username(), "user");
+        assert_eq!(url.password(), Some("p%40ss"));
+        assert!(intercepted("https://skip.example.com/").is_none());
+    }
+}
