@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::Serialize;
 
-/// An HTTP request to a function, with its route parameters resolved.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// An HTTP request to a function, with its route parameters resolved. `Debug` hides credentials
+/// (`crate::redact`): the `Authorization`, cookie and function-key headers and `?code=`.
+#[derive(Clone, Default, PartialEq)]
 pub struct HttpRequest {
     /// The method, upper case.
     pub method: String,
@@ -20,6 +21,29 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// The body bytes (decoded from base64 where the host encoded them).
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::{is_sensitive_header, is_sensitive_query, shown};
+        let query: BTreeMap<&str, &str> = self
+            .query
+            .iter()
+            .map(|(k, v)| (k.as_str(), shown(v, is_sensitive_query(k))))
+            .collect();
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), shown(v, is_sensitive_header(k))))
+            .collect();
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("params", &self.params)
+            .field("query", &query)
+            .field("headers", &headers)
+            .field("body", &format_args!("{} bytes", self.body.len()))
+            .finish()
+    }
 }
 
 impl HttpRequest {

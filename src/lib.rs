@@ -20,6 +20,7 @@ pub mod identity;
 pub mod invocation;
 pub mod logging;
 pub mod net;
+pub mod redact;
 pub mod registry;
 pub mod server;
 pub mod token_command;

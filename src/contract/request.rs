@@ -34,13 +34,23 @@ pub enum PayloadError {
 }
 
 /// A JSON-mode invocation: one entry per input binding in `data`, the trigger's binding data in
-/// `metadata`. Unknown keys are kept, never rejected.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// `metadata`. Unknown keys are kept, never rejected. `Debug` names the members only: their
+/// values hold the request's headers and query, credentials included.
+#[derive(Clone, Default, PartialEq)]
 pub struct InvocationRequest {
     /// `Data`: input binding name → value.
     pub data: Map<String, Value>,
     /// `Metadata`: trigger metadata, `sys`, and (for HTTP) query, route and body properties.
     pub metadata: Map<String, Value>,
+}
+
+impl std::fmt::Debug for InvocationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvocationRequest")
+            .field("data", &self.data.keys().collect::<Vec<_>>())
+            .field("metadata", &self.metadata.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl InvocationRequest {
@@ -107,8 +117,9 @@ impl InvocationRequest {
     }
 }
 
-/// The HTTP request as the host serializes it into `Data.<trigger>` (spec §2.4).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The HTTP request as the host serializes it into `Data.<trigger>` (spec §2.4). `Debug` hides
+/// credentials (`crate::redact`) in the URL, query and headers, and the body and identities.
+#[derive(Clone, Default, PartialEq)]
 pub struct HttpTriggerData {
     /// The public URL, query string included (it may hold `code`: never log it).
     pub url: String,
@@ -125,6 +136,43 @@ pub struct HttpTriggerData {
     /// The body text, present only when the client sent `Content-Length > 0`. For
     /// `application/octet-stream` and `multipart/*` the host sends it base64-encoded.
     pub body: Option<String>,
+}
+
+impl std::fmt::Debug for HttpTriggerData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::{REDACTED, is_sensitive_header, is_sensitive_query, shown};
+        let query: BTreeMap<&str, &str> = self
+            .query
+            .iter()
+            .map(|(k, v)| (k.as_str(), shown(v, is_sensitive_query(k))))
+            .collect();
+        let headers: Vec<(&str, Vec<&str>)> = self
+            .headers
+            .iter()
+            .map(|(k, values)| {
+                let sensitive = is_sensitive_header(k);
+                (
+                    k.as_str(),
+                    values.iter().map(|v| shown(v, sensitive)).collect(),
+                )
+            })
+            .collect();
+        f.debug_struct("HttpTriggerData")
+            .field("url", &crate::redact::url(&self.url))
+            .field("method", &self.method)
+            .field("query", &query)
+            .field("headers", &headers)
+            .field("params", &self.params)
+            .field(
+                "identities",
+                &format_args!("{} ({REDACTED})", self.identities.len()),
+            )
+            .field(
+                "body",
+                &format_args!("{} chars", self.body.as_ref().map_or(0, String::len)),
+            )
+            .finish()
+    }
 }
 
 impl HttpTriggerData {
