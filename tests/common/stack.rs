@@ -146,6 +146,28 @@ impl Stack {
         (all, probes)
     }
 
+    /// A token signed by the identity emulator's published keys (`POST /_emulator/mint`): an
+    /// app-only access token of the system identity for [`API_ID_URI`] with [`API_ROLE`], then
+    /// `overrides` (a `null` removes a claim).
+    pub async fn mint(&self, overrides: Value) -> String {
+        let mut request = json!({"aud": API_ID_URI, "roles": [API_ROLE]});
+        if let (Some(base), Some(changes)) = (request.as_object_mut(), overrides.as_object()) {
+            base.extend(changes.clone());
+        }
+        let body = reqwest::Client::new()
+            .post(format!("{}/_emulator/mint", self.identity.base_url))
+            .body(request.to_string())
+            .send()
+            .await
+            .expect("mint a token")
+            .json_body()
+            .await;
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("mint refused: {body}"))
+            .to_owned()
+    }
+
     /// Queues a fault at an emulator (`POST /_emulator/faults`).
     pub async fn fault(&self, emulator: &Running, fault: Value) {
         let response = https_client(&self.ca())
