@@ -48,6 +48,13 @@
 //! A token is never handed out with less than 5 minutes left; tokens living ≥ 2 h are refreshed
 //! from half-life on while the cached one keeps being served. Tokens and header secrets live in
 //! redacting types and never appear in logs or errors.
+//!
+//! # Bounds
+//!
+//! Every scope passes the grammar in `scope.rs` before any source sees it. The cache holds at
+//! most [`Timing::max_cache_entries`] keys and never evicts one in use; a failed acquisition is
+//! remembered for [`Timing::failure_memory`]; at most [`Timing::max_concurrent_requests`]
+//! acquisitions run at once.
 
 mod cache;
 pub mod claims;
