@@ -1,4 +1,4 @@
-//! Validation of incoming AAD bearer tokens (issue 7), for functions that protect themselves.
+//! Validation of incoming AAD bearer tokens, for functions that protect themselves.
 //!
 //! [`AuthConfig`] reads the settings, [`TokenValidator`] checks a request's `Authorization`
 //! header against the authority's published keys and answers with the [`Caller`] or an

@@ -1,6 +1,6 @@
 //! The token cache: one slot per (identity, normalized resource).
 //!
-//! Rules (spec §5): a token with less than 5 minutes left is never handed out; from `refresh_on`
+//! Rules: a token with less than 5 minutes left is never handed out; from `refresh_on`
 //! on, the first caller starts one background refresh and everyone keeps getting the still-valid
 //! token (readers of a valid token never wait); a failed refresh keeps serving the cached token, logs a warning and
 //! waits `refresh_failure_backoff` before trying again; concurrent misses on one key make exactly

@@ -1,4 +1,4 @@
-//! Which failures are retried, and the back-off between attempts (spec §4).
+//! Which failures are retried, and the back-off between attempts.
 //!
 //! App Service and legacy: connect errors, time-outs, 408, 429, 500, 502, 503, 504. IMDS also
 //! 404, 410 and every 5xx; a 410 ("updating, back within 70 s") switches to a slower schedule with

@@ -1,6 +1,6 @@
-//! Talking to each source: the exact request per protocol (spec §2, §9), reading the answer
-//! (§3), turning failures into [`IdentityError`]s with hints, the App Service
-//! `UnsupportedApiVersion` fallback, and the Azure CLI developer fallback (§6.2).
+//! Talking to each source: the exact request per protocol, reading the answer, turning
+//! failures into [`IdentityError`]s with hints, the App Service `UnsupportedApiVersion`
+//! fallback, and the Azure CLI developer fallback.
 
 use std::path::Path;
 use std::process::Stdio;
