@@ -298,11 +298,10 @@ impl ContainerAllowlist {
     pub fn parse(raw: Option<&str>) -> Result<Self, InputError> {
         let list = Allowlist::parse(raw, &CONTAINERS)?;
         for entry in &list.entries {
-            let text = entry.text();
-            let inside_reserved = RESERVED_CONTAINER_PREFIXES.iter().any(|prefix| {
-                text.starts_with(prefix)
-                    || matches!(entry, AllowEntry::Exact(_)) && prefix.starts_with(text)
-            });
+            // An exact name or a prefix that starts with a reserved prefix can only ever match
+            // reserved containers; a shorter one (`scm`, `app*`) also matches containers of the
+            // app's own, and the reserved ones among them are refused when used.
+            let inside_reserved = reserved_container(entry.text()).is_some();
             if inside_reserved {
                 return Err(InputError::AllowlistEntry {
                     setting: CONTAINERS.setting,
@@ -679,9 +678,17 @@ mod tests {
                 "{raw}: {error}"
             );
         }
-        assert!(
-            ContainerAllowlist::parse(Some("app*,s*,a*")).is_ok(),
-            "wider prefixes keep the reserved refusal"
-        );
+        let wider = ContainerAllowlist::parse(Some("app*,s*,scm,azure-webjobs*")).unwrap();
+        assert_eq!(wider.check("scm"), Ok(()), "'scm' itself is not reserved");
+        assert_eq!(wider.check("apps"), Ok(()));
+        for reserved in ["scm-releases", "azure-webjobs-hosts", "app-package-x"] {
+            assert!(
+                matches!(
+                    wider.check(reserved),
+                    Err(ContainerRefusal::Reserved { .. })
+                ),
+                "wider prefixes keep the reserved refusal: {reserved}"
+            );
+        }
     }
 }
