@@ -82,6 +82,36 @@ async fn stored_html_and_svg_come_back_inert_with_nosniff() {
     );
 }
 
+#[tokio::test]
+async fn in_forwarding_mode_stored_html_is_inert_too() {
+    let app = BlobApp::forwarding(Some("demo")).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/blobs/demo/page.html", app.handler.base);
+    let write = client
+        .put(&url)
+        .header("content-type", "text/html")
+        .body(PAGE)
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(write.status(), 201);
+    let read = client.get(&url).send().await.expect("GET");
+    assert_eq!(read.status(), 200);
+    let header = |name: &str| {
+        read.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(header("content-type").as_deref(), Some("text/html"));
+    assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(
+        header("content-security-policy").as_deref(),
+        Some("sandbox")
+    );
+    assert_eq!(header("content-disposition").as_deref(), Some("attachment"));
+}
+
 /// A downstream API that answers a page, an svg, a redirect to another site, and plain JSON.
 async fn downstream() -> FakeServer {
     FakeServer::http(|request| match request.path() {
