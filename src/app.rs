@@ -13,7 +13,7 @@ use crate::clients::blob::BlobStore;
 use crate::clients::downstream::DownstreamApi;
 use crate::clients::http::{AzureHttp, HttpSettings};
 use crate::clients::keyvault::KeyVault;
-use crate::clients::names::SecretAllowlist;
+use crate::clients::names::{ContainerAllowlist, SecretAllowlist};
 use crate::config::{AppSettings, ServerConfig};
 use crate::dispatch::Runtime;
 use crate::error::FunctionError;
@@ -30,6 +30,7 @@ pub struct App {
     keyvault: Result<KeyVault, Unconfigured>,
     blobs: Result<BlobStore, Unconfigured>,
     allowed_secrets: Result<SecretAllowlist, Unconfigured>,
+    allowed_containers: Result<ContainerAllowlist, Unconfigured>,
     refresh_resources: Vec<String>,
     token_info: Result<TokenInfoPolicy, Unconfigured>,
     downstream: Result<Downstream, Unconfigured>,
@@ -102,6 +103,11 @@ impl App {
                     problem: e.to_string(),
                 }
             });
+        let allowed_containers = ContainerAllowlist::parse(settings.allowed_containers.as_deref())
+            .map_err(|e| Unconfigured::Setting {
+                setting: "ALLOWED_CONTAINERS",
+                problem: e.to_string(),
+            });
         for problem in [
             &identity.as_ref().err(),
             &keyvault.as_ref().err(),
@@ -144,6 +150,7 @@ impl App {
             keyvault,
             blobs,
             allowed_secrets,
+            allowed_containers,
             refresh_resources: settings.refresh_resources,
             token_info,
             downstream,
@@ -185,6 +192,13 @@ impl App {
     /// TOKEN_INFO_IDENTITIES).
     pub fn token_info_policy(&self) -> Result<&TokenInfoPolicy, FunctionError> {
         self.token_info.as_ref().map_err(|e| e.clone().into())
+    }
+
+    /// The containers WriteBlob and ReadBlob may use (ALLOWED_CONTAINERS).
+    pub fn allowed_containers(&self) -> Result<&ContainerAllowlist, FunctionError> {
+        self.allowed_containers
+            .as_ref()
+            .map_err(|e| e.clone().into())
     }
 
     /// The resources RefreshTokens keeps warm.

@@ -37,6 +37,11 @@ pub const APP_SETTINGS: &[AppSetting] = &[
         purpose: "comma-separated secret names or prefixes (app-*) that GetSecret may read; absent allows none",
     },
     AppSetting {
+        name: "ALLOWED_CONTAINERS",
+        deployed: true,
+        purpose: "comma-separated container names or prefixes (logs-*) that WriteBlob and ReadBlob may use; absent allows none; azure-webjobs-*, scm-* and app-package-* never",
+    },
+    AppSetting {
         name: "TOKEN_REFRESH_SCHEDULE",
         deployed: true,
         purpose: "six-field NCRONTAB schedule of RefreshTokens, e.g. 0 */5 * * * *",
@@ -230,6 +235,8 @@ pub struct AppSettings {
     pub storage_blob_url: Option<String>,
     /// ALLOWED_SECRETS.
     pub allowed_secrets: Option<String>,
+    /// ALLOWED_CONTAINERS.
+    pub allowed_containers: Option<String>,
     /// TOKEN_REFRESH_RESOURCES, split on commas; the default when unset.
     pub refresh_resources: Vec<String>,
     /// TOKEN_INFO_RESOURCES: the audiences TokenInfo serves (unset: the app's own).
@@ -277,6 +284,7 @@ impl AppSettings {
             key_vault_url: get("KEY_VAULT_URL"),
             storage_blob_url: get("STORAGE_BLOB_URL"),
             allowed_secrets: get("ALLOWED_SECRETS"),
+            allowed_containers: get("ALLOWED_CONTAINERS"),
             refresh_resources,
             token_info_resources: get("TOKEN_INFO_RESOURCES"),
             token_info_identities: get("TOKEN_INFO_IDENTITIES"),

@@ -152,8 +152,10 @@ impl FunctionError {
                 message: self.to_string(),
             },
         };
-        let mut response =
-            HttpResponse::json(self.status(), &body).with_header("Cache-Control", "no-store");
+        // nosniff on every error too: ReadBlob and CallApi promise it on every answer.
+        let mut response = HttpResponse::json(self.status(), &body)
+            .with_header("Cache-Control", "no-store")
+            .with_header("X-Content-Type-Options", "nosniff");
         if let Some(wait) = self.retry_after() {
             response = response.with_header("Retry-After", wait.as_secs().max(1).to_string());
         }
@@ -224,6 +226,7 @@ mod tests {
         };
         let response = error.to_response();
         assert_eq!(response.status, 500);
+        assert_eq!(response.header("X-Content-Type-Options"), Some("nosniff"));
         let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
         assert_eq!(body["error"]["code"], "NotConfigured");
         assert!(

@@ -8,5 +8,6 @@ pub mod host;
 pub mod identity;
 pub mod jwt;
 pub mod keyvault;
+pub mod loopback;
 pub mod pki;
 pub mod serve;

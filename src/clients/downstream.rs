@@ -299,7 +299,8 @@ fn is_loopback(url: &Url) -> bool {
 /// The path's segments, percent-decoded once, or why the path is refused.
 ///
 /// Refused: a leading `/` or `\`; empty segments (`//`); `.`, `..` or any all-dot segment, also
-/// percent-encoded or made of Unicode look-alikes; look-alikes of `/` and `\`; a `:` in the first
+/// percent-encoded; every Unicode look-alike of a character refused or treated specially here
+/// ([`LOOKALIKES`]: anything NFKC turns into `.`, `/`, `\`, …); a `:` in the first
 /// segment (a scheme); `\`, `@`, `?`, `#`, `;` and control characters; malformed escapes; escapes
 /// of `/`, `\` or `%` (double encoding) or of anything refused in plain form; non-UTF-8 bytes.
 fn checked_segments(path: &str) -> Result<Vec<String>, String> {
@@ -364,18 +365,87 @@ fn percent_decode_checked(raw: &str) -> Result<String, String> {
     String::from_utf8(decoded).map_err(|_| "percent-encoded bytes must be UTF-8".into())
 }
 
-/// Characters a server that normalizes Unicode (NFKC) or trims names (Windows) may turn into
-/// `.`; a segment made only of these is a dot segment in disguise.
-const DOT_LIKE: &[char] = &['.', ' ', '\u{FF0E}', '\u{2024}', '\u{FE52}'];
-/// Look-alikes of `/` and `\` that such a server may turn into a separator.
-const SLASH_LIKE: &[char] = &[
-    '\u{FF0F}', '\u{FF3C}', '\u{2215}', '\u{2044}', '\u{29F5}', '\u{FE68}',
+/// Characters a server that trims names (Windows) may drop: a segment made only of these and `.`
+/// is a dot segment in disguise.
+const DOT_LIKE: &[char] = &['.', ' '];
+
+/// Non-ASCII characters a server that normalizes Unicode may turn into characters this checker
+/// refuses or treats specially: every character whose NFKC form contains `.`, `/`, `\`, `?`, `#`,
+/// `@`, `;`, `%` or `:` (U+2024-U+2026 dot leaders, U+FF0E, U+FF0F, U+2100 "a/c", U+FE68, …), and
+/// the slash-shaped characters with no decomposition (U+2044, U+2215, U+2216, U+29F5, U+29F8,
+/// U+29F9) that a lenient server or a reader may take for one. Sorted, for a binary search; a
+/// unit test checks the list against the Unicode tables of the `unicode-normalization` crate.
+const LOOKALIKES: &[char] = &[
+    '\u{037E}',
+    '\u{2024}',
+    '\u{2025}',
+    '\u{2026}',
+    '\u{2044}',
+    '\u{2047}',
+    '\u{2048}',
+    '\u{2049}',
+    '\u{2100}',
+    '\u{2101}',
+    '\u{2105}',
+    '\u{2106}',
+    '\u{2215}',
+    '\u{2216}',
+    '\u{2488}',
+    '\u{2489}',
+    '\u{248A}',
+    '\u{248B}',
+    '\u{248C}',
+    '\u{248D}',
+    '\u{248E}',
+    '\u{248F}',
+    '\u{2490}',
+    '\u{2491}',
+    '\u{2492}',
+    '\u{2493}',
+    '\u{2494}',
+    '\u{2495}',
+    '\u{2496}',
+    '\u{2497}',
+    '\u{2498}',
+    '\u{2499}',
+    '\u{249A}',
+    '\u{249B}',
+    '\u{29F5}',
+    '\u{29F8}',
+    '\u{29F9}',
+    '\u{2A74}',
+    '\u{33C2}',
+    '\u{33C7}',
+    '\u{33D8}',
+    '\u{FE13}',
+    '\u{FE14}',
+    '\u{FE16}',
+    '\u{FE19}',
+    '\u{FE30}',
+    '\u{FE52}',
+    '\u{FE54}',
+    '\u{FE55}',
+    '\u{FE56}',
+    '\u{FE5F}',
+    '\u{FE68}',
+    '\u{FE6A}',
+    '\u{FE6B}',
+    '\u{FF03}',
+    '\u{FF05}',
+    '\u{FF0E}',
+    '\u{FF0F}',
+    '\u{FF1A}',
+    '\u{FF1B}',
+    '\u{FF1F}',
+    '\u{FF20}',
+    '\u{FF3C}',
+    '\u{1F100}',
 ];
 
 fn refused_character(c: char) -> bool {
     c.is_control()
         || matches!(c, '\\' | '@' | '?' | '#' | ';' | '%' | '/')
-        || SLASH_LIKE.contains(&c)
+        || LOOKALIKES.binary_search(&c).is_ok()
 }
 
 fn describe_refused(c: char, encoded: bool) -> String {
@@ -616,5 +686,32 @@ mod tests {
         let value = authorization_value("eyJ.abc.def").unwrap();
         assert!(value.is_sensitive());
         assert_eq!(value.to_str().unwrap(), "Bearer eyJ.abc.def");
+    }
+
+    #[test]
+    fn every_character_nfkc_turns_into_a_separator_dot_or_special_is_refused() {
+        use unicode_normalization::UnicodeNormalization;
+        let specials = ['.', '/', '\\', '?', '#', '@', ';', '%', ':'];
+        let api = api("https://api.example.com/v1/");
+        let mut missing = Vec::new();
+        for c in (0x80..=0x10FFFF).filter_map(char::from_u32) {
+            let normalized: String = c.nfkc().collect();
+            if normalized.contains(specials) && api.target(&format!("x/a{c}b"), &no_query()).is_ok()
+            {
+                missing.push(format!("U+{:04X} -> {normalized:?}", c as u32));
+            }
+        }
+        assert!(missing.is_empty(), "look-alikes let through: {missing:?}");
+        assert!(
+            LOOKALIKES.is_sorted(),
+            "LOOKALIKES must stay sorted for the binary search"
+        );
+        for c in ['\u{2024}', '\u{2025}', '\u{2026}', '\u{FE19}', '\u{FE30}'] {
+            assert!(api.target(&format!("{c}/x"), &no_query()).is_err(), "{c}");
+            assert!(
+                api.target(&format!("a/{c}{c}"), &no_query()).is_err(),
+                "{c}"
+            );
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Pure validation of the names the functions pass to Key Vault and Blob Storage, the
-//! `ALLOWED_SECRETS` allowlist, and the size limit for blob writes.
+//! `ALLOWED_SECRETS` and `ALLOWED_CONTAINERS` allowlists (one matcher), the containers that are
+//! never served, and the size limit for blob writes.
 //!
 //! Names are checked before any request is built, so a bad name is a 400 for the caller and never
 //! becomes a strange URL (`..`, `%2F`, control characters) sent with our managed identity's token.
@@ -55,9 +56,17 @@ pub enum InputError {
         /// The limit, [`MAX_BLOB_BYTES`].
         limit: usize,
     },
-    /// An `ALLOWED_SECRETS` entry is neither a secret name nor a prefix ending in `*`.
-    #[error("invalid ALLOWED_SECRETS entry '{0}': use secret names or prefixes ending in '*'")]
-    AllowlistEntry(String),
+    /// An allowlist entry is neither a valid name nor a prefix ending in `*`, or it names only
+    /// containers that are never served.
+    #[error("invalid {setting} entry '{entry}': {reason}")]
+    AllowlistEntry {
+        /// The setting, `ALLOWED_SECRETS` or `ALLOWED_CONTAINERS`.
+        setting: &'static str,
+        /// The entry as written (configuration, never a secret).
+        entry: String,
+        /// What is wrong and what is expected.
+        reason: &'static str,
+    },
 }
 
 /// Checks a Key Vault secret name: 1-127 characters of `0-9 a-z A-Z -`.
@@ -120,8 +129,12 @@ pub fn validate_container_name(name: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-/// Checks a blob name: 1-1024 characters, no control characters, at most 254 `/`-separated
-/// segments, no `.` or `..` segment, and not ending with `.`, `/` or `\`.
+/// Checks a blob name: 1-1024 characters, no control characters and no `\\`, at most 254
+/// `/`-separated segments, each non-empty and neither `.` nor `..`, and not ending with `.`.
+///
+/// Why per segment: the blob's URL is built by joining the name under the container, and a URL
+/// library or proxy that resolves `..` (or collapses `//`) would move the request to another
+/// container; a backslash is a separator to some servers and proxies.
 pub fn validate_blob_name(name: &str) -> Result<(), InputError> {
     if name.is_empty() {
         return Err(InputError::BlobName("it is empty"));
@@ -132,21 +145,26 @@ pub fn validate_blob_name(name: &str) -> Result<(), InputError> {
     if name.chars().any(char::is_control) {
         return Err(InputError::BlobName("control characters are not allowed"));
     }
-    if name.ends_with(['.', '/', '\\']) {
-        return Err(InputError::BlobName(
-            "it must not end with '.', '/' or '\\'",
-        ));
+    if name.contains('\\') {
+        return Err(InputError::BlobName("'\\' is not allowed"));
+    }
+    if name.ends_with('.') {
+        return Err(InputError::BlobName("it must not end with '.'"));
     }
     if name.split('/').count() > MAX_BLOB_PATH_SEGMENTS {
         return Err(InputError::BlobName("it has more than 254 path segments"));
     }
-    if name
-        .split('/')
-        .any(|segment| segment == "." || segment == "..")
-    {
-        return Err(InputError::BlobName(
-            "'.' and '..' segments are not allowed",
-        ));
+    for segment in name.split('/') {
+        if segment.is_empty() {
+            return Err(InputError::BlobName(
+                "empty path segments (a leading, trailing or double '/') are not allowed",
+            ));
+        }
+        if segment == "." || segment == ".." {
+            return Err(InputError::BlobName(
+                "'.' and '..' segments are not allowed",
+            ));
+        }
     }
     Ok(())
 }
@@ -190,6 +208,163 @@ pub fn validate_body_size(size: usize) -> Result<(), InputError> {
 /// reads the same secret as `db-password`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecretAllowlist {
+    list: Allowlist,
+}
+
+impl SecretAllowlist {
+    /// Parses the setting's raw value; `None` (setting absent) allows nothing.
+    ///
+    /// Fails on an entry that is neither a valid secret name nor a valid prefix followed by `*`,
+    /// so a typo in the setting is reported at start-up instead of silently denying.
+    pub fn parse(raw: Option<&str>) -> Result<Self, InputError> {
+        let list = Allowlist::parse(raw, &SECRETS)?;
+        Ok(Self { list })
+    }
+
+    /// Whether `name` may be read. Invalid secret names are never allowed.
+    pub fn allows(&self, name: &str) -> bool {
+        validate_secret_name(name).is_ok() && self.list.matches(name)
+    }
+
+    /// Whether the allowlist allows nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// Containers that belong to the Functions host or the platform, refused whatever
+/// `ALLOWED_CONTAINERS` says: the host keeps its function keys in `azure-webjobs-secrets` and its
+/// timer and lease state in `azure-webjobs-hosts`; App Service and Kudu keep deployments in `scm-*`
+/// containers; the Flex Consumption template names its deployment package container
+/// `app-package-<app>` (see infra/azuredeploy.json). The app's identity can usually reach them
+/// (it often shares the account with `AzureWebJobsStorage`), so a caller with a function key must
+/// never be able to name them.
+pub const RESERVED_CONTAINER_PREFIXES: &[&str] = &["azure-webjobs-", "scm-", "app-package-"];
+
+/// The reserved prefix `container` starts with, if any.
+pub fn reserved_container(container: &str) -> Option<&'static str> {
+    let lower = container.to_ascii_lowercase();
+    RESERVED_CONTAINER_PREFIXES
+        .iter()
+        .copied()
+        .find(|prefix| lower.starts_with(prefix))
+}
+
+/// Why a container may not be used by WriteBlob and ReadBlob.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ContainerRefusal {
+    /// The container belongs to the host or the platform.
+    #[error(
+        "container '{container}' belongs to the Functions host or the platform ({prefix}*) and is never served, whatever ALLOWED_CONTAINERS says; use a container of the app's own"
+    )]
+    Reserved {
+        /// The container asked for.
+        container: String,
+        /// The reserved prefix it starts with.
+        prefix: &'static str,
+    },
+    /// ALLOWED_CONTAINERS is absent or empty.
+    #[error(
+        "ALLOWED_CONTAINERS is not set, so no container may be used; to use '{container}', add its name, or a prefix such as logs-*, to the comma-separated ALLOWED_CONTAINERS app setting"
+    )]
+    NoneAllowed {
+        /// The container asked for.
+        container: String,
+    },
+    /// ALLOWED_CONTAINERS does not name the container.
+    #[error(
+        "container '{container}' is not in ALLOWED_CONTAINERS; to allow it, add its name, or a prefix such as logs-*, to the comma-separated ALLOWED_CONTAINERS app setting"
+    )]
+    NotAllowed {
+        /// The container asked for.
+        container: String,
+    },
+}
+
+/// The containers `WriteBlob` and `ReadBlob` may use, from the `ALLOWED_CONTAINERS` setting: the
+/// same syntax and matcher as `ALLOWED_SECRETS` (names, prefixes ending in `*`, a lone `*`; absent
+/// allows nothing), and never a container [`reserved_container`] names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerAllowlist {
+    list: Allowlist,
+}
+
+impl ContainerAllowlist {
+    /// Parses the setting's raw value; `None` (setting absent) allows nothing.
+    ///
+    /// Fails on an entry that is not a container name or prefix, and on one that could only
+    /// match reserved containers (`azure-webjobs-secrets`, `scm-*`): such an entry can never take
+    /// effect, and saying so at start-up beats a 403 that contradicts the setting.
+    pub fn parse(raw: Option<&str>) -> Result<Self, InputError> {
+        let list = Allowlist::parse(raw, &CONTAINERS)?;
+        for entry in &list.entries {
+            // An exact name or a prefix that starts with a reserved prefix can only ever match
+            // reserved containers; a shorter one (`scm`, `app*`) also matches containers of the
+            // app's own, and the reserved ones among them are refused when used.
+            let inside_reserved = reserved_container(entry.text()).is_some();
+            if inside_reserved {
+                return Err(InputError::AllowlistEntry {
+                    setting: CONTAINERS.setting,
+                    entry: entry.to_string(),
+                    reason: "containers starting with azure-webjobs-, scm- or app-package- belong to the Functions host or the platform and are never served",
+                });
+            }
+        }
+        Ok(Self { list })
+    }
+
+    /// Whether `container` (already a valid container name) may be used, or why not.
+    pub fn check(&self, container: &str) -> Result<(), ContainerRefusal> {
+        let container_owned = || container.to_owned();
+        if let Some(prefix) = reserved_container(container) {
+            return Err(ContainerRefusal::Reserved {
+                container: container_owned(),
+                prefix,
+            });
+        }
+        if self.list.is_empty() {
+            return Err(ContainerRefusal::NoneAllowed {
+                container: container_owned(),
+            });
+        }
+        if validate_container_name(container).is_err() || !self.list.matches(container) {
+            return Err(ContainerRefusal::NotAllowed {
+                container: container_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What one allowlist setting accepts as an entry.
+struct AllowlistRules {
+    setting: &'static str,
+    validate: fn(&str) -> Result<(), InputError>,
+    prefix_byte: fn(u8) -> bool,
+    max_len: usize,
+    hint: &'static str,
+}
+
+const SECRETS: AllowlistRules = AllowlistRules {
+    setting: "ALLOWED_SECRETS",
+    validate: validate_secret_name,
+    prefix_byte: is_secret_name_byte,
+    max_len: MAX_SECRET_NAME_LEN,
+    hint: "use secret names or prefixes ending in '*'",
+};
+
+const CONTAINERS: AllowlistRules = AllowlistRules {
+    setting: "ALLOWED_CONTAINERS",
+    validate: validate_container_name,
+    prefix_byte: |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-',
+    max_len: 63,
+    hint: "use container names or prefixes ending in '*' (lowercase letters, digits and '-')",
+};
+
+/// The one matcher behind every allowlist setting: exact names and prefixes, compared without
+/// regard to ASCII case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Allowlist {
     entries: Vec<AllowEntry>,
 }
 
@@ -199,27 +374,36 @@ enum AllowEntry {
     Prefix(String),
 }
 
-impl SecretAllowlist {
-    /// Parses the setting's raw value; `None` (setting absent) allows nothing.
-    ///
-    /// Fails on an entry that is neither a valid secret name nor a valid prefix followed by `*`,
-    /// so a typo in the setting is reported at start-up instead of silently denying.
-    pub fn parse(raw: Option<&str>) -> Result<Self, InputError> {
+impl AllowEntry {
+    fn text(&self) -> &str {
+        match self {
+            Self::Exact(text) | Self::Prefix(text) => text,
+        }
+    }
+}
+
+impl std::fmt::Display for AllowEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exact(name) => f.write_str(name),
+            Self::Prefix(prefix) => write!(f, "{prefix}*"),
+        }
+    }
+}
+
+impl Allowlist {
+    fn parse(raw: Option<&str>, rules: &AllowlistRules) -> Result<Self, InputError> {
         let entries = raw
             .unwrap_or("")
             .split(',')
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
-            .map(parse_allow_entry)
+            .map(|entry| parse_allow_entry(entry, rules))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { entries })
     }
 
-    /// Whether `name` may be read. Invalid secret names are never allowed.
-    pub fn allows(&self, name: &str) -> bool {
-        if validate_secret_name(name).is_err() {
-            return false;
-        }
+    fn matches(&self, name: &str) -> bool {
         let name = name.to_ascii_lowercase();
         self.entries.iter().any(|entry| match entry {
             AllowEntry::Exact(exact) => *exact == name,
@@ -227,23 +411,25 @@ impl SecretAllowlist {
         })
     }
 
-    /// Whether the allowlist allows nothing at all.
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }
 
-fn parse_allow_entry(entry: &str) -> Result<AllowEntry, InputError> {
-    let invalid = || InputError::AllowlistEntry(entry.to_string());
+fn parse_allow_entry(entry: &str, rules: &AllowlistRules) -> Result<AllowEntry, InputError> {
+    let invalid = || InputError::AllowlistEntry {
+        setting: rules.setting,
+        entry: entry.to_string(),
+        reason: rules.hint,
+    };
     match entry.strip_suffix('*') {
         Some(prefix) => {
-            let prefix_ok =
-                prefix.bytes().all(is_secret_name_byte) && prefix.len() < MAX_SECRET_NAME_LEN;
+            let prefix_ok = prefix.bytes().all(rules.prefix_byte) && prefix.len() < rules.max_len;
             prefix_ok
                 .then(|| AllowEntry::Prefix(prefix.to_ascii_lowercase()))
                 .ok_or_else(invalid)
         }
-        None => validate_secret_name(entry)
+        None => (rules.validate)(entry)
             .map(|()| AllowEntry::Exact(entry.to_ascii_lowercase()))
             .map_err(|_| invalid()),
     }
@@ -323,10 +509,19 @@ mod tests {
             "file.",
             "dir/",
             "dir\\",
+            "a\\b",
+            "..\\x",
             "a\nb",
             "a\u{0}b",
+            "a\u{7f}b",
+            "a\u{85}b",
             "a/../b",
             "./a",
+            "..",
+            ".",
+            "a/.",
+            "/a",
+            "a//b",
             too_many_segments.as_str(),
         ] {
             assert!(
@@ -392,10 +587,107 @@ mod tests {
     #[test]
     fn allowlist_rejects_malformed_entries() {
         for raw in ["a*b", "*app", "app_*", "db password", "app-**"] {
-            assert_eq!(
-                SecretAllowlist::parse(Some(raw)),
-                Err(InputError::AllowlistEntry(raw.to_string())),
+            assert!(
+                matches!(
+                    SecretAllowlist::parse(Some(raw)),
+                    Err(InputError::AllowlistEntry { setting: "ALLOWED_SECRETS", entry, .. }) if entry == raw
+                ),
                 "{raw} should be rejected"
+            );
+        }
+    }
+    #[test]
+    fn the_host_and_platform_containers_are_refused_whatever_the_setting_says() {
+        let everything = ContainerAllowlist::parse(Some("*")).unwrap();
+        for reserved in [
+            "azure-webjobs-secrets",
+            "azure-webjobs-hosts",
+            "azure-webjobs-eventhub",
+            "scm-releases",
+            "scm-deployments",
+            "app-package-x",
+            "app-package-my-app-1234",
+        ] {
+            assert!(
+                matches!(
+                    everything.check(reserved),
+                    Err(ContainerRefusal::Reserved { .. })
+                ),
+                "{reserved}"
+            );
+        }
+        assert_eq!(everything.check("demo"), Ok(()));
+        assert_eq!(
+            everything.check("app-packages"),
+            Ok(()),
+            "only the prefix is reserved"
+        );
+    }
+
+    #[test]
+    fn container_allowlist_shares_the_secret_allowlists_rules() {
+        for raw in [None, Some(""), Some(" , ")] {
+            let none = ContainerAllowlist::parse(raw).unwrap();
+            assert!(matches!(
+                none.check("demo"),
+                Err(ContainerRefusal::NoneAllowed { .. })
+            ));
+        }
+        let list = ContainerAllowlist::parse(Some(" demo , logs-* ")).unwrap();
+        assert_eq!(list.check("demo"), Ok(()));
+        assert_eq!(list.check("logs-2024"), Ok(()));
+        assert_eq!(
+            list.check("logs-"),
+            Err(ContainerRefusal::NotAllowed {
+                container: "logs-".into()
+            })
+        );
+        for refused in ["demo2", "dem", "logs", "other"] {
+            assert!(
+                matches!(
+                    list.check(refused),
+                    Err(ContainerRefusal::NotAllowed { .. })
+                ),
+                "{refused}"
+            );
+        }
+        let message = list.check("other").unwrap_err().to_string();
+        assert!(message.contains("ALLOWED_CONTAINERS"), "{message}");
+    }
+
+    #[test]
+    fn container_allowlist_entries_that_only_reach_reserved_containers_are_a_setting_error() {
+        for raw in [
+            "azure-webjobs-secrets",
+            "azure-webjobs-*",
+            "scm-*",
+            "demo,app-package-*",
+            "Demo",
+            "a_b*",
+            "bad*name",
+        ] {
+            let error = ContainerAllowlist::parse(Some(raw)).unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    InputError::AllowlistEntry {
+                        setting: "ALLOWED_CONTAINERS",
+                        ..
+                    }
+                ),
+                "{raw}: {error}"
+            );
+        }
+        let wider = ContainerAllowlist::parse(Some("app*,s*,scm,azure-webjobs*")).unwrap();
+        assert_eq!(wider.check("scm"), Ok(()), "'scm' itself is not reserved");
+        assert_eq!(wider.check("apps"), Ok(()));
+        for reserved in ["scm-releases", "azure-webjobs-hosts", "app-package-x"] {
+            assert!(
+                matches!(
+                    wider.check(reserved),
+                    Err(ContainerRefusal::Reserved { .. })
+                ),
+                "wider prefixes keep the reserved refusal: {reserved}"
             );
         }
     }

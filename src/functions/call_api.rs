@@ -1,7 +1,9 @@
 //! `CallApi`: one service calling another's API with a managed-identity token for the API's
 //! Application ID URI — the service-to-service sample, made deployable. The path is checked
 //! before any token is fetched, so the function can only reach the configured API; redirects are
-//! answered as they are, never followed; the token appears in neither the answer nor a log.
+//! never followed, and their `Location` is not relayed (the app's origin must not redirect wherever
+//! the downstream says); the body is relayed with `nosniff` and, unless its type is plain data,
+//! inert (see `active_content`); the token appears in neither the answer nor a log.
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use futures::future::{BoxFuture, FutureExt};
 
 use crate::app::App;
 use crate::error::FunctionError;
+use crate::functions::active_content;
 use crate::http::{HttpRequest, HttpResponse};
 
 /// `GET /api/call/{*path}`: calls DOWNSTREAM_API_URL joined with `path`, with the query (minus
@@ -41,11 +44,13 @@ pub fn run(
             .content_type
             .as_deref()
             .unwrap_or("application/octet-stream");
+        if answer.location.is_some() {
+            log::info!(
+                "dropped the downstream's Location header: it is never relayed as a redirect on this app's origin"
+            );
+        }
         let response = HttpResponse::new(answer.status, content_type, answer.body);
-        Ok(match answer.location {
-            Some(location) => response.with_header("Location", location),
-            None => response,
-        })
+        Ok(active_content::served_inert(response))
     }
     .boxed()
 }

@@ -2,6 +2,8 @@
 //! call the service, shape the answer. This table and the registry are the only code that knows
 //! all of them; `handler check` and the tests compare it with the function folders.
 
+mod active_content;
+mod blob_scope;
 pub mod call_api;
 pub mod get_secret;
 pub mod read_blob;

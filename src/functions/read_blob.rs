@@ -1,4 +1,6 @@
-//! `ReadBlob`: reads a block blob back, with the content type it was written with.
+//! `ReadBlob`: reads a block blob back, with the content type it was written with. Only containers
+//! ALLOWED_CONTAINERS allows, checked before any call to Storage; a type that could run script on
+//! the app's origin is served inert (see `active_content`).
 
 use std::sync::Arc;
 
@@ -6,6 +8,7 @@ use futures::future::{BoxFuture, FutureExt};
 
 use crate::app::App;
 use crate::error::FunctionError;
+use crate::functions::{active_content, blob_scope};
 use crate::http::{HttpRequest, HttpResponse};
 
 /// The content type answered when the blob has none.
@@ -17,15 +20,15 @@ pub fn run(
     request: HttpRequest,
 ) -> BoxFuture<'static, Result<HttpResponse, FunctionError>> {
     async move {
-        let container = request.param("container").unwrap_or_default();
-        let name = request.param("name").unwrap_or_default();
-        let blob = app.blobs()?.get_blob(container, name).await?;
+        let (container, name) = blob_scope::checked(&app, &request)?;
+        let blob = app.blobs()?.get_blob(&container, &name).await?;
         log::info!(
             "read blob '{name}' in '{container}' ({} bytes)",
             blob.bytes.len()
         );
         let content_type = blob.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
-        Ok(HttpResponse::new(200, content_type, blob.bytes))
+        let response = HttpResponse::new(200, content_type, blob.bytes);
+        Ok(active_content::served_inert(response))
     }
     .boxed()
 }

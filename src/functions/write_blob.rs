@@ -1,6 +1,7 @@
 //! `WriteBlob`: writes the request body as a block blob with its content type, creating the
 //! container when it is missing — the seed sample's `CloudBlockBlob`, made real with the app's
-//! managed identity.
+//! managed identity. Only containers ALLOWED_CONTAINERS allows, never the host's or the platform's,
+//! checked with the names before any call to Storage.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use crate::app::App;
 use crate::clients::blob::StorageError;
 use crate::clients::names::validate_body_size;
 use crate::error::FunctionError;
+use crate::functions::blob_scope;
 use crate::http::{HttpRequest, HttpResponse};
 
 /// What the caller is told about the blob written.
@@ -32,8 +34,8 @@ pub fn run(
     request: HttpRequest,
 ) -> BoxFuture<'static, Result<HttpResponse, FunctionError>> {
     async move {
-        let container = request.param("container").unwrap_or_default();
-        let name = request.param("name").unwrap_or_default();
+        let (container, name) = blob_scope::checked(&app, &request)?;
+        let (container, name) = (container.as_str(), name.as_str());
         let content_type = request.content_type().unwrap_or(DEFAULT_CONTENT_TYPE);
         validate_body_size(request.body.len()).map_err(StorageError::from)?;
         let blobs = app.blobs()?;

@@ -327,4 +327,5 @@ impl JsonBody for reqwest::Response {
 /// shared rather than copied.
 #[path = "../../emulators/tests/common/mod.rs"]
 pub mod emulator;
+pub mod fake_server;
 pub mod stack;

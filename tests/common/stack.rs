@@ -28,6 +28,8 @@ pub const API_ROLE: &str = "Api.Read";
 pub const FIRST_VERSION: &str = "0123456789abcdef0123456789abcdef";
 /// What ALLOWED_SECRETS allows in these tests.
 pub const ALLOWED: &str = "app-*,db-password";
+/// What ALLOWED_CONTAINERS allows in these tests: the containers the end-to-end tests write.
+pub const ALLOWED_CONTAINERS: &str = "demo,e2e,notes,bin,big,nothing";
 
 /// The identity emulator's configuration: a system-assigned identity and one user-assigned.
 pub fn identity_config() -> Value {
@@ -119,6 +121,7 @@ impl Stack {
             ),
             ("SSL_CERT_FILE".into(), self.ca().display().to_string()),
             ("ALLOWED_SECRETS".into(), ALLOWED.into()),
+            ("ALLOWED_CONTAINERS".into(), ALLOWED_CONTAINERS.into()),
         ];
         if let Some(azurite) = &self.azurite {
             env.push((

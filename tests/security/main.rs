@@ -1,7 +1,9 @@
-//! Attack tests: each replays one way a caller with a function key (or none) could make the app
-//! do more than it should, and asserts the refusal. One area per file.
+//! The security suite: each area replays attacks on one boundary and asserts the refusal (and,
+//! where it matters, that the refusal cost no request to Azure).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod active_content;
+mod blob;
 mod identity;

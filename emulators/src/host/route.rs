@@ -5,6 +5,12 @@
 //! `{*rest}` takes the remainder of the path, and `{name:constraint}` checks a few common
 //! constraints (`int`, `long`, `bool`, `guid`, `alpha`, `double`, `decimal`, `float`); unknown
 //! constraints are accepted and ignored.
+//!
+//! Route values are decoded the way the real host's server (Kestrel) decodes the request path
+//! before routing sees it: every `%XX` escape except `%2F`, which stays as it came because decoding
+//! it would change the path's segments (see "HttpRequest.Path" in the ASP.NET Core API reference,
+//! https://learn.microsoft.com/dotnet/api/microsoft.aspnetcore.http.httprequest.path). So
+//! `secrets/a%2Fb` gives `name = "a%2Fb"`, in a `{name}` and in a `{*rest}` alike.
 
 use serde_json::{Map, Value};
 
@@ -93,7 +99,7 @@ impl RouteTemplate {
             match segment {
                 Segment::Literal(text) => {
                     let part = parts.get(index)?;
-                    if !percent_decode(part).eq_ignore_ascii_case(text) {
+                    if !decode_except_slash(part).eq_ignore_ascii_case(text) {
                         return None;
                     }
                 }
@@ -104,7 +110,7 @@ impl RouteTemplate {
                     default,
                 } => match parts.get(index) {
                     Some(part) => {
-                        let value = percent_decode(part);
+                        let value = decode_except_slash(part);
                         if !constraints.iter().all(|c| satisfies(c, &value)) {
                             return None;
                         }
@@ -121,7 +127,7 @@ impl RouteTemplate {
                     let value = if rest.is_empty() {
                         Value::Null
                     } else {
-                        Value::String(percent_decode(&rest))
+                        Value::String(decode_except_slash(&rest))
                     };
                     values.insert(name.clone(), value);
                     return Some(values);
@@ -191,6 +197,16 @@ fn satisfies(constraint: &str, value: &str) -> bool {
 
 /// Decodes `%XX` escapes of a path segment (invalid escapes are kept as they are).
 pub fn percent_decode(text: &str) -> String {
+    decode(text, false)
+}
+
+/// Decodes `%XX` escapes except `%2F` (either case), which is kept as it came, as Kestrel does
+/// (one pass: `%252F` becomes `%2F`).
+pub fn decode_except_slash(text: &str) -> String {
+    decode(text, true)
+}
+
+fn decode(text: &str, keep_slash: bool) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -199,6 +215,7 @@ pub fn percent_decode(text: &str) -> String {
         if byte == b'%'
             && let Some(hex) = text.get(index + 1..index + 3)
             && let Ok(decoded) = u8::from_str_radix(hex, 16)
+            && !(keep_slash && decoded == b'/')
         {
             out.push(decoded);
             index += 3;
@@ -259,6 +276,27 @@ mod tests {
     fn mixed_segments_are_refused() {
         assert!(RouteTemplate::parse("files/{name}.txt").is_err());
         assert!(RouteTemplate::parse("{*rest}/x").is_err());
+    }
+
+    #[test]
+    fn an_encoded_slash_stays_encoded_in_every_kind_of_parameter() {
+        let values = matches("blobs/{container}/{name}", "blobs/demo/a%2Fb").unwrap();
+        assert_eq!(values["name"], "a%2Fb");
+        let lower = matches("blobs/{container}/{name}", "blobs/demo/..%2f..%2fx").unwrap();
+        assert_eq!(lower["name"], "..%2f..%2fx");
+        let rest = matches("call/{*path}", "call/a/b%2Fc%20d").unwrap();
+        assert_eq!(rest["path"], "a/b%2Fc d");
+        let once = matches("x/{v}", "x/%252F").unwrap();
+        assert_eq!(once["v"], "%2F", "one pass, as Kestrel decodes");
+        assert!(
+            matches("a/b", "a%2Fb").is_none(),
+            "an encoded slash never splits a segment"
+        );
+        assert_eq!(
+            percent_decode("a%2Fb"),
+            "a/b",
+            "the plain decoder still decodes it"
+        );
     }
 
     #[test]

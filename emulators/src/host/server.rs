@@ -57,6 +57,13 @@ pub async fn serve(
 async fn handle(state: Arc<HostState>, request: Request<Incoming>) -> HttpResponse {
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let admin = segments
+        .first()
+        .is_some_and(|first| first.eq_ignore_ascii_case("admin") || *first == "_emulator");
+    if admin && !crate::loopback::is_loopback_host(crate::loopback::host_header(request.headers()))
+    {
+        return crate::loopback::refused();
+    }
     match segments.as_slice() {
         [first, "invocations"] if *first == "_emulator" => {
             invocations_endpoint(&state, request.method())

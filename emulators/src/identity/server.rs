@@ -225,6 +225,10 @@ impl Handler for IdentityEmulator {
             return self.token_request(endpoint, &request).await;
         }
         if let Some(admin_path) = path.strip_prefix("/_emulator/") {
+            let host = crate::loopback::host_header(request.headers());
+            if !crate::loopback::is_loopback_host(host) {
+                return crate::loopback::refused();
+            }
             return admin::handle(self, admin_path, &request);
         }
         if request.method() == Method::GET

@@ -93,6 +93,9 @@ impl AppState {
 /// Handles one request: admin endpoints, or the secrets API with logging and recording.
 pub async fn handle(state: &AppState, request: &ApiRequest) -> HttpResponse {
     if request.path == "/_emulator" || request.path.starts_with("/_emulator/") {
+        if !crate::loopback::is_loopback_host(request.host.as_deref()) {
+            return crate::loopback::refused();
+        }
         let response = handle_admin(state, request);
         log::debug!(
             "admin {} {} {}",
