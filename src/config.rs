@@ -37,6 +37,11 @@ pub const APP_SETTINGS: &[AppSetting] = &[
         purpose: "comma-separated secret names or prefixes (app-*) that GetSecret may read; absent allows none",
     },
     AppSetting {
+        name: "ALLOWED_CONTAINERS",
+        deployed: true,
+        purpose: "comma-separated container names or prefixes (logs-*) WriteBlob/ReadBlob may use; absent allows none",
+    },
+    AppSetting {
         name: "TOKEN_REFRESH_SCHEDULE",
         deployed: true,
         purpose: "six-field NCRONTAB schedule of RefreshTokens, e.g. 0 */5 * * * *",
