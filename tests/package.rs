@@ -88,6 +88,21 @@ async fn the_package_holds_exactly_what_the_host_needs_and_runs_under_the_host()
         "the handler must be executable: {handler_mode:o}"
     );
 
+    // The binary links against glibc 2.28's symbol versions at most, and it is the one
+    // scripts/package left at the root for `func start` and `func azure functionapp publish`.
+    let unpacked = dir.path().join("handler");
+    let floor = glibc_floor(&unpacked, "2.28");
+    assert!(
+        floor.status.success(),
+        "{}",
+        String::from_utf8_lossy(&floor.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&unpacked).unwrap(),
+        std::fs::read(repo_root().join("handler")).expect("scripts/package leaves ./handler"),
+        "./handler is not the packaged binary"
+    );
+
     let stack = Stack::start(false);
     let keys = tempfile::tempdir().unwrap();
     let keys_file = keys.path().join("keys.json");
@@ -441,4 +456,41 @@ fn publish_from_this_working_tree_ships_only_the_app() {
         shipped, expected,
         "run `func azure functionapp publish --list-included-files` to compare"
     );
+}
+
+/// Runs scripts/glibc-floor on `binary` with `floor`.
+fn glibc_floor(binary: &Path, floor: &str) -> std::process::Output {
+    Command::new(repo_root().join("scripts/glibc-floor"))
+        .arg(binary)
+        .arg(floor)
+        .output()
+        .expect("run scripts/glibc-floor")
+}
+
+#[test]
+fn the_glibc_floor_check_reads_the_binarys_needs_and_fails_above_the_floor() {
+    // The test build of handler links against this machine's glibc, so it needs some GLIBC_2.x.
+    let binary = common::handler_binary();
+    let above = glibc_floor(&binary, "2.0");
+    assert_eq!(
+        above.status.code(),
+        Some(1),
+        "a floor below every glibc must fail"
+    );
+    let message = String::from_utf8_lossy(&above.stderr);
+    assert!(message.contains("needs GLIBC_2."), "{message}");
+    let below = glibc_floor(&binary, "99.0");
+    assert!(below.status.success());
+    let report = String::from_utf8_lossy(&below.stdout);
+    let highest = report
+        .split_whitespace()
+        .find(|w| w.starts_with("GLIBC_"))
+        .expect("the highest version is named");
+    // It agrees with the version the failing run named.
+    assert!(
+        message.contains(&format!("needs {highest},")),
+        "{message} vs {report}"
+    );
+    let not_elf = glibc_floor(&repo_root().join("host.json"), "2.28");
+    assert_eq!(not_elf.status.code(), Some(2));
 }
