@@ -103,6 +103,16 @@ async fn the_package_holds_exactly_what_the_host_needs_and_runs_under_the_host()
         "./handler is not the packaged binary"
     );
 
+    // Both publishing paths ship the same files: the zip, and what Core Tools would select here.
+    let published: BTreeSet<String> = core_tools_selection(repo_root())
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(
+        published,
+        names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>()
+    );
+
     let stack = Stack::start(false);
     let keys = tempfile::tempdir().unwrap();
     let keys_file = keys.path().join("keys.json");
