@@ -32,7 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "target" / "release"
-HANDLER = RELEASE / "handler"
+# The binary exactly as it ships: scripts/package builds it against glibc 2.28 (in its own target
+# directory) and leaves it at the repository root.
+HANDLER = ROOT / "handler"
 EMULATORS = RELEASE / "emulators"
 LOADGEN = RELEASE / "loadgen"
 HYPER_HELLO = RELEASE / "hyper-hello"

@@ -90,6 +90,12 @@ pub const APP_SETTINGS: &[AppSetting] = &[
 
 use std::path::PathBuf;
 
+/// Reads one setting from the process environment, for the commands (`handler doctor`) that take
+/// a lookup function so their tests need not touch the environment.
+pub fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// A setting that is missing or invalid, named so the message says what to fix.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {

@@ -12,6 +12,7 @@ pub mod clients;
 pub mod config;
 pub mod contract;
 pub mod dispatch;
+pub mod doctor;
 pub mod error;
 pub mod error_chain;
 pub mod functions;

@@ -1,17 +1,23 @@
 //! The `handler` binary: `handler` (or `handler serve`) serves the Functions host;
-//! `handler check` compares the function folders with the code.
+//! `handler check` compares the function folders with the code; `handler token` and
+//! `handler doctor` diagnose a deployment from its console.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use handler::app::{self, App};
-use handler::config::{AppSettings, ServerConfig};
+use handler::config::{self, AppSettings, ServerConfig};
+use handler::doctor::{self, DoctorCommand};
 use handler::token_command::{self, TokenCommand};
 use handler::{functions, logging, registry, server};
 
 const USAGE: &str =
     "usage: handler [serve]      serve the Azure Functions host on FUNCTIONS_CUSTOMHANDLER_PORT
-       handler check [DIR]  compare DIR's function folders (default: the app root) with the code";
+       handler check [DIR]  compare DIR's function folders (default: the app root) with the code
+       handler token <resource> [--client-id ID | --object-id ID | --resource-id ID] [--show-token]
+                            get a token as the functions do and describe it
+       handler doctor [--app-root DIR] [--secret NAME] [--container NAME]
+                            check identity, Key Vault, Storage, settings, folders and glibc";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -24,6 +30,7 @@ async fn main() -> ExitCode {
         None | Some("serve") => serve().await,
         Some("check") => check(args.get(1).map(String::as_str)),
         Some("token") => token(&args[1..]).await,
+        Some("doctor") => doctor(&args[1..]).await,
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -101,6 +108,25 @@ async fn token(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(message) => fail(&message),
+    }
+}
+
+async fn doctor(args: &[String]) -> ExitCode {
+    let command = match DoctorCommand::parse(args) {
+        Ok(command) => command,
+        Err(problem) => {
+            eprintln!("handler doctor: {problem}\nusage: {}", doctor::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let findings = doctor::run(&command, config::env_lookup).await;
+    for finding in &findings {
+        println!("{finding}");
+    }
+    if doctor::failed(&findings) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

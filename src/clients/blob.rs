@@ -266,6 +266,24 @@ impl BlobStore {
         self.with_deadline(self.download(container, name)).await
     }
 
+    /// Deletes a blob (`handler doctor` removes its probe blob with it).
+    pub async fn delete_blob(&self, container: &str, name: &str) -> Result<(), StorageError> {
+        validate_container_name(container)?;
+        validate_blob_name(name)?;
+        let target = Target {
+            container,
+            blob: name,
+        };
+        let call = async {
+            self.blob_client(container, name)
+                .delete(None)
+                .await
+                .map(|_| ())
+                .map_err(|e| StorageError::from_sdk(&e, BlobOperation::Write, &target))
+        };
+        self.with_deadline(call).await
+    }
+
     async fn with_deadline<T>(
         &self,
         call: impl Future<Output = Result<T, StorageError>>,

@@ -313,6 +313,11 @@ impl ContainerAllowlist {
         Ok(Self { list })
     }
 
+    /// Whether the allowlist allows no container at all.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     /// Whether `container` (already a valid container name) may be used, or why not.
     pub fn check(&self, container: &str) -> Result<(), ContainerRefusal> {
         let container_owned = || container.to_owned();
