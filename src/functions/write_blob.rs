@@ -35,6 +35,11 @@ pub fn run(
         let container = request.param("container").unwrap_or_default();
         let name = request.param("name").unwrap_or_default();
         let content_type = request.content_type().unwrap_or(DEFAULT_CONTENT_TYPE);
+        // Before any storage call: in JSON mode the host has already decoded a body that is
+        // neither text nor octet-stream/multipart as UTF-8, so its bytes may not be the client's.
+        if let Some(kind) = request.body_altered_by_host() {
+            return Err(FunctionError::UnsupportedMediaType(kind));
+        }
         validate_body_size(request.body.len()).map_err(StorageError::from)?;
         let blobs = app.blobs()?;
         blobs
