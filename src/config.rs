@@ -74,7 +74,7 @@ pub const APP_SETTINGS: &[AppSetting] = &[
     AppSetting {
         name: "MAX_CONCURRENT_INVOCATIONS",
         deployed: false,
-        purpose: "invocations run at once; more are answered 503 with Retry-After (default 32)",
+        purpose: "invocations run at once; more are answered 503 with Retry-After (default 64)",
     },
     AppSetting {
         name: "MAX_CONNECTIONS",
@@ -148,7 +148,7 @@ pub struct ServerLimits {
 impl Default for ServerLimits {
     fn default() -> Self {
         Self {
-            max_in_flight: 32,
+            max_in_flight: 64,
             max_connections: 256,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(60),
