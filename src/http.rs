@@ -47,11 +47,21 @@ pub fn media_type(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Whether the host sends a body of this content type as base64 in JSON mode: exactly
-/// `application/octet-stream`, or any media type containing `multipart/`.
+/// Whether the host sends a body of this content type as base64 in JSON mode: a valid media type
+/// that is exactly `application/octet-stream` or contains `multipart/` (so `multipart/*` and
+/// `x-multipart/*`). An unparsable Content-Type is read as text.
 pub fn host_sends_base64(content_type: Option<&str>) -> bool {
     let media = media_type(content_type.unwrap_or_default());
-    media == "application/octet-stream" || media.contains("multipart/")
+    let token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let valid = media
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| token(kind) && token(subtype));
+    valid && (media == "application/octet-stream" || media.contains("multipart/"))
 }
 
 /// Whether a body of this content type is text that the host's UTF-8 reading keeps: a textual
@@ -197,7 +207,8 @@ mod tests {
     fn the_host_base64_rule_is_octet_stream_exactly_or_any_multipart() {
         assert!(host_sends_base64(Some("Application/Octet-Stream; x=1")));
         assert!(host_sends_base64(Some("multipart/form-data; boundary=b")));
-        assert!(host_sends_base64(Some("application/x-multipart/mixed")));
+        assert!(host_sends_base64(Some("x-multipart/mixed")));
+        assert!(!host_sends_base64(Some("application/x-multipart/mixed")));
         assert!(!host_sends_base64(Some("application/octet-streams")));
         assert!(!host_sends_base64(Some("image/png")));
         assert!(!host_sends_base64(None));

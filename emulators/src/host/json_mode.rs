@@ -145,16 +145,110 @@ fn claim(claim_type: &str, value: &str) -> Value {
     })
 }
 
-/// True for content types whose body the host sends as base64.
-fn is_binary_content(content_type: Option<&str>) -> bool {
-    let media = content_type
+/// True for content types whose body the host sends as base64: a Content-Type that parses as a
+/// media type which is exactly `application/octet-stream` or contains `multipart/` anywhere
+/// (the host's `IsMediaTypeOctetOrMultipart`). Anything else, an unparsable or missing type
+/// included, is read as text.
+pub fn is_binary_content(content_type: Option<&str>) -> bool {
+    let Some(media) = content_type.and_then(parse_media_type) else {
+        return false;
+    };
+    media == "application/octet-stream" || media.contains("multipart/")
+}
+
+/// `type/subtype` of a Content-Type, lower case, or `None` when it is not one.
+fn parse_media_type(content_type: &str) -> Option<String> {
+    let media = content_type.split(';').next()?.trim();
+    let (kind, subtype) = media.split_once('/')?;
+    let token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    (token(kind) && token(subtype)).then(|| media.to_ascii_lowercase())
+}
+
+/// A body as the host reads one that is not base64-carried: .NET's StreamReader with UTF-8 and
+/// byte-order-mark detection. A UTF-8 BOM is dropped; a UTF-16 or UTF-32 BOM switches to that
+/// encoding; invalid sequences become U+FFFD.
+pub fn host_text(bytes: &[u8]) -> String {
+    match bytes {
+        [0xFE, 0xFF, rest @ ..] => utf16_text(rest, u16::from_be_bytes),
+        [0xFF, 0xFE, 0, 0, rest @ ..] => utf32_text(rest, u32::from_le_bytes),
+        [0xFF, 0xFE, rest @ ..] => utf16_text(rest, u16::from_le_bytes),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8_lossy(rest).into_owned(),
+        [0, 0, 0xFE, 0xFF, rest @ ..] => utf32_text(rest, u32::from_be_bytes),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+fn utf16_text(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> String {
+    let chunks = bytes.chunks_exact(2);
+    let odd = !chunks.remainder().is_empty();
+    let units = chunks.map(|pair| unit([pair[0], pair[1]]));
+    let mut text: String = char::decode_utf16(units)
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect();
+    if odd {
+        text.push(char::REPLACEMENT_CHARACTER);
+    }
+    text
+}
+
+fn utf32_text(bytes: &[u8], unit: fn([u8; 4]) -> u32) -> String {
+    let chunks = bytes.chunks_exact(4);
+    let partial = !chunks.remainder().is_empty();
+    let mut text: String = chunks
+        .map(|c| char::from_u32(unit([c[0], c[1], c[2], c[3]])).unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect();
+    if partial {
+        text.push(char::REPLACEMENT_CHARACTER);
+    }
+    text
+}
+
+/// A string response body as the host writes it: ASP.NET Core's string formatter, which knows
+/// UTF-8 and UTF-16 (little-endian, no BOM) and picks by the caller's Accept-Charset (by
+/// quality), then by the response's charset parameter, else UTF-8.
+pub fn host_written_text(text: &str, content_type: Option<&str>, accept_charset: Option<&str>) -> Vec<u8> {
+    if writes_utf16(content_type, accept_charset) {
+        text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    } else {
+        text.as_bytes().to_vec()
+    }
+}
+
+fn writes_utf16(content_type: Option<&str>, accept_charset: Option<&str>) -> bool {
+    let mut offers: Vec<(String, f32)> = accept_charset
         .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    media == "application/octet-stream" || media.starts_with("multipart/")
+        .split(',')
+        .filter_map(|item| {
+            let mut parts = item.split(';');
+            let name = parts.next()?.trim().to_ascii_lowercase();
+            let quality = parts
+                .filter_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse().ok()))
+                .next()
+                .unwrap_or(1.0_f32);
+            (!name.is_empty() && quality > 0.0).then_some((name, quality))
+        })
+        .collect();
+    offers.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (name, _) in &offers {
+        match name.as_str() {
+            "utf-16" => return true,
+            "utf-8" | "*" => return false,
+            _ => {}
+        }
+    }
+    content_type.is_some_and(|kind| {
+        kind.split(';').skip(1).any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("charset")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-16")
+            })
+        })
+    })
 }
 
 /// `Data.<trigger>` for an HTTP request (§2.4).
@@ -192,7 +286,7 @@ pub fn http_trigger_data(
         let text = if is_binary_content(request.header("Content-Type")) {
             base64::engine::general_purpose::STANDARD.encode(body)
         } else {
-            String::from_utf8_lossy(body).into_owned()
+            host_text(body)
         };
         object.insert("Body".into(), Value::String(text));
     }
@@ -296,13 +390,18 @@ pub struct HandlerReply {
 /// Errors are the reason the invocation failed; the host then drops `Logs` and `Outputs`.
 pub fn parse_reply(
     status: u16,
+    reason: &str,
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<HandlerReply, String> {
     if !(200..300).contains(&status) {
-        return Err(format!(
-            "handler answered HTTP {status}; the host fails the invocation and drops its Logs and Outputs"
-        ));
+        // EnsureSuccessStatusCode's message: what the host logs for the failed invocation. The
+        // body and Logs are never read.
+        return Err(if reason.trim().is_empty() {
+            format!("Response status code does not indicate success: {status}.")
+        } else {
+            format!("Response status code does not indicate success: {status} ({reason}).")
+        });
     }
     let media = content_type
         .unwrap_or_default()
@@ -426,6 +525,30 @@ impl HttpResult {
 /// `output_name` is the `http` output binding's name; `return_binding` is true when the
 /// function declares a binding named `$return`.
 pub fn http_result(
+    reply: &HandlerReply,
+    output_name: Option<&str>,
+    return_binding: bool,
+    accept_charset: Option<&str>,
+) -> Result<HttpResult, String> {
+    let mut result = http_result_utf8(reply, output_name, return_binding)?;
+    if writes_utf16(result_content_type(&result), accept_charset)
+        && let Ok(text) = String::from_utf8(result.body.clone())
+    {
+        result.body = host_written_text(&text, result_content_type(&result), accept_charset);
+    }
+    Ok(result)
+}
+
+fn result_content_type(result: &HttpResult) -> Option<&str> {
+    result
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.as_str())
+}
+
+/// The response with string bodies as UTF-8; [`http_result`] re-encodes where the host would.
+fn http_result_utf8(
     reply: &HandlerReply,
     output_name: Option<&str>,
     return_binding: bool,
@@ -599,19 +722,23 @@ mod tests {
 
     #[test]
     fn reply_checks() {
-        assert!(parse_reply(500, Some("application/json"), b"{}").is_err());
-        assert!(parse_reply(200, Some("text/plain"), b"{}").is_err());
-        assert!(parse_reply(200, Some("application/json"), b"").is_err());
-        assert!(parse_reply(200, Some("application/json"), b"null").is_err());
-        assert!(parse_reply(200, Some("application/json"), br#"{"Logs":[{}]}"#).is_err());
+        assert_eq!(
+            parse_reply(500, "timer failed: no token", Some("application/json"), b"{}").unwrap_err(),
+            "Response status code does not indicate success: 500 (timer failed: no token)."
+        );
+        assert!(parse_reply(200, "OK", Some("text/plain"), b"{}").is_err());
+        assert!(parse_reply(200, "OK", Some("application/json"), b"").is_err());
+        assert!(parse_reply(200, "OK", Some("application/json"), b"null").is_err());
+        assert!(parse_reply(200, "OK", Some("application/json"), br#"{"Logs":[{}]}"#).is_err());
         let reply = parse_reply(
             200,
+            "OK",
             Some("application/json; charset=utf-8"),
             br#"{"outputs":{"res":{"statusCode":"201","body":{"a":1},"headers":{"X":"y"}}},"logs":["l",3]}"#,
         )
         .unwrap();
         assert_eq!(reply.logs, vec!["l", "3"]);
-        let result = http_result(&reply, Some("res"), false).unwrap();
+        let result = http_result(&reply, Some("res"), false, None).unwrap();
         assert_eq!(result.status, 201);
         assert_eq!(result.body, br#"{"a":1}"#);
         assert_eq!(result.headers, vec![("X".to_string(), "y".to_string())]);
@@ -625,13 +752,14 @@ mod tests {
             logs: vec![],
             return_value: rv,
         };
-        let missing = http_result(&reply(json!({}), Value::Null), Some("res"), false).unwrap();
+        let missing = http_result(&reply(json!({}), Value::Null), Some("res"), false, None).unwrap();
         assert_eq!((missing.status, missing.body), (200, b"{}".to_vec()));
         assert!(
             http_result(
                 &reply(json!({"res":"hello"}), Value::Null),
                 Some("res"),
-                false
+                false,
+                None
             )
             .is_err()
         );
@@ -639,6 +767,7 @@ mod tests {
             &reply(json!({"res":"{\"statusCode\":404}"}), Value::Null),
             Some("res"),
             false,
+            None,
         )
         .unwrap();
         assert_eq!(as_string.status, 404);
@@ -646,6 +775,7 @@ mod tests {
             &reply(json!({}), json!({"res":{"statusCode":202}})),
             Some("res"),
             false,
+            None,
         )
         .unwrap();
         assert_eq!(merged.status, 202);
@@ -653,12 +783,46 @@ mod tests {
             &reply(json!({}), json!({"statusCode":"418","body":"tea"})),
             Some("$return"),
             true,
+            None,
         )
         .unwrap();
         assert_eq!((ret.status, ret.body), (418, b"tea".to_vec()));
-        let whole = http_result(&reply(json!({}), json!({"a":1})), Some("$return"), true).unwrap();
+        let whole = http_result(&reply(json!({}), json!({"a":1})), Some("$return"), true, None).unwrap();
         assert_eq!((whole.status, whole.body), (200, br#"{"a":1}"#.to_vec()));
-        let text = http_result(&reply(json!({}), json!("hi")), Some("$return"), true).unwrap();
+        let text = http_result(&reply(json!({}), json!("hi")), Some("$return"), true, None).unwrap();
         assert_eq!(text.body, b"hi");
+    }
+
+    #[test]
+    fn text_bodies_are_read_like_the_hosts_stream_reader() {
+        assert_eq!(host_text(b"\xEF\xBB\xBFhi"), "hi", "a UTF-8 BOM is dropped");
+        assert_eq!(host_text(b"a\xFFb"), "a\u{FFFD}b");
+        assert_eq!(host_text(b"\xFF\xFEh\0i\0"), "hi", "UTF-16 LE by its BOM");
+        assert_eq!(host_text(b"\xFE\xFF\0h\0i"), "hi", "UTF-16 BE by its BOM");
+        assert_eq!(host_text(b"\xFF\xFE\0\0h\0\0\0"), "h", "UTF-32 LE by its BOM");
+        assert_eq!(host_text(b"\xFF\xFEh"), "\u{FFFD}", "an odd UTF-16 tail");
+        let png = [0x89u8, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+        assert_ne!(host_text(&png).as_bytes(), png, "binary does not survive");
+    }
+
+    #[test]
+    fn only_octet_stream_and_multipart_media_types_travel_base64() {
+        assert!(is_binary_content(Some("application/octet-stream")));
+        assert!(is_binary_content(Some("Multipart/Form-Data; boundary=x")));
+        assert!(is_binary_content(Some("x-multipart/mixed")));
+        assert!(!is_binary_content(Some("application/x-multipart/mixed")), "not a media type");
+        assert!(!is_binary_content(Some("image/png")));
+        assert!(!is_binary_content(Some("application/octet-stream/x")));
+        assert!(!is_binary_content(Some("not a media type")));
+        assert!(!is_binary_content(None));
+    }
+
+    #[test]
+    fn string_bodies_are_written_as_utf8_unless_utf16_is_asked_for() {
+        assert_eq!(host_written_text("hé", Some("text/plain"), None), "hé".as_bytes());
+        assert_eq!(host_written_text("h", None, Some("utf-16")), [b'h', 0]);
+        assert_eq!(host_written_text("h", None, Some("utf-16;q=0.2, utf-8")), b"h");
+        assert_eq!(host_written_text("h", Some("text/plain; charset=utf-16"), None), [b'h', 0]);
+        assert_eq!(host_written_text("h", Some("text/plain; charset=utf-16"), Some("*")), b"h");
     }
 }
