@@ -449,6 +449,9 @@ fn to_http_output(response: HttpResponse, accept_charset: Option<&str>) -> HttpO
         Ok(_) if host_writes_utf16(content_type.as_deref(), accept_charset) => {
             Some("the host would re-encode this text response as UTF-16")
         }
+        Ok(text) if newtonsoft_reads_as_date(text) => {
+            Some("the host would read this body as a date and write it back in another format")
+        }
         Ok(_) => None,
     };
     let response = match problem {
@@ -464,6 +467,21 @@ fn to_http_output(response: HttpResponse, accept_charset: Option<&str>) -> HttpO
         body: String::from_utf8_lossy(&response.body).into_owned(),
         headers: response.headers,
     }
+}
+
+/// Whether the host's JSON reader (Newtonsoft, default settings) turns this whole string into a
+/// DateTime: an ISO-8601 shape (19 to 40 characters, a digit first, `T` at index 10) or
+/// `/Date(…)/`. Written back, it would be another text.
+fn newtonsoft_reads_as_date(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let iso = (19..=40).contains(&bytes.len())
+        && bytes[0].is_ascii_digit()
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && bytes[10] == b'T'
+        && bytes[13] == b':'
+        && bytes[16] == b':';
+    iso || (text.starts_with("/Date(") && text.ends_with(")/"))
 }
 
 /// Whether the host's string writer (ASP.NET Core's StringOutputFormatter, which knows UTF-8 and
@@ -610,6 +628,15 @@ mod tests {
         assert_eq!(to_http_output(text(), Some("*")).status_code, 200);
         let utf16 = HttpResponse::new(200, "text/plain; charset=utf-16", "hello");
         assert_eq!(to_http_output(utf16, None).status_code, 406);
+    }
+
+    #[test]
+    fn a_body_the_host_would_read_as_a_date_is_refused() {
+        let text = |body: &str| HttpResponse::new(200, "text/plain", body.to_owned());
+        assert_eq!(to_http_output(text("2024-10-24T17:42:07Z"), None).status_code, 406);
+        assert_eq!(to_http_output(text("/Date(1729791727000)/"), None).status_code, 406);
+        assert_eq!(to_http_output(text("2024-10-24"), None).status_code, 200);
+        assert_eq!(to_http_output(text("{\"at\":\"2024-10-24T17:42:07Z\"}"), None).status_code, 200);
     }
 
     #[test]
