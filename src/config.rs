@@ -292,7 +292,10 @@ mod tests {
             ("REQUEST_HEADER_TIMEOUT_SECONDS", "-1"),
         ] {
             let error = ServerConfig::from_lookup(lookup(&[port, (name, bad)])).unwrap_err();
-            assert!(error.to_string().starts_with(&format!("{name}='{bad}'")), "{error}");
+            assert!(
+                error.to_string().starts_with(&format!("{name}='{bad}'")),
+                "{error}"
+            );
         }
     }
 

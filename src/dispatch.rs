@@ -278,8 +278,8 @@ impl<S: Send + Sync + 'static> Runtime<S> {
             .headers
             .iter()
             .filter(|(name, _)| name.eq_ignore_ascii_case(INVOCATION_ID_HEADER))
-            .filter_map(|(_, value)| last_list_item(value))
-            .last()
+            .rev()
+            .find_map(|(_, value)| last_list_item(value))
             .map_or_else(local_id, str::to_owned);
         let invocation = Invocation::forwarded(&entry.declared.name, &id);
         let work = async {
@@ -377,7 +377,13 @@ fn fail_invocation(invocation: &Invocation, error: &FunctionError) -> Answer {
 fn reason_phrase(text: &str) -> String {
     let mut phrase: String = text
         .chars()
-        .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     if phrase.len() > 300 {
         phrase.truncate(297);
@@ -514,7 +520,10 @@ fn host_writes_utf16(content_type: Option<&str>, accept_charset: Option<&str>) -
         kind.split(';').skip(1).any(|parameter| {
             parameter.split_once('=').is_some_and(|(name, value)| {
                 name.trim().eq_ignore_ascii_case("charset")
-                    && value.trim().trim_matches('"').eq_ignore_ascii_case("utf-16")
+                    && value
+                        .trim()
+                        .trim_matches('"')
+                        .eq_ignore_ascii_case("utf-16")
             })
         })
     })
@@ -612,7 +621,11 @@ mod tests {
             None,
         );
         assert_eq!(output.status_code, 406);
-        assert!(output.body.contains("enableForwardingHttpRequest"), "{}", output.body);
+        assert!(
+            output.body.contains("enableForwardingHttpRequest"),
+            "{}",
+            output.body
+        );
         assert!(!output.headers.contains_key("Content-Transfer-Encoding"));
         let text = to_http_output(HttpResponse::new(200, "text/plain", "héllo"), None);
         assert_eq!((text.status_code, text.body.as_str()), (200, "héllo"));
@@ -622,9 +635,18 @@ mod tests {
     fn text_the_host_would_write_as_utf16_is_refused_too() {
         let text = || HttpResponse::new(200, "text/plain", "hello");
         assert_eq!(to_http_output(text(), Some("utf-16")).status_code, 406);
-        assert_eq!(to_http_output(text(), Some("utf-8, utf-16;q=0.5")).status_code, 200);
-        assert_eq!(to_http_output(text(), Some("utf-16;q=0.1, utf-8")).status_code, 200);
-        assert_eq!(to_http_output(text(), Some("iso-8859-1, utf-16")).status_code, 406);
+        assert_eq!(
+            to_http_output(text(), Some("utf-8, utf-16;q=0.5")).status_code,
+            200
+        );
+        assert_eq!(
+            to_http_output(text(), Some("utf-16;q=0.1, utf-8")).status_code,
+            200
+        );
+        assert_eq!(
+            to_http_output(text(), Some("iso-8859-1, utf-16")).status_code,
+            406
+        );
         assert_eq!(to_http_output(text(), Some("*")).status_code, 200);
         let utf16 = HttpResponse::new(200, "text/plain; charset=utf-16", "hello");
         assert_eq!(to_http_output(utf16, None).status_code, 406);
@@ -633,15 +655,27 @@ mod tests {
     #[test]
     fn a_body_the_host_would_read_as_a_date_is_refused() {
         let text = |body: &str| HttpResponse::new(200, "text/plain", body.to_owned());
-        assert_eq!(to_http_output(text("2024-10-24T17:42:07Z"), None).status_code, 406);
-        assert_eq!(to_http_output(text("/Date(1729791727000)/"), None).status_code, 406);
+        assert_eq!(
+            to_http_output(text("2024-10-24T17:42:07Z"), None).status_code,
+            406
+        );
+        assert_eq!(
+            to_http_output(text("/Date(1729791727000)/"), None).status_code,
+            406
+        );
         assert_eq!(to_http_output(text("2024-10-24"), None).status_code, 200);
-        assert_eq!(to_http_output(text("{\"at\":\"2024-10-24T17:42:07Z\"}"), None).status_code, 200);
+        assert_eq!(
+            to_http_output(text("{\"at\":\"2024-10-24T17:42:07Z\"}"), None).status_code,
+            200
+        );
     }
 
     #[test]
     fn the_invocation_id_is_the_last_item_the_host_appended() {
-        assert_eq!(last_list_item("client-forged, 1234-host"), Some("1234-host"));
+        assert_eq!(
+            last_list_item("client-forged, 1234-host"),
+            Some("1234-host")
+        );
         assert_eq!(last_list_item("only"), Some("only"));
         assert_eq!(last_list_item("a,b, "), Some("b"));
         assert_eq!(last_list_item(" , "), None);

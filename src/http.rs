@@ -81,15 +81,17 @@ pub fn is_utf8_text(content_type: &str) -> bool {
                 | "application/x-ndjson"
                 | "application/yaml"
         );
-    let charset_ok = content_type.split(';').skip(1).all(|parameter| {
-        match parameter.split_once('=') {
-            Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
-                let value = value.trim().trim_matches('"').to_ascii_lowercase();
-                matches!(value.as_str(), "utf-8" | "utf8" | "us-ascii")
-            }
-            _ => true,
-        }
-    });
+    let charset_ok =
+        content_type
+            .split(';')
+            .skip(1)
+            .all(|parameter| match parameter.split_once('=') {
+                Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+                    let value = value.trim().trim_matches('"').to_ascii_lowercase();
+                    matches!(value.as_str(), "utf-8" | "utf8" | "us-ascii")
+                }
+                _ => true,
+            });
     textual && charset_ok
 }
 
@@ -232,7 +234,11 @@ mod tests {
             "application/vnd.api+json",
             "application/octet-stream",
         ] {
-            assert_eq!(json_request(Some(fine), b"x").body_altered_by_host(), None, "{fine}");
+            assert_eq!(
+                json_request(Some(fine), b"x").body_altered_by_host(),
+                None,
+                "{fine}"
+            );
         }
         assert_eq!(json_request(None, b"").body_altered_by_host(), None);
         let forwarded = HttpRequest {

@@ -173,7 +173,10 @@ mod tests {
         assert_eq!(b.logs(), ["from b"]);
         assert!(with_current(|_| ()).is_none());
         assert_eq!(b.take_console_lines(), ["console from b"]);
-        assert!(b.logs().is_empty(), "taken lines are not also returned in Logs");
+        assert!(
+            b.logs().is_empty(),
+            "taken lines are not also returned in Logs"
+        );
     }
 
     #[test]

@@ -36,8 +36,9 @@ impl Log for HandlerLogger {
         if !self.filter.matches(record) {
             return;
         }
-        let context =
-            invocation::with_current(|inv| (inv.clone(), format!(" [{} {}]", inv.function(), inv.id())));
+        let context = invocation::with_current(|inv| {
+            (inv.clone(), format!(" [{} {}]", inv.function(), inv.id()))
+        });
         let console = console_line(record, context.as_ref().map_or("", |(_, c)| c.as_str()));
         if record.level() <= Level::Warn {
             write_lines(true, std::slice::from_ref(&console));

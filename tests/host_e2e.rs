@@ -68,7 +68,10 @@ impl Host {
             {
                 return run;
             }
-            assert!(Instant::now() < deadline, "no matching {function} invocation");
+            assert!(
+                Instant::now() < deadline,
+                "no matching {function} invocation"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -120,7 +123,9 @@ fn start_host_in_mode(
 fn awkward_png() -> Vec<u8> {
     let mut bytes = vec![0xEF, 0xBB, 0xBF];
     bytes.extend_from_slice(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]);
-    bytes.extend_from_slice(&[0xC0, 0x80, 0xFF, 0xFE, 0xED, 0xA0, 0x80, 0x00, 0x00, 0x00, 0x0D]);
+    bytes.extend_from_slice(&[
+        0xC0, 0x80, 0xFF, 0xFE, 0xED, 0xA0, 0x80, 0x00, 0x00, 0x00, 0x0D,
+    ]);
     bytes.extend((0..=255u8).rev());
     bytes
 }
@@ -158,7 +163,11 @@ async fn every_function_works_through_the_host_and_the_timer_fires_on_its_schedu
 
     let binary: Vec<u8> = vec![0, 1, 2, 254, 255];
     let written = host
-        .put("/api/blobs/e2e/raw.bin", Some("application/octet-stream"), &binary)
+        .put(
+            "/api/blobs/e2e/raw.bin",
+            Some("application/octet-stream"),
+            &binary,
+        )
         .await;
     assert_eq!(written.json_body().await["size"], binary.len());
     let read = host.get("/api/blobs/e2e/raw.bin").await;
@@ -268,7 +277,12 @@ async fn a_forwarded_warning_reaches_the_host_once_as_a_warning_naming_its_invoc
             .host_log()
             .await
             .into_iter()
-            .filter(|entry| entry["message"].as_str().unwrap_or_default().contains("answered 403"))
+            .filter(|entry| {
+                entry["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("answered 403")
+            })
             .collect();
         if !lines.is_empty() || Instant::now() > deadline {
             break lines;
@@ -314,7 +328,11 @@ async fn a_timer_run_logs_each_line_once_and_a_failed_run_is_a_failure_with_its_
                 .contains("token for https://vault.azure.net: valid for")
         })
         .collect();
-    assert_eq!(vault_lines.len(), 1, "once, not also on stdout: {vault_lines:?}");
+    assert_eq!(
+        vault_lines.len(),
+        1,
+        "once, not also on stdout: {vault_lines:?}"
+    );
     assert_eq!(vault_lines[0]["level"], "Information");
     assert_eq!(vault_lines[0]["category"], "Function.RefreshTokens.User");
     assert_eq!(vault_lines[0]["invocation_id"], id);
@@ -350,7 +368,10 @@ async fn a_timer_run_logs_each_line_once_and_a_failed_run_is_a_failure_with_its_
     assert!(
         log.iter().any(|e| e["level"] == "Error"
             && e["category"] == "Host.Function.Console"
-            && e["message"].as_str().unwrap_or_default().contains("could not be refreshed")),
+            && e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("could not be refreshed")),
         "the errors reach the host's log as errors: {log:?}"
     );
 }
@@ -370,7 +391,10 @@ async fn any_body_round_trips_byte_for_byte_when_forwarded() {
         let read = host.get(&format!("/api/blobs/bodies/{name}")).await;
         assert_eq!(read.status(), 200, "{name}");
         let stored_type = read.headers()["content-type"].to_str().unwrap().to_owned();
-        assert_eq!(stored_type, content_type.unwrap_or("application/octet-stream"));
+        assert_eq!(
+            stored_type,
+            content_type.unwrap_or("application/octet-stream")
+        );
         assert_eq!(read.bytes().await.unwrap(), png, "{name}: identical bytes");
     }
 }
@@ -394,7 +418,11 @@ async fn in_json_mode_a_body_the_host_altered_is_refused_and_nothing_is_stored()
     // What JSON mode can carry still works: octet-stream travels base64 and arrives whole, but
     // a binary answer cannot go back as a string, so reading it is refused rather than mangled.
     let written = host
-        .put("/api/blobs/bodies/raw.bin", Some("application/octet-stream"), &png)
+        .put(
+            "/api/blobs/bodies/raw.bin",
+            Some("application/octet-stream"),
+            &png,
+        )
         .await;
     assert_eq!(written.status(), 201);
     assert_eq!(written.json_body().await["size"], png.len());
@@ -402,7 +430,11 @@ async fn in_json_mode_a_body_the_host_altered_is_refused_and_nothing_is_stored()
     assert_eq!(read.status(), 406);
     let text = "plain text, é and all";
     let written = host
-        .put("/api/blobs/bodies/note.txt", Some("text/plain; charset=utf-8"), text.as_bytes())
+        .put(
+            "/api/blobs/bodies/note.txt",
+            Some("text/plain; charset=utf-8"),
+            text.as_bytes(),
+        )
         .await;
     assert_eq!(written.status(), 201);
     let read = host.get("/api/blobs/bodies/note.txt").await;

@@ -80,7 +80,9 @@ fn panics(_: Arc<()>, _: HttpRequest) -> BoxFuture<'static, Result<HttpResponse,
 fn broken_tick(_: Arc<()>, _: TimerInfo) -> BoxFuture<'static, Result<(), FunctionError>> {
     async {
         log::info!("refreshing");
-        Err(FunctionError::Upstream("no token could be refreshed".into()))
+        Err(FunctionError::Upstream(
+            "no token could be refreshed".into(),
+        ))
     }
     .boxed()
 }
@@ -311,9 +313,16 @@ async fn a_panicking_function_fails_only_its_own_invocation_and_the_host_records
 
     // Forwarded, the head goes out and the connection is cut: the host's client fails reading
     // the answer, which is how a forwarded invocation counts as failed.
-    let forwarded = app.client.get(format!("{}/api/panics", app.base)).send().await;
+    let forwarded = app
+        .client
+        .get(format!("{}/api/panics", app.base))
+        .send()
+        .await;
     match forwarded {
-        Ok(response) => assert!(response.bytes().await.is_err(), "the body must not complete"),
+        Ok(response) => assert!(
+            response.bytes().await.is_err(),
+            "the body must not complete"
+        ),
         Err(error) => assert!(!error.is_timeout(), "{error}"),
     }
     let (status, _) = app
@@ -453,7 +462,10 @@ async fn forwarded_requests_reach_the_function_by_route_and_return_its_response_
         .client
         .post(format!("{}/API/Echo/carol?x=1&x=2", app.base))
         .header("Content-Type", "text/plain")
-        .header("X-Azure-Functions-InvocationId", "forged-by-client, host-id")
+        .header(
+            "X-Azure-Functions-InvocationId",
+            "forged-by-client, host-id",
+        )
         .body("payload")
         .send()
         .await
@@ -463,7 +475,10 @@ async fn forwarded_requests_reach_the_function_by_route_and_return_its_response_
     assert_eq!(body["name"], "carol");
     assert_eq!(body["query"]["x"], "1,2");
     assert_eq!(body["body"], "payload");
-    assert_eq!(body["invocation_id"], "host-id", "the host's id is the last one");
+    assert_eq!(
+        body["invocation_id"], "host-id",
+        "the host's id is the last one"
+    );
 
     let failed = app
         .client

@@ -109,7 +109,12 @@ async fn a_json_mode_envelope_over_its_limit_is_refused_from_content_length() {
     // JSON mode: the host gets 200 with the 413 in the function's own output.
     assert_eq!(head_status(&head), 200, "{head}");
     // Inside the envelope, a GET function takes no body either.
-    let payload = http_payload("GET", "http://x/api/whoami", serde_json::json!({}), Some("x"));
+    let payload = http_payload(
+        "GET",
+        "http://x/api/whoami",
+        serde_json::json!({}),
+        Some("x"),
+    );
     let envelope: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/Whoami", handler.base))
         .body(payload.to_string())
@@ -174,7 +179,9 @@ async fn a_head_sent_a_byte_at_a_time_is_cut_off() {
     assert!(connection.closed().await, "the half-sent head is dropped");
     // A kept-alive connection that goes idle is closed by the same limit.
     let mut idle = RawConnection::open(&handler.base).await;
-    idle.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    idle.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let head = idle.read_head().await.expect("readiness answered");
     assert_eq!(head_status(&head), 200);
     assert!(idle.closed().await, "the idle connection is closed");

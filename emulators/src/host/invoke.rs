@@ -336,11 +336,7 @@ impl HostState {
         for (name, value) in &request.headers {
             let lower = name.to_ascii_lowercase();
             match lower.as_str() {
-                "content-length"
-                | "transfer-encoding"
-                | "connection"
-                | "keep-alive"
-                | "te"
+                "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "te"
                 | "upgrade" => {}
                 // The host appends its own values to any the client sent (one header line,
                 // values joined by ", "), so a handler must take the last one.

@@ -200,7 +200,9 @@ fn utf32_text(bytes: &[u8], unit: fn([u8; 4]) -> u32) -> String {
     let chunks = bytes.chunks_exact(4);
     let partial = !chunks.remainder().is_empty();
     let mut text: String = chunks
-        .map(|c| char::from_u32(unit([c[0], c[1], c[2], c[3]])).unwrap_or(char::REPLACEMENT_CHARACTER))
+        .map(|c| {
+            char::from_u32(unit([c[0], c[1], c[2], c[3]])).unwrap_or(char::REPLACEMENT_CHARACTER)
+        })
         .collect();
     if partial {
         text.push(char::REPLACEMENT_CHARACTER);
@@ -211,7 +213,11 @@ fn utf32_text(bytes: &[u8], unit: fn([u8; 4]) -> u32) -> String {
 /// A string response body as the host writes it: ASP.NET Core's string formatter, which knows
 /// UTF-8 and UTF-16 (little-endian, no BOM) and picks by the caller's Accept-Charset (by
 /// quality), then by the response's charset parameter, else UTF-8.
-pub fn host_written_text(text: &str, content_type: Option<&str>, accept_charset: Option<&str>) -> Vec<u8> {
+pub fn host_written_text(
+    text: &str,
+    content_type: Option<&str>,
+    accept_charset: Option<&str>,
+) -> Vec<u8> {
     if writes_utf16(content_type, accept_charset) {
         text.encode_utf16().flat_map(u16::to_le_bytes).collect()
     } else {
@@ -227,7 +233,11 @@ fn writes_utf16(content_type: Option<&str>, accept_charset: Option<&str>) -> boo
             let mut parts = item.split(';');
             let name = parts.next()?.trim().to_ascii_lowercase();
             let quality = parts
-                .filter_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse().ok()))
+                .filter_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.trim().parse().ok())
+                })
                 .next()
                 .unwrap_or(1.0_f32);
             (!name.is_empty() && quality > 0.0).then_some((name, quality))
@@ -723,7 +733,13 @@ mod tests {
     #[test]
     fn reply_checks() {
         assert_eq!(
-            parse_reply(500, "timer failed: no token", Some("application/json"), b"{}").unwrap_err(),
+            parse_reply(
+                500,
+                "timer failed: no token",
+                Some("application/json"),
+                b"{}"
+            )
+            .unwrap_err(),
             "Response status code does not indicate success: 500 (timer failed: no token)."
         );
         assert!(parse_reply(200, "OK", Some("text/plain"), b"{}").is_err());
@@ -752,7 +768,8 @@ mod tests {
             logs: vec![],
             return_value: rv,
         };
-        let missing = http_result(&reply(json!({}), Value::Null), Some("res"), false, None).unwrap();
+        let missing =
+            http_result(&reply(json!({}), Value::Null), Some("res"), false, None).unwrap();
         assert_eq!((missing.status, missing.body), (200, b"{}".to_vec()));
         assert!(
             http_result(
@@ -787,9 +804,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!((ret.status, ret.body), (418, b"tea".to_vec()));
-        let whole = http_result(&reply(json!({}), json!({"a":1})), Some("$return"), true, None).unwrap();
+        let whole = http_result(
+            &reply(json!({}), json!({"a":1})),
+            Some("$return"),
+            true,
+            None,
+        )
+        .unwrap();
         assert_eq!((whole.status, whole.body), (200, br#"{"a":1}"#.to_vec()));
-        let text = http_result(&reply(json!({}), json!("hi")), Some("$return"), true, None).unwrap();
+        let text =
+            http_result(&reply(json!({}), json!("hi")), Some("$return"), true, None).unwrap();
         assert_eq!(text.body, b"hi");
     }
 
@@ -799,7 +823,11 @@ mod tests {
         assert_eq!(host_text(b"a\xFFb"), "a\u{FFFD}b");
         assert_eq!(host_text(b"\xFF\xFEh\0i\0"), "hi", "UTF-16 LE by its BOM");
         assert_eq!(host_text(b"\xFE\xFF\0h\0i"), "hi", "UTF-16 BE by its BOM");
-        assert_eq!(host_text(b"\xFF\xFE\0\0h\0\0\0"), "h", "UTF-32 LE by its BOM");
+        assert_eq!(
+            host_text(b"\xFF\xFE\0\0h\0\0\0"),
+            "h",
+            "UTF-32 LE by its BOM"
+        );
         assert_eq!(host_text(b"\xFF\xFEh"), "\u{FFFD}", "an odd UTF-16 tail");
         let png = [0x89u8, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
         assert_ne!(host_text(&png).as_bytes(), png, "binary does not survive");
@@ -810,7 +838,10 @@ mod tests {
         assert!(is_binary_content(Some("application/octet-stream")));
         assert!(is_binary_content(Some("Multipart/Form-Data; boundary=x")));
         assert!(is_binary_content(Some("x-multipart/mixed")));
-        assert!(!is_binary_content(Some("application/x-multipart/mixed")), "not a media type");
+        assert!(
+            !is_binary_content(Some("application/x-multipart/mixed")),
+            "not a media type"
+        );
         assert!(!is_binary_content(Some("image/png")));
         assert!(!is_binary_content(Some("application/octet-stream/x")));
         assert!(!is_binary_content(Some("not a media type")));
@@ -819,10 +850,22 @@ mod tests {
 
     #[test]
     fn string_bodies_are_written_as_utf8_unless_utf16_is_asked_for() {
-        assert_eq!(host_written_text("hé", Some("text/plain"), None), "hé".as_bytes());
+        assert_eq!(
+            host_written_text("hé", Some("text/plain"), None),
+            "hé".as_bytes()
+        );
         assert_eq!(host_written_text("h", None, Some("utf-16")), [b'h', 0]);
-        assert_eq!(host_written_text("h", None, Some("utf-16;q=0.2, utf-8")), b"h");
-        assert_eq!(host_written_text("h", Some("text/plain; charset=utf-16"), None), [b'h', 0]);
-        assert_eq!(host_written_text("h", Some("text/plain; charset=utf-16"), Some("*")), b"h");
+        assert_eq!(
+            host_written_text("h", None, Some("utf-16;q=0.2, utf-8")),
+            b"h"
+        );
+        assert_eq!(
+            host_written_text("h", Some("text/plain; charset=utf-16"), None),
+            [b'h', 0]
+        );
+        assert_eq!(
+            host_written_text("h", Some("text/plain; charset=utf-16"), Some("*")),
+            b"h"
+        );
     }
 }
