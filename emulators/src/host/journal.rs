@@ -109,17 +109,27 @@ impl HostLog {
     /// A line the handler wrote: stdout is Information; stderr is Warning when it contains
     /// "warn" (any case), otherwise Error (custom handlers use stderr for errors only). Neither
     /// is attached to an invocation: the console is read apart from any invocation.
+    ///
+    /// A line starting with `LanguageWorkerConsoleLog` (any case) goes to the host's own worker
+    /// log, the prefix removed, instead of the user's console category.
     pub fn console(&self, from_stderr: bool, text: &str) {
         let level = match from_stderr {
             false => "Information",
             true if text.to_ascii_lowercase().contains("warn") => "Warning",
             true => "Error",
         };
+        const PREFIX: &str = "languageworkerconsolelog";
+        let (category, message) = match text.get(..PREFIX.len()) {
+            Some(head) if head.eq_ignore_ascii_case(PREFIX) => {
+                ("Worker.HttpWorkerProcess", text[PREFIX.len()..].to_owned())
+            }
+            _ => ("Host.Function.Console", text.to_owned()),
+        };
         self.push(LogEntry {
             level,
-            category: "Host.Function.Console".into(),
+            category: category.into(),
             invocation_id: None,
-            message: text.to_owned(),
+            message,
         });
     }
 
@@ -228,5 +238,24 @@ mod tests {
         assert_eq!(list[0].function, "F3");
         journal.clear();
         assert!(journal.list().is_empty());
+    }
+
+    #[test]
+    fn console_lines_get_the_hosts_levels_and_categories() {
+        let log = HostLog::default();
+        log.console(false, "ERROR on stdout is still information");
+        log.console(true, "WARN something");
+        log.console(true, "a failure with a warning word");
+        log.console(true, "ERROR plain");
+        log.console(false, "LanguageWorkerConsoleLogstarted");
+        let entries = log.list();
+        let levels: Vec<&str> = entries.iter().map(|e| e.level).collect();
+        assert_eq!(
+            levels,
+            ["Information", "Warning", "Warning", "Error", "Information"]
+        );
+        assert_eq!(entries[4].category, "Worker.HttpWorkerProcess");
+        assert_eq!(entries[4].message, "started");
+        assert!(entries.iter().all(|e| e.invocation_id.is_none()));
     }
 }

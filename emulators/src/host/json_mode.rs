@@ -619,6 +619,36 @@ fn return_value_result(value: &Value) -> HttpResult {
     }
 }
 
+/// A string value of the http output as the host passes it on. The host reads the handler's
+/// answer with Newtonsoft's default settings, which turn a string shaped like a date (ISO 8601,
+/// 19 to 40 characters with `T` at index 10, or `/Date(ms)/`) into a DateTime; the body or header
+/// is then written with `DateTime.ToString()`. The emulator writes the invariant culture's form
+/// (`MM/dd/yyyy HH:mm:ss`, in UTC for a value with an offset, fractions dropped); the exact text
+/// on Azure depends on the host's culture, but it is never the original.
+fn newtonsoft_round_trip(text: &str) -> String {
+    newtonsoft_date(text)
+        .map(|date| date.format("%m/%d/%Y %H:%M:%S").to_string())
+        .unwrap_or_else(|| text.to_owned())
+}
+
+fn newtonsoft_date(text: &str) -> Option<chrono::NaiveDateTime> {
+    if let Some(inner) = text
+        .strip_prefix("/Date(")
+        .and_then(|t| t.strip_suffix(")/"))
+    {
+        let millis: i64 = inner.split(['+', '-']).next()?.parse().ok()?;
+        return chrono::DateTime::from_timestamp_millis(millis).map(|d| d.naive_utc());
+    }
+    let bytes = text.as_bytes();
+    if !(19..=40).contains(&bytes.len()) || !bytes[0].is_ascii_digit() || bytes[10] != b'T' {
+        return None;
+    }
+    if let Ok(with_offset) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(with_offset.naive_utc());
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").ok()
+}
+
 /// Reads `{statusCode, body, headers}` (member names matched without regard to case).
 fn response_object_result(object: &Map<String, Value>) -> Result<HttpResult, String> {
     let member = |name: &str| {
@@ -643,7 +673,7 @@ fn response_object_result(object: &Map<String, Value>) -> Result<HttpResult, Str
             .iter()
             .filter_map(|(name, value)| match value {
                 Value::Null => None,
-                Value::String(s) => Some((name.clone(), s.clone())),
+                Value::String(s) => Some((name.clone(), newtonsoft_round_trip(s))),
                 other => Some((name.clone(), other.to_string())),
             })
             .collect(),
@@ -651,7 +681,7 @@ fn response_object_result(object: &Map<String, Value>) -> Result<HttpResult, Str
     };
     let body = match member("body") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(text)) => text.as_bytes().to_vec(),
+        Some(Value::String(text)) => newtonsoft_round_trip(text).into_bytes(),
         Some(other) => other.to_string().into_bytes(),
     };
     Ok(HttpResult {
@@ -867,5 +897,30 @@ mod tests {
             host_written_text("h", Some("text/plain; charset=utf-16"), Some("*")),
             b"h"
         );
+    }
+
+    #[test]
+    fn a_body_or_header_shaped_like_a_date_comes_out_reformatted() {
+        assert_eq!(
+            newtonsoft_round_trip("2024-10-24T17:42:07.123Z"),
+            "10/24/2024 17:42:07"
+        );
+        assert_eq!(
+            newtonsoft_round_trip("2024-10-24T19:42:07+02:00"),
+            "10/24/2024 17:42:07"
+        );
+        assert_eq!(
+            newtonsoft_round_trip("2024-10-24T17:42:07"),
+            "10/24/2024 17:42:07"
+        );
+        assert_eq!(newtonsoft_round_trip("/Date(0)/"), "01/01/1970 00:00:00");
+        for kept in [
+            "2024-10-24",
+            "hello",
+            "2024-10-24 17:42:07",
+            "2024-13-99T99:99:99Z",
+        ] {
+            assert_eq!(newtonsoft_round_trip(kept), kept);
+        }
     }
 }
