@@ -442,7 +442,11 @@ async fn in_json_mode_a_body_the_host_altered_is_refused_and_nothing_is_stored()
     // Text the host's JSON reader would take for a date comes back refused, not re-formatted.
     let date = "2024-10-24T17:42:07Z";
     let written = host
-        .put("/api/blobs/bodies/date.txt", Some("text/plain"), date.as_bytes())
+        .put(
+            "/api/blobs/bodies/date.txt",
+            Some("text/plain"),
+            date.as_bytes(),
+        )
         .await;
     assert_eq!(written.status(), 201);
     assert_eq!(host.get("/api/blobs/bodies/date.txt").await.status(), 406);

@@ -322,15 +322,14 @@ impl HostState {
         request: &ClientRequest,
         invocation_id: &str,
     ) -> Result<HttpResult, String> {
-        let query = rebuild_query(&request.query_joined());
-        let url = format!(
-            "http://127.0.0.1:{}{}{}",
-            self.handler_port, request.path, query
-        );
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| "invalid method".to_string())?;
-        let mut builder = self.client.request(method, url);
+        // The path goes out exactly as it was routed: a URL library would resolve `%2e%2e`
+        // segments and reach another function than the one whose key was checked.
+        let target = format!("{}{}", request.path, rebuild_query(&request.query_joined()));
+        let mut builder = hyper::Request::builder()
+            .method(request.method.as_str())
+            .uri(target.as_str());
         let mut user_agent = None;
+        let mut host = None;
         let mut invocation_ids = Vec::new();
         let mut host_versions = Vec::new();
         for (name, value) in &request.headers {
@@ -338,6 +337,7 @@ impl HostState {
             match lower.as_str() {
                 "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "te"
                 | "upgrade" => {}
+                "host" => host = Some(value.clone()),
                 // The host appends its own values to any the client sent (one header line,
                 // values joined by ", "), so a handler must take the last one.
                 "x-azure-functions-invocationid" => invocation_ids.push(value.clone()),
@@ -355,14 +355,32 @@ impl HostState {
             Some(ua) => format!("{ua} Azure-Functions-Host/{HOST_VERSION}"),
             None => format!("Azure-Functions-Host/{HOST_VERSION}"),
         };
-        builder = builder
+        if let Some(body) = &request.body {
+            builder = builder.header("Content-Length", body.len().to_string());
+        }
+        let body = request.body.clone().unwrap_or_default();
+        let outgoing = builder
+            .header(
+                "Host",
+                host.unwrap_or_else(|| format!("127.0.0.1:{}", self.handler_port)),
+            )
             .header("User-Agent", user_agent)
             .header("X-Azure-Functions-HostVersion", host_versions.join(", "))
-            .header("X-Azure-Functions-InvocationId", invocation_ids.join(", "));
-        if let Some(body) = &request.body {
-            builder = builder.body(body.clone());
-        }
-        let response = builder.send().await.map_err(|e| describe_send_error(&e))?;
+            .header("X-Azure-Functions-InvocationId", invocation_ids.join(", "))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| format!("the request could not be forwarded: {e}"))?;
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.handler_port))
+            .await
+            .map_err(|e| format!("connection to the handler failed: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("connection to the handler failed: {e}"))?;
+        let driver = tokio::spawn(connection);
+        let response = sender
+            .send_request(outgoing)
+            .await
+            .map_err(|e| format!("request to the handler failed: {e}"))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -375,11 +393,12 @@ impl HostState {
                 )
             })
             .collect();
-        let body = response
-            .bytes()
+        let body = http_body_util::BodyExt::collect(response.into_body())
             .await
-            .map_err(|e| describe_send_error(&e))?
+            .map_err(|e| format!("reading the handler's answer failed: {e}"))?
+            .to_bytes()
             .to_vec();
+        driver.abort();
         Ok(HttpResult {
             status,
             headers,
