@@ -87,7 +87,9 @@ async fn a_binary_blob_is_written_whole_from_base64_but_never_read_back_as_text(
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn a_json_mode_body_the_host_read_as_text_is_refused_before_any_storage_call() {
     let stack = Stack::start(true);
-    let handler = start(&stack).await;
+    let mut env = stack.handler_env();
+    env.push(("ALLOWED_CONTAINERS".into(), "pictures".into()));
+    let handler = RunningHandler::start_in_repo(&env).await;
     for content_type in [Some("image/png"), None] {
         let mut write = blob_request("PUT", "pictures", "photo.png", Some(("x", "\u{FFFD}PNG")));
         match content_type {
