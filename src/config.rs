@@ -86,9 +86,30 @@ pub const APP_SETTINGS: &[AppSetting] = &[
         deployed: false,
         purpose: "app role Whoami requires in the roles claim, when set",
     },
+    AppSetting {
+        name: "MAX_CONCURRENT_INVOCATIONS",
+        deployed: false,
+        purpose: "invocations run at once; more are answered 503 with Retry-After (default 64)",
+    },
+    AppSetting {
+        name: "MAX_CONNECTIONS",
+        deployed: false,
+        purpose: "connections from the host held open at once; more wait to be accepted (default 256)",
+    },
+    AppSetting {
+        name: "REQUEST_HEADER_TIMEOUT_SECONDS",
+        deployed: false,
+        purpose: "time to send a request head, and the idle limit between requests on a connection (default 30)",
+    },
+    AppSetting {
+        name: "REQUEST_BODY_TIMEOUT_SECONDS",
+        deployed: false,
+        purpose: "time to send a request body (default 60)",
+    },
 ];
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Reads one setting from the process environment, for the commands (`handler doctor`) that take
 /// a lookup function so their tests need not touch the environment.
@@ -119,13 +140,80 @@ pub enum ConfigError {
     },
 }
 
-/// What the server needs before anything else: its port and where the function folders are.
+/// What the server needs before anything else: its port, where the function folders are, and
+/// the limits it holds every request to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// The port the host told us to listen on (on 127.0.0.1).
     pub port: u16,
     /// The folder holding host.json and the function folders.
     pub app_root: PathBuf,
+    /// Connection, concurrency and read-time limits.
+    pub limits: ServerLimits,
+}
+
+/// The limits the server holds every connection and request to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Invocations running at once (`MAX_CONCURRENT_INVOCATIONS`); more get 503 + Retry-After.
+    pub max_in_flight: usize,
+    /// Connections open at once (`MAX_CONNECTIONS`); more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time to receive a request head, also the idle limit of a kept-alive connection
+    /// (`REQUEST_HEADER_TIMEOUT_SECONDS`).
+    pub header_timeout: Duration,
+    /// Time to receive a request body (`REQUEST_BODY_TIMEOUT_SECONDS`).
+    pub body_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 64,
+            max_connections: 256,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ServerLimits {
+    /// Reads the four settings; each absent one keeps its default.
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let count = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
+            match lookup(name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(default),
+                Some(value) => match value.trim().parse::<usize>() {
+                    Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                    _ => Err(ConfigError::Invalid {
+                        name,
+                        value,
+                        reason: "expected a whole number from 1 to 100000".into(),
+                    }),
+                },
+            }
+        };
+        let seconds = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            match lookup(name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(default),
+                Some(value) => match value.trim().parse::<u64>() {
+                    Ok(n) if (1..=3600).contains(&n) => Ok(Duration::from_secs(n)),
+                    _ => Err(ConfigError::Invalid {
+                        name,
+                        value,
+                        reason: "expected whole seconds from 1 to 3600".into(),
+                    }),
+                },
+            }
+        };
+        Ok(Self {
+            max_in_flight: count("MAX_CONCURRENT_INVOCATIONS", defaults.max_in_flight)?,
+            max_connections: count("MAX_CONNECTIONS", defaults.max_connections)?,
+            header_timeout: seconds("REQUEST_HEADER_TIMEOUT_SECONDS", defaults.header_timeout)?,
+            body_timeout: seconds("REQUEST_BODY_TIMEOUT_SECONDS", defaults.body_timeout)?,
+        })
+    }
 }
 
 impl ServerConfig {
@@ -146,7 +234,12 @@ impl ServerConfig {
             .find_map(|name| lookup(name).filter(|v| !v.trim().is_empty()))
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."));
-        Ok(Self { port, app_root })
+        let limits = ServerLimits::from_lookup(&lookup)?;
+        Ok(Self {
+            port,
+            app_root,
+            limits,
+        })
     }
 }
 
@@ -192,13 +285,39 @@ mod tests {
             config,
             ServerConfig {
                 port: 4321,
-                app_root: "/home/site/wwwroot".into()
+                app_root: "/home/site/wwwroot".into(),
+                limits: ServerLimits::default(),
             }
         );
         let legacy =
             ServerConfig::from_lookup(lookup(&[("FUNCTIONS_HTTPWORKER_PORT", "99")])).unwrap();
         assert_eq!(legacy.port, 99);
         assert_eq!(legacy.app_root, PathBuf::from("."));
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_name_a_bad_value() {
+        let port = ("FUNCTIONS_CUSTOMHANDLER_PORT", "1");
+        let set = ServerConfig::from_lookup(lookup(&[
+            port,
+            ("MAX_CONCURRENT_INVOCATIONS", "4"),
+            ("REQUEST_BODY_TIMEOUT_SECONDS", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(set.limits.max_in_flight, 4);
+        assert_eq!(set.limits.body_timeout, Duration::from_secs(2));
+        assert_eq!(set.limits.max_connections, 256);
+        for (name, bad) in [
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONCURRENT_INVOCATIONS", "lots"),
+            ("REQUEST_HEADER_TIMEOUT_SECONDS", "-1"),
+        ] {
+            let error = ServerConfig::from_lookup(lookup(&[port, (name, bad)])).unwrap_err();
+            assert!(
+                error.to_string().starts_with(&format!("{name}='{bad}'")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

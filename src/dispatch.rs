@@ -1,38 +1,54 @@
 //! Dispatch: from a host request (JSON mode or forwarded) to one function's entry point and back.
 //!
-//! This is the only code, with the registry, that knows every function. It decodes the host's
-//! envelope through `contract`, runs the function inside its invocation scope (so its log lines
-//! are captured) with the host's time limit, and maps a failure to an error status in the
-//! function's own output: the host always gets 200 in JSON mode, or it would drop the Logs.
+//! This is the only code, with the registry, that knows every function. It decides from a
+//! request's head alone which function it is for and how large its body may be, decodes the
+//! host's envelope through `contract`, runs the function inside its invocation scope (so its log
+//! lines are kept or marked) with the host's time limit, and shapes the answer the way the host
+//! records it (docs/host-contract.md):
+//!
+//! - JSON mode: an HTTP function's error is an error status in its own output, inside a `200`
+//!   envelope, so the caller gets that status and the host keeps `Logs`. A failure of the
+//!   invocation itself (a timer run that failed, an unknown function, a panic) answers the host
+//!   a non-2xx whose reason phrase says why: the host fails the invocation and logs
+//!   "Response status code does not indicate success: <status> (<reason>)".
+//! - Forwarding: the function's response goes back as it is; a panic cuts the connection after
+//!   the head, the one answer the host records as a failed invocation.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
 use futures::FutureExt as _;
 
 use crate::contract::{HttpOutput, HttpTriggerData, InvocationRequest, InvocationResponse};
 use crate::error::FunctionError;
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::{HttpRequest, HttpResponse, Transport};
 use crate::invocation::Invocation;
 use crate::registry::{DeclaredTrigger, Entry, ImplementedTrigger, Registry, RouteMatch};
 
-/// The largest request body accepted, in JSON and forwarding mode. A blob write's body arrives
-/// base64-encoded inside the JSON envelope, so this leaves room above the blob limit.
-pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// The largest body a function that takes one (any method but GET, HEAD, DELETE, OPTIONS)
+/// accepts: the blob limit, since WriteBlob is the one such function.
+pub const MAX_FUNCTION_BODY_BYTES: usize = crate::clients::names::MAX_BLOB_BYTES;
 
-/// A request body, or the fact that it was over the limit (and so not read).
+/// Room a JSON-mode envelope needs beside the body it carries: headers, query, identities,
+/// metadata. The host's own header limit (Kestrel, 32 KiB) keeps these far smaller.
+pub const ENVELOPE_OVERHEAD_BYTES: usize = 1024 * 1024;
+
+/// A request body, or why it was not read.
 pub type Body = Result<Bytes, FunctionError>;
+
+/// The header carrying the host's invocation id.
+pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 
 /// How the runtime behaves: read once from host.json at start-up.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
     /// `extensions.http.routePrefix`, default `api`.
     pub route_prefix: String,
-    /// `functionTimeout`, default 5 minutes; `None` when host.json says `-1` (unlimited).
+    /// `functionTimeout`; `None` when host.json says `-1` (unlimited). host.json sets it; the
+    /// default when it does not is the host's on every plan but Consumption, 30 minutes.
     pub function_timeout: Option<Duration>,
 }
 
@@ -40,9 +56,67 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
             route_prefix: "api".into(),
-            function_timeout: Some(Duration::from_secs(300)),
+            function_timeout: Some(Duration::from_secs(30 * 60)),
         }
     }
+}
+
+/// What the server sends back, in either mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// A reason phrase for the status line, for failures the host logs by it.
+    pub reason: Option<String>,
+    /// The headers.
+    pub headers: BTreeMap<String, String>,
+    /// The body.
+    pub body: Bytes,
+    /// Send the head, then cut the connection: a forwarded invocation that must count as failed.
+    pub abort: bool,
+}
+
+impl Answer {
+    fn from_response(response: HttpResponse) -> Self {
+        Self {
+            status: response.status,
+            reason: None,
+            headers: response.headers,
+            body: response.body,
+            abort: false,
+        }
+    }
+
+    /// The JSON-mode envelope: always 200, or the host would drop its Logs.
+    fn envelope(envelope: &InvocationResponse) -> Self {
+        Self::from_response(HttpResponse::new(
+            200,
+            "application/json; charset=utf-8",
+            envelope.to_json(),
+        ))
+    }
+
+    /// A JSON-mode failure: the error's status with its message as the reason phrase.
+    fn failure(error: &FunctionError, what: &str) -> Self {
+        let mut answer = Self::from_response(error.to_response());
+        answer.reason = Some(reason_phrase(&format!("{what}: {error}")));
+        answer
+    }
+}
+
+/// Which function a request is for, decided from its method and path alone.
+pub enum Route<'a, S> {
+    /// `POST /{FunctionName}`: a JSON-mode invocation.
+    Json(&'a Entry<S>),
+    /// A forwarded request whose route matched.
+    Forwarded {
+        /// The function.
+        entry: &'a Entry<S>,
+        /// Its route parameters, still percent-encoded.
+        params: BTreeMap<String, String>,
+    },
+    /// Nothing to run: the answer (404, 405, unknown function).
+    Answer(Answer),
 }
 
 /// The functions, the state they share, and the options: everything a request needs.
@@ -75,124 +149,178 @@ impl<S: Send + Sync + 'static> Runtime<S> {
         self.registry.by_name(name).is_some()
     }
 
-    /// JSON mode: runs function `name` on the host's payload and answers the host's envelope.
-    pub async fn invoke_json(
-        &self,
-        name: &str,
-        invocation_id: Option<&str>,
-        body: Body,
-    ) -> InvocationResponse {
-        let Some(entry) = self.registry.by_name(name) else {
-            return unknown_function(name);
-        };
-        let invocation = Invocation::new(
-            &entry.declared.name,
-            &invocation_id.map_or_else(local_id, str::to_owned),
-        );
-        match (&entry.declared.trigger, &entry.trigger) {
-            (DeclaredTrigger::Http(http), ImplementedTrigger::Http { run, .. }) => {
-                let work = self.json_http(*run, &http.binding, body);
-                let response = invocation.scope(work).await;
-                InvocationResponse::http(&http.output, to_http_output(response), invocation.logs())
-            }
-            (DeclaredTrigger::Timer { binding, .. }, ImplementedTrigger::Timer { run }) => {
-                invocation.scope(self.json_timer(*run, binding, body)).await;
-                InvocationResponse::logs_only(invocation.logs())
-            }
-            _ => unknown_function(name),
+    /// Which function `method path` is for. `POST /{name}` of a served function is JSON mode;
+    /// anything else is forwarded by route.
+    pub fn route(&self, method: &str, path: &str) -> Route<'_, S> {
+        let json_name = json_mode_name(method, path);
+        if let Some(entry) = json_name.and_then(|name| self.registry.by_name(name)) {
+            return Route::Json(entry);
+        }
+        let routed = strip_prefix(path, &self.options.route_prefix)
+            .map(|below_prefix| self.registry.by_route(method, below_prefix));
+        match routed {
+            Some(RouteMatch::Found { entry, params }) => Route::Forwarded { entry, params },
+            Some(RouteMatch::MethodNotAllowed) => Route::Answer(Answer::from_response(
+                FunctionError::BadRequest(format!(
+                    "{method} is not allowed on {path}; see the function's methods in its function.json"
+                ))
+                .to_response()
+                .with_status(405),
+            )),
+            _ => Route::Answer(match json_name {
+                Some(name) => unknown_function(name),
+                None => Answer::from_response(no_route(method, path)),
+            }),
         }
     }
 
+    /// The most body bytes a request on `route` may send: the function's own limit when
+    /// forwarded; in JSON mode, the envelope that carries it (base64 or escaped text).
+    pub fn body_limit(&self, route: &Route<'_, S>) -> usize {
+        match route {
+            Route::Json(entry) => ENVELOPE_OVERHEAD_BYTES + 2 * function_body_limit(entry),
+            Route::Forwarded { entry, .. } => function_body_limit(entry),
+            Route::Answer(_) => 0,
+        }
+    }
+
+    /// JSON mode: runs `entry` on the host's payload and answers the host.
+    pub async fn invoke_json(
+        &self,
+        entry: &Entry<S>,
+        invocation_id: Option<&str>,
+        body: Body,
+    ) -> Answer {
+        let id = invocation_id
+            .and_then(last_list_item)
+            .map_or_else(local_id, str::to_owned);
+        let invocation = Invocation::json(&entry.declared.name, &id);
+        match (&entry.declared.trigger, &entry.trigger) {
+            (DeclaredTrigger::Http(http), ImplementedTrigger::Http { run, .. }) => {
+                let limit = function_body_limit(entry);
+                let work = self.json_http(*run, &http.binding, limit, body);
+                match invocation.scope(work).await {
+                    Ok(output) => Answer::envelope(&InvocationResponse::http(
+                        &http.output,
+                        output,
+                        invocation.logs(),
+                    )),
+                    Err(error) => fail_invocation(&invocation, &error),
+                }
+            }
+            (DeclaredTrigger::Timer { binding, .. }, ImplementedTrigger::Timer { run }) => {
+                let work = self.json_timer(*run, binding, body);
+                match invocation.scope(work).await {
+                    Ok(()) => Answer::envelope(&InvocationResponse::logs_only(invocation.logs())),
+                    Err(error) => fail_invocation(&invocation, &error),
+                }
+            }
+            _ => unknown_function(&entry.declared.name),
+        }
+    }
+
+    /// An HTTP function in JSON mode. Its errors become its own output; only a panic fails the
+    /// invocation itself.
     async fn json_http(
         &self,
         run: crate::registry::HttpFn<S>,
         binding: &str,
+        limit: usize,
         body: Body,
-    ) -> HttpResponse {
+    ) -> Result<HttpOutput, FunctionError> {
         let request = body.and_then(|bytes| {
             let payload = InvocationRequest::from_slice(&bytes)?;
-            Ok(request_from_trigger(payload.http_trigger(binding)?))
-        });
-        let outcome = match request {
-            Ok(request) => self.limited(run(self.state.clone(), request)).await,
-            Err(error) => Err(error),
-        };
-        into_response(outcome)
-    }
-
-    async fn json_timer(&self, run: crate::registry::TimerFn<S>, binding: &str, body: Body) {
-        let timer =
-            body.and_then(|bytes| Ok(InvocationRequest::from_slice(&bytes)?.timer(binding)?));
-        let outcome = match timer {
-            Ok(timer) => self.limited(run(self.state.clone(), timer)).await,
-            Err(error) => Err(error),
-        };
-        if let Err(error) = outcome {
-            log::error!("the timer run failed: {error}");
-        }
-    }
-
-    /// Forwarding mode: routes `/{prefix}/{route}` to its function and answers it directly.
-    pub async fn forward(&self, request: ForwardedRequest) -> HttpResponse {
-        let routed = strip_prefix(&request.path, &self.options.route_prefix)
-            .map(|below_prefix| self.registry.by_route(&request.method, below_prefix));
-        match routed {
-            Some(RouteMatch::Found { entry, params }) => {
-                self.forward_to(entry, params, request).await
+            let request = request_from_trigger(payload.http_trigger(binding)?);
+            if request.body.len() > limit {
+                return Err(FunctionError::PayloadTooLarge { limit });
             }
-            Some(RouteMatch::MethodNotAllowed) => FunctionError::BadRequest(format!(
-                "{} is not allowed on {}; see the function's methods in its function.json",
-                request.method, request.path
-            ))
-            .to_response()
-            .with_status(405),
-            _ => match json_mode_name(&request) {
-                Some(name) => HttpResponse::new(
-                    200,
-                    "application/json; charset=utf-8",
-                    unknown_function(name).to_json(),
-                ),
-                None => no_route(&request.method, &request.path),
-            },
+            Ok(request)
+        });
+        let (outcome, accept_charset) = match request {
+            Ok(request) => {
+                let accept_charset = request.header("accept-charset").map(str::to_owned);
+                (
+                    self.limited(run(self.state.clone(), request)).await,
+                    accept_charset,
+                )
+            }
+            Err(error) => (Err(error), None),
+        };
+        if let Err(FunctionError::Panicked) = outcome {
+            return Err(FunctionError::Panicked);
         }
+        let response = into_response(outcome);
+        Ok(to_http_output(response, accept_charset.as_deref()))
     }
 
-    async fn forward_to(
+    async fn json_timer(
+        &self,
+        run: crate::registry::TimerFn<S>,
+        binding: &str,
+        body: Body,
+    ) -> Result<(), FunctionError> {
+        let timer =
+            body.and_then(|bytes| Ok(InvocationRequest::from_slice(&bytes)?.timer(binding)?))?;
+        self.limited(run(self.state.clone(), timer)).await
+    }
+
+    /// Forwarding mode: runs `entry` on the request and answers its response as it is.
+    pub async fn forward(
         &self,
         entry: &Entry<S>,
         params: BTreeMap<String, String>,
         request: ForwardedRequest,
-    ) -> HttpResponse {
+    ) -> Answer {
         let ImplementedTrigger::Http { run, .. } = &entry.trigger else {
-            return no_route(&request.method, &request.path);
+            return Answer::from_response(no_route(&request.method, &request.path));
         };
-        let id = request.invocation_id.clone().unwrap_or_else(local_id);
-        let invocation = Invocation::new(&entry.declared.name, &id);
+        let id = request
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(INVOCATION_ID_HEADER))
+            .rev()
+            .find_map(|(_, value)| last_list_item(value))
+            .map_or_else(local_id, str::to_owned);
+        let invocation = Invocation::forwarded(&entry.declared.name, &id);
         let work = async {
-            let outcome = match request.body {
-                Ok(body) => {
-                    let params = params
-                        .into_iter()
-                        .map(|(name, raw)| (name, percent_decode(&raw)))
-                        .collect();
-                    let http = HttpRequest {
-                        method: request.method,
-                        params,
-                        query: request.query,
-                        headers: request.headers,
-                        body,
-                    };
-                    self.limited(run(self.state.clone(), http)).await
-                }
-                Err(error) => Err(error),
+            let body = request.body?;
+            if body.len() > function_body_limit(entry) {
+                return Err(FunctionError::PayloadTooLarge {
+                    limit: function_body_limit(entry),
+                });
+            }
+            let params = params
+                .into_iter()
+                .map(|(name, raw)| (name, percent_decode(&raw)))
+                .collect();
+            let http = HttpRequest {
+                method: request.method,
+                params,
+                query: request.query,
+                headers: request.headers,
+                body,
+                transport: Transport::Forwarded,
             };
-            into_response(outcome)
+            self.limited(run(self.state.clone(), http)).await
         };
-        invocation.scope(work).await
+        match invocation.scope(work).await {
+            Err(FunctionError::Panicked) => {
+                invocation.sync_scope(|| {
+                    log::error!(
+                        "the invocation failed: {}; the connection is cut so that the host records a failure",
+                        FunctionError::Panicked
+                    )
+                });
+                let mut answer = Answer::from_response(FunctionError::Panicked.to_response());
+                answer.abort = true;
+                answer
+            }
+            outcome => Answer::from_response(invocation.sync_scope(|| into_response(outcome))),
+        }
     }
 
     /// Runs a function under host.json's functionTimeout. A panic (a bug: no input should cause
-    /// one) fails only this invocation, with a 500 in its output and its Logs kept.
+    /// one) fails only this invocation.
     async fn limited<T>(
         &self,
         work: impl Future<Output = Result<T, FunctionError>>,
@@ -209,6 +337,18 @@ impl<S: Send + Sync + 'static> Runtime<S> {
     }
 }
 
+/// A function's body limit: none for one whose methods never carry a body.
+fn function_body_limit<S>(entry: &Entry<S>) -> usize {
+    const BODILESS: [&str; 4] = ["GET", "HEAD", "DELETE", "OPTIONS"];
+    match &entry.declared.trigger {
+        DeclaredTrigger::Http(http) => match &http.methods {
+            Some(methods) if methods.iter().all(|m| BODILESS.contains(&m.as_str())) => 0,
+            _ => MAX_FUNCTION_BODY_BYTES,
+        },
+        _ => 0,
+    }
+}
+
 /// A forwarded request, as the server read it off the wire.
 #[derive(Debug)]
 pub struct ForwardedRequest {
@@ -220,13 +360,39 @@ pub struct ForwardedRequest {
     pub query: BTreeMap<String, String>,
     /// The headers.
     pub headers: Vec<(String, String)>,
-    /// The host's invocation id header, kept for log correlation.
-    pub invocation_id: Option<String>,
     /// The body, or why it was not read.
     pub body: Body,
 }
 
-/// A failure becomes its error response, and a line in the invocation's Logs.
+/// A JSON-mode invocation that failed: the host reads no `Logs` from a non-2xx answer, so the
+/// lines kept for them go to stdout, and the reason to stderr (an Error in the host's log) and
+/// into the status line's reason phrase (the host's exception message).
+fn fail_invocation(invocation: &Invocation, error: &FunctionError) -> Answer {
+    crate::logging::write_lines(false, &invocation.take_console_lines());
+    invocation.sync_scope(|| log::error!("the invocation failed: {error}"));
+    Answer::failure(error, &format!("{} failed", invocation.function()))
+}
+
+/// Text fit for a status line's reason phrase: visible ASCII and spaces, at most 300 bytes.
+fn reason_phrase(text: &str) -> String {
+    let mut phrase: String = text
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if phrase.len() > 300 {
+        phrase.truncate(297);
+        phrase.push_str("...");
+    }
+    phrase
+}
+
+/// A failure becomes its error response, and a line in the invocation's log.
 fn into_response(outcome: Result<HttpResponse, FunctionError>) -> HttpResponse {
     outcome.unwrap_or_else(|error| {
         log::warn!("answered {}: {error}", error.status());
@@ -249,11 +415,10 @@ fn request_from_trigger(trigger: HttpTriggerData) -> HttpRequest {
     let content_type = trigger
         .header("content-type")
         .and_then(|v| v.first())
-        .cloned()
-        .unwrap_or_default();
+        .cloned();
     let body = trigger
         .body
-        .map(|text| body_bytes(&content_type, text))
+        .map(|text| body_bytes(content_type.as_deref(), text))
         .unwrap_or_default();
     HttpRequest {
         method: trigger.method,
@@ -265,50 +430,119 @@ fn request_from_trigger(trigger: HttpTriggerData) -> HttpRequest {
         query: trigger.query,
         headers,
         body,
+        transport: Transport::Json,
     }
 }
 
-fn body_bytes(content_type: &str, text: String) -> Bytes {
-    let media = content_type.to_ascii_lowercase();
-    let encoded = media.starts_with("application/octet-stream") || media.starts_with("multipart/");
-    if encoded && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text.trim()) {
+fn body_bytes(content_type: Option<&str>, text: String) -> Bytes {
+    use base64::Engine as _;
+    if crate::http::host_sends_base64(content_type)
+        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text.trim())
+    {
         return Bytes::from(bytes);
     }
     Bytes::from(text)
 }
 
-/// The http output binding's value. JSON mode carries the body as a string, so bytes that are
-/// not UTF-8 travel base64-encoded, marked by `Content-Transfer-Encoding: base64`
-/// (forwarding mode sends them raw).
-fn to_http_output(response: HttpResponse) -> HttpOutput {
-    let mut headers = response.headers;
-    let body = match String::from_utf8(response.body.to_vec()) {
-        Ok(text) => text,
-        Err(_) => {
-            headers.insert("Content-Transfer-Encoding".into(), "base64".into());
-            base64::engine::general_purpose::STANDARD.encode(&response.body)
+/// The http output binding's value. JSON mode carries the body as a string that the host writes
+/// as it is — as UTF-8, or UTF-16 when the caller's Accept-Charset or the response's charset
+/// asks for it — and ignores Content-Transfer-Encoding. A body that would not reach the caller
+/// byte for byte is replaced by a 406 saying so.
+fn to_http_output(response: HttpResponse, accept_charset: Option<&str>) -> HttpOutput {
+    let content_type = response.header("content-type").map(str::to_owned);
+    let problem = match std::str::from_utf8(&response.body) {
+        Err(_) => Some("the response body is binary (not UTF-8 text)"),
+        Ok(_) if host_writes_utf16(content_type.as_deref(), accept_charset) => {
+            Some("the host would re-encode this text response as UTF-16")
         }
+        Ok(text) if newtonsoft_reads_as_date(text) => {
+            Some("the host would read this body as a date and write it back in another format")
+        }
+        Ok(_) => None,
+    };
+    let response = match problem {
+        Some(problem) if !response.body.is_empty() => {
+            let error = FunctionError::NotAcceptable(problem.to_owned());
+            log::warn!("answered {}: {error}", error.status());
+            error.to_response()
+        }
+        _ => response,
     };
     HttpOutput {
         status_code: response.status,
-        body,
-        headers,
+        body: String::from_utf8_lossy(&response.body).into_owned(),
+        headers: response.headers,
     }
 }
 
-fn unknown_function(name: &str) -> InvocationResponse {
-    let message = format!(
-        "no function named '{name}' is served by this handler: check that {name}/function.json exists beside host.json and that the handler implements it (`handler check`)"
-    );
-    log::error!("{message}");
-    InvocationResponse::logs_only(vec![format!("ERROR: {message}")])
+/// Whether the host's JSON reader (Newtonsoft, default settings) turns this whole string into a
+/// DateTime: an ISO-8601 shape (19 to 40 characters, a digit first, `T` at index 10) or
+/// `/Date(…)/`. Written back, it would be another text.
+fn newtonsoft_reads_as_date(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let iso = (19..=40).contains(&bytes.len())
+        && bytes[0].is_ascii_digit()
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && bytes[10] == b'T'
+        && bytes[13] == b':'
+        && bytes[16] == b':';
+    iso || (text.starts_with("/Date(") && text.ends_with(")/"))
 }
 
-/// A `POST /{name}` that names no function is a JSON-mode invocation of an unknown function:
-/// it gets the envelope with the error in Logs, never a non-2xx.
-fn json_mode_name(request: &ForwardedRequest) -> Option<&str> {
-    let name = request.path.strip_prefix('/')?;
-    (request.method == "POST" && !name.is_empty() && !name.contains('/')).then_some(name)
+/// Whether the host's string writer (ASP.NET Core's StringOutputFormatter, which knows UTF-8 and
+/// UTF-16) picks UTF-16: the caller's Accept-Charset first, by quality, then the response's own
+/// charset parameter.
+fn host_writes_utf16(content_type: Option<&str>, accept_charset: Option<&str>) -> bool {
+    if let Some(accept) = accept_charset {
+        let mut offers: Vec<(String, f32)> = accept
+            .split(',')
+            .filter_map(|item| {
+                let mut parts = item.split(';');
+                let name = parts.next()?.trim().to_ascii_lowercase();
+                let quality = parts
+                    .find_map(|p| p.trim().strip_prefix("q=").map(str::to_owned))
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (!name.is_empty() && quality > 0.0).then_some((name, quality))
+            })
+            .collect();
+        offers.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (name, _) in offers {
+            match name.as_str() {
+                "utf-8" | "*" => return false,
+                "utf-16" => return true,
+                _ => {}
+            }
+        }
+    }
+    content_type.is_some_and(|kind| {
+        kind.split(';').skip(1).any(|parameter| {
+            parameter.split_once('=').is_some_and(|(name, value)| {
+                name.trim().eq_ignore_ascii_case("charset")
+                    && value
+                        .trim()
+                        .trim_matches('"')
+                        .eq_ignore_ascii_case("utf-16")
+            })
+        })
+    })
+}
+
+/// A JSON-mode call of a function this handler does not serve: a failed invocation (404), whose
+/// reason the host logs, never a 200 that it would count as a success.
+fn unknown_function(name: &str) -> Answer {
+    let error = FunctionError::NotFound(format!(
+        "no function named '{name}' is served by this handler: check that {name}/function.json exists beside host.json and that the handler implements it (`handler check`)"
+    ));
+    log::error!("{error}");
+    Answer::failure(&error, "unknown function")
+}
+
+/// `POST /{name}`: the shape of a JSON-mode invocation.
+fn json_mode_name<'a>(method: &str, path: &'a str) -> Option<&'a str> {
+    let name = path.strip_prefix('/')?;
+    (method == "POST" && !name.is_empty() && !name.contains('/')).then_some(name)
 }
 
 fn no_route(method: &str, path: &str) -> HttpResponse {
@@ -335,6 +569,15 @@ fn percent_decode(raw: &str) -> String {
         .into_owned()
 }
 
+/// The last item of a comma-separated header value. The host appends its invocation id to any
+/// value the client sent (one header, values joined by ", "), so the last item is the host's.
+fn last_list_item(value: &str) -> Option<&str> {
+    value
+        .rsplit(',')
+        .map(str::trim)
+        .find(|item| !item.is_empty())
+}
+
 /// An id for invocations that arrived without the host's header (tests, curl).
 fn local_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -355,29 +598,93 @@ mod tests {
     }
 
     #[test]
-    fn octet_stream_bodies_are_decoded_from_base64_and_text_is_kept() {
+    fn octet_stream_and_multipart_bodies_are_decoded_from_base64_and_text_is_kept() {
         assert_eq!(
-            body_bytes("application/octet-stream", "AAEC/w==".into()),
+            body_bytes(Some("application/octet-stream"), "AAEC/w==".into()),
             Bytes::from_static(&[0, 1, 2, 255])
         );
         assert_eq!(
-            body_bytes("text/plain", "AAEC/w==".into()),
+            body_bytes(Some("multipart/form-data; boundary=x"), "AAEC/w==".into()),
+            Bytes::from_static(&[0, 1, 2, 255])
+        );
+        assert_eq!(
+            body_bytes(Some("text/plain"), "AAEC/w==".into()),
             Bytes::from_static(b"AAEC/w==")
+        );
+        assert_eq!(body_bytes(None, "AAEC".into()), Bytes::from_static(b"AAEC"));
+    }
+
+    #[test]
+    fn binary_response_bodies_are_refused_in_json_mode_never_sent_as_base64() {
+        let output = to_http_output(
+            HttpResponse::new(200, "application/octet-stream", vec![0u8, 159, 146, 150]),
+            None,
+        );
+        assert_eq!(output.status_code, 406);
+        assert!(
+            output.body.contains("enableForwardingHttpRequest"),
+            "{}",
+            output.body
+        );
+        assert!(!output.headers.contains_key("Content-Transfer-Encoding"));
+        let text = to_http_output(HttpResponse::new(200, "text/plain", "héllo"), None);
+        assert_eq!((text.status_code, text.body.as_str()), (200, "héllo"));
+    }
+
+    #[test]
+    fn text_the_host_would_write_as_utf16_is_refused_too() {
+        let text = || HttpResponse::new(200, "text/plain", "hello");
+        assert_eq!(to_http_output(text(), Some("utf-16")).status_code, 406);
+        assert_eq!(
+            to_http_output(text(), Some("utf-8, utf-16;q=0.5")).status_code,
+            200
+        );
+        assert_eq!(
+            to_http_output(text(), Some("utf-16;q=0.1, utf-8")).status_code,
+            200
+        );
+        assert_eq!(
+            to_http_output(text(), Some("iso-8859-1, utf-16")).status_code,
+            406
+        );
+        assert_eq!(to_http_output(text(), Some("*")).status_code, 200);
+        let utf16 = HttpResponse::new(200, "text/plain; charset=utf-16", "hello");
+        assert_eq!(to_http_output(utf16, None).status_code, 406);
+    }
+
+    #[test]
+    fn a_body_the_host_would_read_as_a_date_is_refused() {
+        let text = |body: &str| HttpResponse::new(200, "text/plain", body.to_owned());
+        assert_eq!(
+            to_http_output(text("2024-10-24T17:42:07Z"), None).status_code,
+            406
+        );
+        assert_eq!(
+            to_http_output(text("/Date(1729791727000)/"), None).status_code,
+            406
+        );
+        assert_eq!(to_http_output(text("2024-10-24"), None).status_code, 200);
+        assert_eq!(
+            to_http_output(text("{\"at\":\"2024-10-24T17:42:07Z\"}"), None).status_code,
+            200
         );
     }
 
     #[test]
-    fn binary_response_bodies_travel_base64_in_json_mode() {
-        let output = to_http_output(HttpResponse::new(
-            200,
-            "application/octet-stream",
-            vec![0u8, 159, 146, 150],
-        ));
-        assert_eq!(output.body, "AJ+Slg==");
-        assert_eq!(output.headers["Content-Transfer-Encoding"], "base64");
-        let text = to_http_output(HttpResponse::new(200, "text/plain", "héllo"));
-        assert_eq!(text.body, "héllo");
-        assert!(!text.headers.contains_key("Content-Transfer-Encoding"));
+    fn the_invocation_id_is_the_last_item_the_host_appended() {
+        assert_eq!(
+            last_list_item("client-forged, 1234-host"),
+            Some("1234-host")
+        );
+        assert_eq!(last_list_item("only"), Some("only"));
+        assert_eq!(last_list_item("a,b, "), Some("b"));
+        assert_eq!(last_list_item(" , "), None);
+    }
+
+    #[test]
+    fn reason_phrases_are_visible_ascii_and_bounded() {
+        assert_eq!(reason_phrase("bad\r\nX: y é"), "bad??X: y ?");
+        assert_eq!(reason_phrase(&"x".repeat(400)).len(), 300);
     }
 
     #[test]

@@ -74,6 +74,34 @@ pub enum FunctionError {
     /// The function ran out of time.
     #[error("the function did not finish within {} s (host.json functionTimeout)", .0.as_secs())]
     Timeout(Duration),
+    /// JSON mode altered this body before the handler saw it (the host reads every body that is
+    /// not octet-stream or multipart as UTF-8 text), so storing it would store something else.
+    #[error(
+        "a {0} body cannot arrive intact in JSON mode: the Functions host decodes it as UTF-8 text first; send it as application/octet-stream, or turn on customHandler.enableForwardingHttpRequest in host.json"
+    )]
+    UnsupportedMediaType(String),
+    /// JSON mode cannot carry this response body back unchanged (the host writes a string body
+    /// as UTF-8 and ignores Content-Transfer-Encoding).
+    #[error(
+        "{0}; JSON mode carries response bodies as text, so the caller would get other bytes: turn on customHandler.enableForwardingHttpRequest in host.json"
+    )]
+    NotAcceptable(String),
+    /// More invocations are running than the handler accepts at once.
+    #[error(
+        "the handler is running its limit of {limit} invocations at once; retry shortly (MAX_CONCURRENT_INVOCATIONS)"
+    )]
+    Overloaded {
+        /// The cap.
+        limit: usize,
+    },
+    /// The client did not send the body in time.
+    #[error(
+        "the request body did not arrive within {} s (REQUEST_BODY_TIMEOUT_SECONDS)", .0.as_secs()
+    )]
+    BodyTimeout(Duration),
+    /// The handler is stopping and takes no new work.
+    #[error("the handler is shutting down; retry on another instance")]
+    ShuttingDown,
 }
 
 /// The JSON body of every error answer: `{"error": {"code": ..., "message": ...}}`.
@@ -106,6 +134,10 @@ impl FunctionError {
             Self::PayloadTooLarge { .. } => 413,
             Self::NotConfigured { .. } | Self::Panicked => 500,
             Self::Timeout(_) => 504,
+            Self::UnsupportedMediaType(_) => 415,
+            Self::NotAcceptable(_) => 406,
+            Self::Overloaded { .. } | Self::ShuttingDown => 503,
+            Self::BodyTimeout(_) => 408,
         }
     }
 
@@ -129,6 +161,10 @@ impl FunctionError {
             Self::NotConfigured { .. } => "NotConfigured",
             Self::Panicked => "InternalError",
             Self::Timeout(_) => "Timeout",
+            Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            Self::NotAcceptable(_) => "NotAcceptable",
+            Self::Overloaded { .. } | Self::ShuttingDown => "ServiceUnavailable",
+            Self::BodyTimeout(_) => "RequestTimeout",
         }
     }
 
@@ -140,6 +176,7 @@ impl FunctionError {
             | Self::Storage(StorageError::Throttled { retry_after }) => {
                 Some(retry_after.unwrap_or(DEFAULT_RETRY_AFTER))
             }
+            Self::Overloaded { .. } | Self::ShuttingDown => Some(OVERLOAD_RETRY_AFTER),
             _ => None,
         }
     }
@@ -170,6 +207,10 @@ impl FunctionError {
 
 /// What a throttled caller is told to wait when the service did not say.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// What a caller turned away by the in-flight cap is told to wait: invocations here last
+/// about a second, so one frees soon.
+const OVERLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Key Vault: 403 → 403 (the message names the role), 404 → 404, 429 → 503 with Retry-After,
 /// a token failure → 503, other upstream failures → 502.

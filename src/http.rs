@@ -21,6 +21,79 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// The body bytes (decoded from base64 where the host encoded them).
     pub body: Bytes,
+    /// How the request reached the handler, and so what the host may have done to the body.
+    pub transport: Transport,
+}
+
+/// How a request reached the handler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// Forwarded as the client sent it (`enableForwardingHttpRequest`): the body is the client's
+    /// bytes, and the response goes back as it is.
+    #[default]
+    Forwarded,
+    /// Inside a JSON-mode payload. The host sends octet-stream and multipart bodies as base64
+    /// (exact) and reads every other body as UTF-8 text (invalid bytes become U+FFFD, a BOM is
+    /// dropped); the response body goes back as a string. See docs/host-contract.md.
+    Json,
+}
+
+/// The media type of a Content-Type value, lower case, without parameters.
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Whether the host sends a body of this content type as base64 in JSON mode: a valid media type
+/// that is exactly `application/octet-stream` or contains `multipart/` (so `multipart/*` and
+/// `x-multipart/*`). An unparsable Content-Type is read as text.
+pub fn host_sends_base64(content_type: Option<&str>) -> bool {
+    let media = media_type(content_type.unwrap_or_default());
+    let token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let valid = media
+        .split_once('/')
+        .is_some_and(|(kind, subtype)| token(kind) && token(subtype));
+    valid && (media == "application/octet-stream" || media.contains("multipart/"))
+}
+
+/// Whether a body of this content type is text that the host's UTF-8 reading keeps: a textual
+/// media type whose charset, if named, is UTF-8 or ASCII.
+pub fn is_utf8_text(content_type: &str) -> bool {
+    let media = media_type(content_type);
+    let textual = media.starts_with("text/")
+        || media.ends_with("+json")
+        || media.ends_with("+xml")
+        || matches!(
+            media.as_str(),
+            "application/json"
+                | "application/xml"
+                | "application/javascript"
+                | "application/ecmascript"
+                | "application/x-www-form-urlencoded"
+                | "application/x-ndjson"
+                | "application/yaml"
+        );
+    let charset_ok =
+        content_type
+            .split(';')
+            .skip(1)
+            .all(|parameter| match parameter.split_once('=') {
+                Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+                    let value = value.trim().trim_matches('"').to_ascii_lowercase();
+                    matches!(value.as_str(), "utf-8" | "utf8" | "us-ascii")
+                }
+                _ => true,
+            });
+    textual && charset_ok
 }
 
 impl std::fmt::Debug for HttpRequest {
@@ -68,6 +141,20 @@ impl HttpRequest {
     /// The request's content type, if it sent one.
     pub fn content_type(&self) -> Option<&str> {
         self.header("content-type")
+    }
+
+    /// In JSON mode, the content type (or `untyped`) of a body the host has already decoded as
+    /// UTF-8 text although it is not text, so that its bytes may differ from the client's.
+    /// `None` when the body is what the client sent: forwarded, empty, base64-carried or text.
+    pub fn body_altered_by_host(&self) -> Option<String> {
+        if self.transport != Transport::Json || self.body.is_empty() {
+            return None;
+        }
+        match self.content_type() {
+            None => Some("untyped (no Content-Type)".to_owned()),
+            Some(kind) if host_sends_base64(Some(kind)) || is_utf8_text(kind) => None,
+            Some(kind) => Some(format!("'{}'", media_type(kind))),
+        }
     }
 }
 
@@ -124,5 +211,64 @@ impl HttpResponse {
             .iter()
             .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_request(content_type: Option<&str>, body: &'static [u8]) -> HttpRequest {
+        HttpRequest {
+            headers: content_type
+                .map(|kind| vec![("Content-Type".to_owned(), kind.to_owned())])
+                .unwrap_or_default(),
+            body: Bytes::from_static(body),
+            transport: Transport::Json,
+            ..HttpRequest::default()
+        }
+    }
+
+    #[test]
+    fn the_host_base64_rule_is_octet_stream_exactly_or_any_multipart() {
+        assert!(host_sends_base64(Some("Application/Octet-Stream; x=1")));
+        assert!(host_sends_base64(Some("multipart/form-data; boundary=b")));
+        assert!(host_sends_base64(Some("x-multipart/mixed")));
+        assert!(!host_sends_base64(Some("application/x-multipart/mixed")));
+        assert!(!host_sends_base64(Some("application/octet-streams")));
+        assert!(!host_sends_base64(Some("image/png")));
+        assert!(!host_sends_base64(None));
+    }
+
+    #[test]
+    fn json_mode_bodies_that_are_neither_text_nor_base64_are_named_as_altered() {
+        let png = json_request(Some("image/png"), b"\x89PNG");
+        assert_eq!(png.body_altered_by_host().as_deref(), Some("'image/png'"));
+        assert!(
+            json_request(None, b"x")
+                .body_altered_by_host()
+                .unwrap()
+                .contains("untyped")
+        );
+        let latin1 = json_request(Some("text/plain; charset=iso-8859-1"), b"x");
+        assert!(latin1.body_altered_by_host().is_some());
+        for fine in [
+            "text/plain; charset=utf-8",
+            "application/json",
+            "application/vnd.api+json",
+            "application/octet-stream",
+        ] {
+            assert_eq!(
+                json_request(Some(fine), b"x").body_altered_by_host(),
+                None,
+                "{fine}"
+            );
+        }
+        assert_eq!(json_request(None, b"").body_altered_by_host(), None);
+        let forwarded = HttpRequest {
+            transport: Transport::Forwarded,
+            ..json_request(Some("image/png"), b"x")
+        };
+        assert_eq!(forwarded.body_altered_by_host(), None);
     }
 }

@@ -1,9 +1,11 @@
-//! One invocation's context: its id, its function, and the log lines it produced.
+//! One invocation's context: its id, its function, and — in JSON mode — the lines it logged.
 //!
-//! The host records only what comes back in an invocation's `Logs` against that invocation (and so
-//! in Application Insights); stdout lines carry no invocation id. Each invocation therefore runs in
-//! a task-local scope, and the logger copies every line logged inside it into that scope's buffer.
-//! Task-local, not global: concurrent invocations never mix their lines.
+//! The host records each entry of a JSON-mode answer's `Logs` as an Information line of that
+//! invocation (with its id, in Application Insights), and each stdout line as an Information
+//! line of no invocation. So in JSON mode the ordinary lines of an invocation are kept here and
+//! returned in `Logs` instead of being printed; in forwarding mode there is no `Logs`, and every
+//! line is printed with the function and invocation id in its text. Each invocation runs in a
+//! task-local scope, so concurrent invocations never mix their lines.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -26,22 +28,42 @@ pub struct Invocation {
 struct Inner {
     id: String,
     function: String,
+    captures: bool,
     lines: Mutex<Captured>,
+}
+
+/// One kept line, in both of the forms it may leave in.
+#[derive(Debug, Clone)]
+struct Line {
+    /// As a `Logs` entry.
+    logs: String,
+    /// As a console line, with its time and context, for when `Logs` will not be read.
+    console: String,
 }
 
 #[derive(Debug, Default)]
 struct Captured {
-    kept: Vec<String>,
+    kept: Vec<Line>,
     dropped: usize,
 }
 
 impl Invocation {
-    /// A new invocation of `function`, identified by the host's `X-Azure-Functions-InvocationId`.
-    pub fn new(function: &str, id: &str) -> Self {
+    /// A JSON-mode invocation: its ordinary lines are kept for `Logs`.
+    pub fn json(function: &str, id: &str) -> Self {
+        Self::build(function, id, true)
+    }
+
+    /// A forwarded invocation: every line is printed, none is kept.
+    pub fn forwarded(function: &str, id: &str) -> Self {
+        Self::build(function, id, false)
+    }
+
+    fn build(function: &str, id: &str, captures: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 id: id.to_owned(),
                 function: function.to_owned(),
+                captures,
                 lines: Mutex::new(Captured::default()),
             }),
         }
@@ -57,30 +79,56 @@ impl Invocation {
         &self.inner.function
     }
 
+    /// Whether ordinary lines are kept for `Logs` (JSON mode) rather than printed.
+    pub fn captures(&self) -> bool {
+        self.inner.captures
+    }
+
     /// Runs `work` with this invocation as the current one, so its log lines are captured.
     pub async fn scope<F: Future>(&self, work: F) -> F::Output {
         CURRENT.scope(self.clone(), work).await
     }
 
-    /// Appends a line to this invocation's `Logs`.
-    pub fn record(&self, line: String) {
+    /// Runs `f` with this invocation as the current one, outside any future.
+    pub fn sync_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self.clone(), f)
+    }
+
+    /// Keeps a line for `Logs` (`logs`), with its console form (`console`) in case the answer
+    /// ends up not carrying `Logs`.
+    pub fn record(&self, logs: String, console: String) {
         let mut captured = self.lock();
         if captured.kept.len() < MAX_LOG_LINES {
-            captured.kept.push(line);
+            captured.kept.push(Line { logs, console });
         } else {
             captured.dropped += 1;
         }
     }
 
-    /// The lines captured so far, ending with a count of any that were dropped.
+    /// The lines kept so far as `Logs` entries, ending with a count of any that were dropped.
     pub fn logs(&self) -> Vec<String> {
         let captured = self.lock();
-        let mut lines = captured.kept.clone();
+        let mut lines: Vec<String> = captured.kept.iter().map(|l| l.logs.clone()).collect();
         if captured.dropped > 0 {
             lines.push(format!(
                 "({} more log lines were dropped)",
                 captured.dropped
             ));
+        }
+        lines
+    }
+
+    /// The kept lines in console form, taken out: for an answer the host reads no `Logs` from
+    /// (a failure), so that they reach the host's log through stdout instead of nowhere.
+    pub fn take_console_lines(&self) -> Vec<String> {
+        let mut captured = self.lock();
+        let mut lines: Vec<String> = captured.kept.drain(..).map(|l| l.console).collect();
+        if captured.dropped > 0 {
+            lines.push(format!(
+                "({} more log lines of invocation {} were dropped)",
+                captured.dropped, self.inner.id
+            ));
+            captured.dropped = 0;
         }
         lines
     }
@@ -105,9 +153,11 @@ mod tests {
 
     #[tokio::test]
     async fn lines_recorded_in_a_scope_belong_to_that_invocation_only() {
-        let a = Invocation::new("A", "1");
-        let b = Invocation::new("B", "2");
-        let record = |text: &'static str| with_current(|inv| inv.record(text.to_owned()));
+        let a = Invocation::json("A", "1");
+        let b = Invocation::json("B", "2");
+        let record = |text: &'static str| {
+            with_current(|inv| inv.record(text.to_owned(), format!("console {text}")))
+        };
         let (ra, rb) = tokio::join!(
             a.scope(async {
                 record("from a");
@@ -122,16 +172,23 @@ mod tests {
         assert_eq!(a.logs(), ["from a", "a again"]);
         assert_eq!(b.logs(), ["from b"]);
         assert!(with_current(|_| ()).is_none());
+        assert_eq!(b.take_console_lines(), ["console from b"]);
+        assert!(
+            b.logs().is_empty(),
+            "taken lines are not also returned in Logs"
+        );
     }
 
     #[test]
     fn lines_past_the_cap_are_counted_not_kept() {
-        let inv = Invocation::new("A", "1");
+        let inv = Invocation::json("A", "1");
         for n in 0..MAX_LOG_LINES + 5 {
-            inv.record(n.to_string());
+            inv.record(n.to_string(), n.to_string());
         }
         let logs = inv.logs();
         assert_eq!(logs.len(), MAX_LOG_LINES + 1);
         assert_eq!(logs.last().unwrap(), "(5 more log lines were dropped)");
+        assert!(inv.captures());
+        assert!(!Invocation::forwarded("A", "1").captures());
     }
 }

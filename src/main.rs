@@ -57,7 +57,13 @@ async fn serve() -> ExitCode {
         Arc::new(App::new(AppSettings::from_env())),
         functions::all(),
     );
-    server::run(listener, Arc::new(runtime), shutdown_signal()).await;
+    server::run_with(
+        listener,
+        Arc::new(runtime),
+        config.limits,
+        shutdown_signal(),
+    )
+    .await;
     log::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -59,16 +59,16 @@ async fn the_binary_serves_the_host_and_stops_cleanly_on_sigterm() {
         200
     );
 
-    let envelope: Value = client
+    let missing = client
         .post(format!("{}/Missing", handler.base))
         .body(http_payload("GET", "u", json!({}), None).to_string())
         .send()
         .await
-        .unwrap()
-        .json_body()
-        .await;
+        .unwrap();
+    assert_eq!(missing.status(), 404, "a failed invocation for the host");
+    let body: Value = missing.json_body().await;
     assert!(
-        envelope["Logs"]
+        body["error"]["message"]
             .to_string()
             .contains("no function named 'Missing'")
     );
@@ -94,6 +94,14 @@ async fn the_binary_serves_the_host_and_stops_cleanly_on_sigterm() {
     assert!(
         !stderr.contains("INFO"),
         "info lines must not go to stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("ERROR") && stderr.contains("no function named 'Missing'"),
+        "the failure's reason is an error on stderr: {stderr}"
+    );
+    assert!(
+        !stdout.contains("no function named"),
+        "and only there: {stdout}"
     );
 }
 

@@ -50,7 +50,7 @@ async fn a_text_blob_round_trips_with_its_content_type_creating_the_container() 
 
 #[tokio::test]
 #[ignore = "needs Azurite from npm: run scripts/test"]
-async fn a_binary_blob_round_trips_byte_for_byte() {
+async fn a_binary_blob_is_written_whole_from_base64_but_never_read_back_as_text() {
     let stack = Stack::start(true);
     let handler = start(&stack).await;
     let bytes: Vec<u8> = (0..=255u8).chain([0, 159, 146, 150]).collect();
@@ -70,16 +70,41 @@ async fn a_binary_blob_round_trips_byte_for_byte() {
             &blob_request("GET", "bin", "all-bytes.bin", None),
         )
         .await;
+    // The host would write a base64 string as it is and ignore Content-Transfer-Encoding, so
+    // the caller would get text instead of the blob: JSON mode refuses, naming the fix.
     let output = &envelope["Outputs"]["res"];
-    assert_eq!(
-        output["headers"]["Content-Type"],
-        "application/octet-stream"
+    assert_eq!(output["statusCode"], 406);
+    assert!(output["headers"]["Content-Transfer-Encoding"].is_null());
+    assert!(
+        output["body"]
+            .as_str()
+            .unwrap()
+            .contains("enableForwardingHttpRequest")
     );
-    assert_eq!(output["headers"]["Content-Transfer-Encoding"], "base64");
-    let read = base64::engine::general_purpose::STANDARD
-        .decode(output["body"].as_str().unwrap())
-        .unwrap();
-    assert_eq!(read, bytes);
+}
+
+#[tokio::test]
+#[ignore = "needs Azurite from npm: run scripts/test"]
+async fn a_json_mode_body_the_host_read_as_text_is_refused_before_any_storage_call() {
+    let stack = Stack::start(true);
+    let mut env = stack.handler_env();
+    env.push(("ALLOWED_CONTAINERS".into(), "pictures".into()));
+    let handler = RunningHandler::start_in_repo(&env).await;
+    for content_type in [Some("image/png"), None] {
+        let mut write = blob_request("PUT", "pictures", "photo.png", Some(("x", "\u{FFFD}PNG")));
+        match content_type {
+            Some(kind) => write["Data"]["req"]["Headers"]["Content-Type"] = json!([kind]),
+            None => {
+                write["Data"]["req"]["Headers"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("Content-Type");
+            }
+        }
+        let (status, body) = http_output(&handler.invoke("WriteBlob", &write).await);
+        assert_eq!(status, 415, "{content_type:?}: {body}");
+    }
+    assert_eq!(stack.token_requests().await, 0, "refused before any call");
 }
 
 #[tokio::test]

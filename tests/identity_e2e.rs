@@ -25,7 +25,8 @@ async fn start(stack: &Stack, extra: &[(&str, &str)]) -> RunningHandler {
 #[tokio::test]
 async fn two_hundred_concurrent_cold_invocations_make_one_endpoint_request() {
     let stack = Stack::start(false);
-    let handler = Arc::new(start(&stack, &[]).await);
+    // Above the default in-flight cap (64), which would answer some of them 503.
+    let handler = Arc::new(start(&stack, &[("MAX_CONCURRENT_INVOCATIONS", "200")]).await);
     let calls = (0..200).map(|_| {
         let handler = handler.clone();
         async move { handler.invoke("TokenInfo", &token_info(json!({}))).await }

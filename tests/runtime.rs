@@ -29,7 +29,8 @@ fn echo(
             200,
             &json!({"method": request.method, "name": name, "query": request.query,
                     "body": String::from_utf8_lossy(&request.body), "body_len": request.body.len(),
-                    "content_type": request.content_type()}),
+                    "content_type": request.content_type(),
+                    "invocation_id": handler::invocation::with_current(|inv| inv.id().to_owned())}),
         ))
     }
     .boxed()
@@ -71,6 +72,16 @@ fn panics(_: Arc<()>, _: HttpRequest) -> BoxFuture<'static, Result<HttpResponse,
             200,
             "text/plain",
             vec![empty[empty.len()]],
+        ))
+    }
+    .boxed()
+}
+
+fn broken_tick(_: Arc<()>, _: TimerInfo) -> BoxFuture<'static, Result<(), FunctionError>> {
+    async {
+        log::info!("refreshing");
+        Err(FunctionError::Upstream(
+            "no token could be refreshed".into(),
         ))
     }
     .boxed()
@@ -135,6 +146,10 @@ fn implemented() -> Vec<Implemented<()>> {
             name: "Tick",
             trigger: ImplementedTrigger::Timer { run: tick },
         },
+        Implemented {
+            name: "BrokenTick",
+            trigger: ImplementedTrigger::Timer { run: broken_tick },
+        },
     ]
 }
 
@@ -149,6 +164,7 @@ fn app_root() -> AppRoot {
             ("Panics", http_function("panics", &["get"])),
             ("Panics", http_function("panics", &["get"])),
             ("Tick", timer_function("0 */5 * * * *")),
+            ("BrokenTick", timer_function("0 */5 * * * *")),
         ],
     )
 }
@@ -246,25 +262,26 @@ async fn every_http_payload_shape_of_the_spec_is_accepted() {
 }
 
 #[tokio::test]
-async fn octet_stream_bodies_arrive_as_bytes_and_binary_answers_travel_base64() {
+async fn octet_stream_bodies_arrive_as_bytes_and_binary_answers_are_refused_in_json_mode() {
     let app = spawn().await;
     let mut payload = http_payload("POST", "u", json!({"name": "b"}), Some("AAEC/w=="));
     payload["Data"]["req"]["Headers"]["Content-Type"] = json!(["application/octet-stream"]);
     let (_, envelope) = app.invoke("Echo", &payload).await;
     assert_eq!(output_body(&envelope)["body_len"], 4);
 
+    // The host would write a base64 string as it is (it ignores Content-Transfer-Encoding), so
+    // the caller would get other bytes: the answer says so instead.
     let (_, envelope) = app
         .invoke("Binary", &http_payload("GET", "u", json!({}), None))
         .await;
-    assert_eq!(output(&envelope)["body"], "AJ+Slg==");
-    assert_eq!(
-        output(&envelope)["headers"]["Content-Transfer-Encoding"],
-        "base64"
-    );
+    assert_eq!(output(&envelope)["statusCode"], 406);
+    assert!(output(&envelope)["headers"]["Content-Transfer-Encoding"].is_null());
+    let message = output_body(&envelope)["error"]["message"].to_string();
+    assert!(message.contains("enableForwardingHttpRequest"), "{message}");
 }
 
 #[tokio::test]
-async fn a_failure_is_an_error_status_in_the_output_and_a_line_in_logs_never_a_non_2xx() {
+async fn an_http_function_error_is_an_error_status_in_the_output_never_a_non_2xx() {
     let app = spawn().await;
     let (status, envelope) = app
         .invoke("Fail", &http_payload("GET", "u", json!({}), None))
@@ -275,22 +292,39 @@ async fn a_failure_is_an_error_status_in_the_output_and_a_line_in_logs_never_a_n
         output_body(&envelope)["error"]["message"],
         "the caller may not read this"
     );
-    let logs = envelope["Logs"].to_string();
-    assert!(
-        logs.contains("answered 403: the caller may not read this"),
-        "{logs}"
-    );
+    // The warning goes to stderr (a Warning in the host's log), not also into Logs.
+    assert_eq!(envelope["Logs"], json!([]));
 }
 
 #[tokio::test]
-async fn a_panicking_function_fails_only_its_own_invocation_and_keeps_its_logs() {
+async fn a_panicking_function_fails_only_its_own_invocation_and_the_host_records_a_failure() {
     let app = spawn().await;
-    let (status, envelope) = app
-        .invoke("Panics", &http_payload("GET", "u", json!({}), None))
+    let response = app
+        .client
+        .post(format!("{}/Panics", app.base))
+        .body(http_payload("GET", "u", json!({}), None).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    assert!(reason_phrase(&response).starts_with("Panics failed: "));
+    let body: Value = response.json_body().await;
+    assert_eq!(body["error"]["code"], "InternalError");
+
+    // Forwarded, the head goes out and the connection is cut: the host's client fails reading
+    // the answer, which is how a forwarded invocation counts as failed.
+    let forwarded = app
+        .client
+        .get(format!("{}/api/panics", app.base))
+        .send()
         .await;
-    assert_eq!(status, 200);
-    assert_eq!(output(&envelope)["statusCode"], 500);
-    assert!(envelope["Logs"].to_string().contains("about to fail"));
+    match forwarded {
+        Ok(response) => assert!(
+            response.bytes().await.is_err(),
+            "the body must not complete"
+        ),
+        Err(error) => assert!(!error.is_timeout(), "{error}"),
+    }
     let (status, _) = app
         .invoke(
             "Echo",
@@ -329,7 +363,7 @@ async fn malformed_payloads_answer_400_in_the_output_and_never_crash() {
             &body[..body.len().min(40)]
         );
         assert!(
-            envelope["Logs"][0]
+            output_body(&envelope)["error"]["message"]
                 .as_str()
                 .unwrap()
                 .contains("invocation payload")
@@ -347,7 +381,9 @@ async fn malformed_payloads_answer_400_in_the_output_and_never_crash() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_with_413_in_the_output() {
     let app = spawn().await;
-    let huge = vec![b'a'; handler::dispatch::MAX_REQUEST_BYTES + 1];
+    let envelope_limit =
+        handler::dispatch::ENVELOPE_OVERHEAD_BYTES + 2 * handler::dispatch::MAX_FUNCTION_BODY_BYTES;
+    let huge = vec![b'a'; envelope_limit + 1];
     let response = app
         .client
         .post(format!("{}/Echo", app.base))
@@ -361,15 +397,45 @@ async fn a_body_over_the_limit_is_refused_with_413_in_the_output() {
 }
 
 #[tokio::test]
-async fn an_unknown_function_gets_200_with_a_clear_error_in_logs() {
+async fn an_unknown_function_is_a_failed_invocation_with_the_reason_in_the_status_line() {
     let app = spawn().await;
-    let (status, envelope) = app
-        .invoke("Nope", &http_payload("GET", "u", json!({}), None))
-        .await;
-    assert_eq!(status, 200);
-    let logs = envelope["Logs"].to_string();
-    assert!(logs.contains("no function named 'Nope'"), "{logs}");
-    assert_eq!(envelope["Outputs"], json!({}));
+    let response = app
+        .client
+        .post(format!("{}/Nope", app.base))
+        .body(http_payload("GET", "u", json!({}), None).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let reason = reason_phrase(&response);
+    assert!(reason.contains("no function named 'Nope'"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_failed_timer_run_answers_the_host_non_2xx_with_its_reason() {
+    let app = spawn().await;
+    let response = app
+        .client
+        .post(format!("{}/BrokenTick", app.base))
+        .body(timer_payload(json!(null)).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let reason = reason_phrase(&response);
+    assert!(
+        reason.starts_with("BrokenTick failed: no token could be refreshed"),
+        "{reason}"
+    );
+}
+
+/// The status line's reason phrase, which reqwest does not expose: read from the raw answer.
+fn reason_phrase(response: &reqwest::Response) -> String {
+    response
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|phrase| String::from_utf8_lossy(phrase.as_bytes()).into_owned())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -396,7 +462,10 @@ async fn forwarded_requests_reach_the_function_by_route_and_return_its_response_
         .client
         .post(format!("{}/API/Echo/carol?x=1&x=2", app.base))
         .header("Content-Type", "text/plain")
-        .header("X-Azure-Functions-InvocationId", "abc")
+        .header(
+            "X-Azure-Functions-InvocationId",
+            "forged-by-client, host-id",
+        )
         .body("payload")
         .send()
         .await
@@ -406,6 +475,10 @@ async fn forwarded_requests_reach_the_function_by_route_and_return_its_response_
     assert_eq!(body["name"], "carol");
     assert_eq!(body["query"]["x"], "1,2");
     assert_eq!(body["body"], "payload");
+    assert_eq!(
+        body["invocation_id"], "host-id",
+        "the host's id is the last one"
+    );
 
     let failed = app
         .client
@@ -516,6 +589,7 @@ fn the_registry_check_names_every_difference_between_folders_and_code() {
         },
         Mismatch::DeclaredNotImplemented("Orphan".into()),
         Mismatch::ImplementedNotDeclared("Binary".into()),
+        Mismatch::ImplementedNotDeclared("BrokenTick".into()),
         Mismatch::ImplementedNotDeclared("Panics".into()),
         Mismatch::ImplementedNotDeclared("Tick".into()),
     ];

@@ -285,7 +285,10 @@ async fn handler_answers_are_mapped_like_the_host() {
     assert_eq!(failed[0]["logs"], json!([]));
     assert!(failed[0]["error"].as_str().unwrap().contains("500"));
     let reason = emulator.wait_for_stdout("Executed 'Fail'").await;
-    assert!(reason.contains("HTTP 500"), "{reason}");
+    assert!(
+        reason.contains("Response status code does not indicate success: 500 ("),
+        "{reason}"
+    );
     assert!(
         !emulator
             .stdout

@@ -37,6 +37,11 @@ pub fn run(
         let (container, name) = blob_scope::checked(&app, &request)?;
         let (container, name) = (container.as_str(), name.as_str());
         let content_type = request.content_type().unwrap_or(DEFAULT_CONTENT_TYPE);
+        // Before any storage call: in JSON mode the host has already decoded a body that is
+        // neither text nor octet-stream/multipart as UTF-8, so its bytes may not be the client's.
+        if let Some(kind) = request.body_altered_by_host() {
+            return Err(FunctionError::UnsupportedMediaType(kind));
+        }
         validate_body_size(request.body.len()).map_err(StorageError::from)?;
         let blobs = app.blobs()?;
         blobs

@@ -273,10 +273,88 @@ impl RunningHandler {
         assert_eq!(
             response.status(),
             200,
-            "the host must always get 200 in JSON mode"
+            "an HTTP function always answers the host 200 in JSON mode"
         );
         response.json_body().await
     }
+}
+
+/// A raw TCP connection, for requests no HTTP client would send (a head cut short, a body that
+/// never comes). Every read gives up after 20 s, so a hung server fails the test, never hangs it.
+pub struct RawConnection {
+    stream: tokio::net::TcpStream,
+}
+
+impl RawConnection {
+    /// Connects to `base` (`http://127.0.0.1:<port>`).
+    pub async fn open(base: &str) -> Self {
+        let address = base.trim_start_matches("http://");
+        let stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        Self { stream }
+    }
+
+    /// Writes `bytes`; an error means the server closed the connection.
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt as _;
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// The response head (status line and headers), or `None` when the server closed the
+    /// connection without answering.
+    pub async fn read_head(&mut self) -> Option<String> {
+        use tokio::io::AsyncReadExt as _;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        let reading = async {
+            while !head.ends_with(b"\r\n\r\n") {
+                match self.stream.read(&mut byte).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => head.push(byte[0]),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), reading)
+            .await
+            .expect("the server neither answered nor closed within 20 s");
+        (!head.is_empty()).then(|| String::from_utf8_lossy(&head).into_owned())
+    }
+
+    /// Whether the server closes the connection (within 20 s), reading and discarding anything
+    /// it sends first.
+    pub async fn closed(&mut self) -> bool {
+        use tokio::io::AsyncReadExt as _;
+        let mut sink = [0u8; 1024];
+        let reading = async {
+            loop {
+                match self.stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), reading)
+            .await
+            .unwrap_or(false)
+    }
+}
+
+/// The status code of a response head.
+pub fn head_status(head: &str) -> u16 {
+    head.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not a response head: {head:?}"))
+}
+
+/// A header's value in a response head, by name without regard to case.
+pub fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
 }
 
 fn drain(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {

@@ -246,6 +246,28 @@ impl Stack {
     }
 }
 
+/// A copy of the repository's host.json and function folders with forwarding on or off, for
+/// running the same functions through the host emulator in either mode.
+pub fn app_root_with_forwarding(forwarding: bool) -> tempfile::TempDir {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let app_root = tempfile::tempdir().expect("app root");
+    let mut host_json: Value =
+        serde_json::from_slice(&std::fs::read(repo.join("host.json")).expect("host.json"))
+            .expect("host.json is JSON");
+    host_json["customHandler"]["enableForwardingHttpRequest"] = Value::Bool(forwarding);
+    std::fs::write(app_root.path().join("host.json"), host_json.to_string()).expect("write");
+    let (declared, _) = handler::registry::load_declared(repo).expect("function folders");
+    for function in &declared {
+        std::fs::create_dir_all(app_root.path().join(&function.name)).expect("folder");
+        std::fs::copy(
+            repo.join(&function.name).join("function.json"),
+            app_root.path().join(&function.name).join("function.json"),
+        )
+        .expect("function.json");
+    }
+    app_root
+}
+
 fn path(file: &tempfile::NamedTempFile) -> &str {
     file.path().to_str().expect("utf-8 temp path")
 }

@@ -59,9 +59,12 @@ pub struct HostConfig {
     pub route_prefix: String,
     /// Warnings to log once the ready line is out (stdout must start with it).
     pub notes: Vec<String>,
-    /// `functionTimeout` in seconds (default 300, the Consumption default; `-1` → 24 h, since
-    /// the emulator keeps a timeout on every call).
+    /// `functionTimeout` in seconds: when host.json has none, the host's default, 30 minutes on
+    /// every plan but Consumption (`WEBSITE_SKU=Dynamic`: 5 minutes); `-1` → 24 h, since the
+    /// emulator keeps a timeout on every call.
     pub function_timeout_secs: u64,
+    /// Whether host.json set `functionTimeout` (otherwise the plan's default applies).
+    pub function_timeout_set: bool,
 }
 
 /// An HTTP function's authorization level.
@@ -182,7 +185,10 @@ pub struct App {
 
 /// Reads host.json and every function.json under `root`.
 pub fn load_app(root: &Path, lookup: SettingLookup<'_>) -> Result<App, AppError> {
-    let host = load_host_config(root)?;
+    let mut host = load_host_config(root)?;
+    if !host.function_timeout_set && lookup("WEBSITE_SKU").as_deref() == Some("Dynamic") {
+        host.function_timeout_secs = 300;
+    }
     let (functions, not_indexed) = load_functions(root, lookup);
     Ok(App {
         root: root.to_path_buf(),
@@ -283,8 +289,9 @@ pub fn load_host_config(root: &Path) -> Result<HostConfig, AppError> {
         .unwrap_or("api")
         .trim_matches('/')
         .to_string();
+    let function_timeout_set = str_ci(&json, "functionTimeout").is_some();
     let function_timeout_secs = match str_ci(&json, "functionTimeout").map(str::trim) {
-        None => 300,
+        None => 30 * 60,
         Some("-1") => 24 * 3600,
         Some(text) => match parse_timespan_secs(text) {
             Some(secs) if secs > 0 => secs,
@@ -301,6 +308,7 @@ pub fn load_host_config(root: &Path) -> Result<HostConfig, AppError> {
         route_prefix,
         notes,
         function_timeout_secs,
+        function_timeout_set,
     })
 }
 

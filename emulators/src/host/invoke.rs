@@ -2,14 +2,14 @@
 //! bookkeeping around each invocation (id, timing, journal entry).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{Map, Value};
 
 use super::app::{App, FunctionDef, HttpTrigger, Trigger};
-use super::journal::{InvocationRecord, Journal};
+use super::journal::{HostLog, InvocationRecord, Journal};
 use super::json_mode::{self, ClientRequest, HandlerReply, HttpResult};
 use super::keys::{HostKeys, KeyMatch};
 use super::timer::ScheduleStatus;
@@ -31,6 +31,8 @@ pub struct HostState {
     pub listen_authority: String,
     /// Recent invocations.
     pub journal: Journal,
+    /// The host's log as the real host would record it.
+    pub host_log: Arc<HostLog>,
     /// Stored schedule-monitor records by function name (written after each timer run).
     timer_status: Mutex<HashMap<String, ScheduleStatus>>,
     client: reqwest::Client,
@@ -70,6 +72,7 @@ impl HostState {
         keys: HostKeys,
         handler_port: u16,
         listen_authority: String,
+        host_log: Arc<HostLog>,
     ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -84,9 +87,34 @@ impl HostState {
             handler_port,
             listen_authority,
             journal: Journal::default(),
+            host_log,
             timer_status: Mutex::new(HashMap::new()),
             client,
         })
+    }
+
+    /// Fails the invocation once host.json's functionTimeout has passed, as the host does.
+    async fn within_timeout<T>(
+        &self,
+        function_name: &str,
+        call: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        let limit = Duration::from_secs(self.app.host.function_timeout_secs);
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            let secs = limit.as_secs();
+            Err(format!(
+                "Timeout value of {:02}:{:02}:{:02} was exceeded by function: Functions.{function_name}",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60
+            ))
+        })
+    }
+
+    /// Records a finished invocation in the journal and the host log.
+    fn record(&self, record: InvocationRecord) {
+        self.host_log.invocation(&record);
+        self.journal.record(record);
     }
 
     /// Stores a timer's monitor record after a run.
@@ -134,6 +162,12 @@ impl HostState {
             .await
             .map_err(|e| describe_send_error(&e))?;
         let status = response.status().as_u16();
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|phrase| String::from_utf8_lossy(phrase.as_bytes()).into_owned())
+            .or_else(|| response.status().canonical_reason().map(str::to_owned))
+            .unwrap_or_default();
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -145,7 +179,7 @@ impl HostState {
                 describe_send_error(&e)
             )
         })?;
-        json_mode::parse_reply(status, content_type.as_deref(), &bytes)
+        json_mode::parse_reply(status, &reason, content_type.as_deref(), &bytes)
     }
 
     /// Runs an HTTP-triggered function in JSON mode and returns the client's response.
@@ -166,13 +200,17 @@ impl HostState {
         let metadata = json_mode::http_metadata(request, params, &function.name);
         let document = json_mode::envelope(data, metadata);
         let outcome = self
-            .post_json(&function.name, &call.invocation_id, &document)
+            .within_timeout(
+                &function.name,
+                self.post_json(&function.name, &call.invocation_id, &document),
+            )
             .await
             .and_then(|reply| {
                 let result = json_mode::http_result(
                     &reply,
                     http.output_name.as_deref(),
                     function.return_binding_type.is_some(),
+                    request.header("Accept-Charset"),
                 )?;
                 Ok((reply.logs, result))
             });
@@ -180,7 +218,7 @@ impl HostState {
             Ok((logs, result)) => (logs, None, result),
             Err(error) => (Vec::new(), Some(error), bare_500()),
         };
-        self.journal.record(InvocationRecord {
+        self.record(InvocationRecord {
             function: function.name.clone(),
             invocation_id: call.invocation_id.clone(),
             trigger: "http",
@@ -218,14 +256,17 @@ impl HostState {
         data.insert(binding_name, trigger_value);
         let document = json_mode::envelope(data, json_mode::sys_only_metadata(&function.name));
         let outcome = self
-            .post_json(&function.name, &call.invocation_id, &document)
+            .within_timeout(
+                &function.name,
+                self.post_json(&function.name, &call.invocation_id, &document),
+            )
             .await;
         let (logs, error) = match outcome {
             Ok(reply) => (reply.logs, None),
             Err(error) => (Vec::new(), Some(error)),
         };
         let succeeded = error.is_none();
-        self.journal.record(InvocationRecord {
+        self.record(InvocationRecord {
             function: function.name.clone(),
             invocation_id: call.invocation_id.clone(),
             trigger,
@@ -249,12 +290,14 @@ impl HostState {
         request: &ClientRequest,
     ) -> ForwardedResponse {
         let call = CallOutcome::begin();
-        let outcome = self.forward(request, &call.invocation_id).await;
+        let outcome = self
+            .within_timeout(&function.name, self.forward(request, &call.invocation_id))
+            .await;
         let (error, result) = match outcome {
             Ok(result) => (None, result),
             Err(error) => (Some(error), bare_500()),
         };
-        self.journal.record(InvocationRecord {
+        self.record(InvocationRecord {
             function: function.name.clone(),
             invocation_id: call.invocation_id.clone(),
             trigger: "http",
@@ -279,42 +322,65 @@ impl HostState {
         request: &ClientRequest,
         invocation_id: &str,
     ) -> Result<HttpResult, String> {
-        let query = rebuild_query(&request.query_joined());
-        let url = format!(
-            "http://127.0.0.1:{}{}{}",
-            self.handler_port, request.path, query
-        );
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| "invalid method".to_string())?;
-        let mut builder = self.client.request(method, url);
+        // The path goes out exactly as it was routed: a URL library would resolve `%2e%2e`
+        // segments and reach another function than the one whose key was checked.
+        let target = format!("{}{}", request.path, rebuild_query(&request.query_joined()));
+        let mut builder = hyper::Request::builder()
+            .method(request.method.as_str())
+            .uri(target.as_str());
         let mut user_agent = None;
+        let mut host = None;
+        let mut invocation_ids = Vec::new();
+        let mut host_versions = Vec::new();
         for (name, value) in &request.headers {
             let lower = name.to_ascii_lowercase();
             match lower.as_str() {
-                "content-length"
-                | "transfer-encoding"
-                | "connection"
-                | "keep-alive"
-                | "te"
-                | "upgrade"
-                | "x-azure-functions-invocationid"
-                | "x-azure-functions-hostversion" => {}
+                "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "te"
+                | "upgrade" => {}
+                "host" => host = Some(value.clone()),
+                // The host appends its own values to any the client sent (one header line,
+                // values joined by ", "), so a handler must take the last one.
+                "x-azure-functions-invocationid" => invocation_ids.push(value.clone()),
+                "x-azure-functions-hostversion" => host_versions.push(value.clone()),
                 "user-agent" => user_agent = Some(value.clone()),
+                // A content header travels only with a body (the host copies Content-Type onto
+                // the body it forwards, and forwards a body only when Content-Length > 0).
+                "content-type" if request.body.is_none() => {}
                 _ => builder = builder.header(name.as_str(), value.as_str()),
             }
         }
+        invocation_ids.push(invocation_id.to_owned());
+        host_versions.push(HOST_VERSION.to_owned());
         let user_agent = match user_agent {
             Some(ua) => format!("{ua} Azure-Functions-Host/{HOST_VERSION}"),
             None => format!("Azure-Functions-Host/{HOST_VERSION}"),
         };
-        builder = builder
-            .header("User-Agent", user_agent)
-            .header("X-Azure-Functions-HostVersion", HOST_VERSION)
-            .header("X-Azure-Functions-InvocationId", invocation_id);
         if let Some(body) = &request.body {
-            builder = builder.body(body.clone());
+            builder = builder.header("Content-Length", body.len().to_string());
         }
-        let response = builder.send().await.map_err(|e| describe_send_error(&e))?;
+        let body = request.body.clone().unwrap_or_default();
+        let outgoing = builder
+            .header(
+                "Host",
+                host.unwrap_or_else(|| format!("127.0.0.1:{}", self.handler_port)),
+            )
+            .header("User-Agent", user_agent)
+            .header("X-Azure-Functions-HostVersion", host_versions.join(", "))
+            .header("X-Azure-Functions-InvocationId", invocation_ids.join(", "))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| format!("the request could not be forwarded: {e}"))?;
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.handler_port))
+            .await
+            .map_err(|e| format!("connection to the handler failed: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("connection to the handler failed: {e}"))?;
+        let driver = tokio::spawn(connection);
+        let response = sender
+            .send_request(outgoing)
+            .await
+            .map_err(|e| format!("request to the handler failed: {e}"))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -327,11 +393,12 @@ impl HostState {
                 )
             })
             .collect();
-        let body = response
-            .bytes()
+        let body = http_body_util::BodyExt::collect(response.into_body())
             .await
-            .map_err(|e| describe_send_error(&e))?
+            .map_err(|e| format!("reading the handler's answer failed: {e}"))?
+            .to_bytes()
             .to_vec();
+        driver.abort();
         Ok(HttpResult {
             status,
             headers,

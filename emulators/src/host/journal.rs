@@ -1,5 +1,7 @@
 //! The invocation log: each invocation's `Logs` printed with its function and id, a summary
-//! line, and a bounded ring buffer served at `GET /_emulator/invocations` for tests.
+//! line, and a bounded ring buffer served at `GET /_emulator/invocations` for tests; and the
+//! host's own log as the real host would record it (level, category, invocation id), served at
+//! `GET /_emulator/logs`, so a test can see each line arrive once at its level.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -70,6 +72,117 @@ impl Journal {
     }
 }
 
+/// How many entries the host log keeps.
+pub const HOST_LOG_CAPACITY: usize = 5000;
+
+/// One line as the real host records it (an ILogger call, then Application Insights).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LogEntry {
+    /// `Information`, `Warning` or `Error`.
+    pub level: &'static str,
+    /// The logger category: `Function.<Name>.User` for an invocation's `Logs`, `Function.<Name>`
+    /// for its outcome, `Host.Function.Console` for the handler's stdout and stderr.
+    pub category: String,
+    /// The invocation the line is attached to (Application Insights' `InvocationId`), if any.
+    pub invocation_id: Option<String>,
+    /// The text.
+    pub message: String,
+}
+
+/// The host's log, bounded.
+#[derive(Debug, Default)]
+pub struct HostLog {
+    entries: Mutex<VecDeque<LogEntry>>,
+}
+
+impl HostLog {
+    /// Appends one entry.
+    pub fn push(&self, entry: LogEntry) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= HOST_LOG_CAPACITY {
+                entries.pop_front();
+            }
+            entries.push_back(entry);
+        }
+    }
+
+    /// A line the handler wrote: stdout is Information; stderr is Warning when it contains
+    /// "warn" (any case), otherwise Error (custom handlers use stderr for errors only). Neither
+    /// is attached to an invocation: the console is read apart from any invocation.
+    ///
+    /// A line starting with `LanguageWorkerConsoleLog` (any case) goes to the host's own worker
+    /// log, the prefix removed, instead of the user's console category.
+    pub fn console(&self, from_stderr: bool, text: &str) {
+        let level = match from_stderr {
+            false => "Information",
+            true if text.to_ascii_lowercase().contains("warn") => "Warning",
+            true => "Error",
+        };
+        const PREFIX: &str = "languageworkerconsolelog";
+        let (category, message) = match text.get(..PREFIX.len()) {
+            Some(head) if head.eq_ignore_ascii_case(PREFIX) => {
+                ("Worker.HttpWorkerProcess", text[PREFIX.len()..].to_owned())
+            }
+            _ => ("Host.Function.Console", text.to_owned()),
+        };
+        self.push(LogEntry {
+            level,
+            category: category.into(),
+            invocation_id: None,
+            message,
+        });
+    }
+
+    /// An invocation's `Logs` (each one Information, attached to the invocation) and its outcome.
+    pub fn invocation(&self, record: &InvocationRecord) {
+        for line in &record.logs {
+            self.push(LogEntry {
+                level: "Information",
+                category: format!("Function.{}.User", record.function),
+                invocation_id: Some(record.invocation_id.clone()),
+                message: line.clone(),
+            });
+        }
+        let (level, message) = match &record.error {
+            None => (
+                "Information",
+                format!(
+                    "Executed 'Functions.{}' (Succeeded, Id={}, Duration={}ms)",
+                    record.function, record.invocation_id, record.duration_ms
+                ),
+            ),
+            Some(error) => (
+                "Error",
+                format!(
+                    "Executed 'Functions.{}' (Failed, Id={}, Duration={}ms) {error}",
+                    record.function, record.invocation_id, record.duration_ms
+                ),
+            ),
+        };
+        self.push(LogEntry {
+            level,
+            category: format!("Function.{}", record.function),
+            invocation_id: Some(record.invocation_id.clone()),
+            message,
+        });
+    }
+
+    /// The entries, oldest first.
+    pub fn list(&self) -> Vec<LogEntry> {
+        self.entries
+            .lock()
+            .map(|entries| entries.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
 /// `[Function id] line` for each log entry, then one summary line.
 fn print_invocation(record: &InvocationRecord) {
     for line in &record.logs {
@@ -125,5 +238,24 @@ mod tests {
         assert_eq!(list[0].function, "F3");
         journal.clear();
         assert!(journal.list().is_empty());
+    }
+
+    #[test]
+    fn console_lines_get_the_hosts_levels_and_categories() {
+        let log = HostLog::default();
+        log.console(false, "ERROR on stdout is still information");
+        log.console(true, "WARN something");
+        log.console(true, "a failure with a warning word");
+        log.console(true, "ERROR plain");
+        log.console(false, "LanguageWorkerConsoleLogstarted");
+        let entries = log.list();
+        let levels: Vec<&str> = entries.iter().map(|e| e.level).collect();
+        assert_eq!(
+            levels,
+            ["Information", "Warning", "Warning", "Error", "Information"]
+        );
+        assert_eq!(entries[4].category, "Worker.HttpWorkerProcess");
+        assert_eq!(entries[4].message, "started");
+        assert!(entries.iter().all(|e| e.invocation_id.is_none()));
     }
 }

@@ -145,16 +145,120 @@ fn claim(claim_type: &str, value: &str) -> Value {
     })
 }
 
-/// True for content types whose body the host sends as base64.
-fn is_binary_content(content_type: Option<&str>) -> bool {
-    let media = content_type
+/// True for content types whose body the host sends as base64: a Content-Type that parses as a
+/// media type which is exactly `application/octet-stream` or contains `multipart/` anywhere
+/// (the host's `IsMediaTypeOctetOrMultipart`). Anything else, an unparsable or missing type
+/// included, is read as text.
+pub fn is_binary_content(content_type: Option<&str>) -> bool {
+    let Some(media) = content_type.and_then(parse_media_type) else {
+        return false;
+    };
+    media == "application/octet-stream" || media.contains("multipart/")
+}
+
+/// `type/subtype` of a Content-Type, lower case, or `None` when it is not one.
+fn parse_media_type(content_type: &str) -> Option<String> {
+    let media = content_type.split(';').next()?.trim();
+    let (kind, subtype) = media.split_once('/')?;
+    let token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    (token(kind) && token(subtype)).then(|| media.to_ascii_lowercase())
+}
+
+/// A body as the host reads one that is not base64-carried: .NET's StreamReader with UTF-8 and
+/// byte-order-mark detection. A UTF-8 BOM is dropped; a UTF-16 or UTF-32 BOM switches to that
+/// encoding; invalid sequences become U+FFFD.
+pub fn host_text(bytes: &[u8]) -> String {
+    match bytes {
+        [0xFE, 0xFF, rest @ ..] => utf16_text(rest, u16::from_be_bytes),
+        [0xFF, 0xFE, 0, 0, rest @ ..] => utf32_text(rest, u32::from_le_bytes),
+        [0xFF, 0xFE, rest @ ..] => utf16_text(rest, u16::from_le_bytes),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8_lossy(rest).into_owned(),
+        [0, 0, 0xFE, 0xFF, rest @ ..] => utf32_text(rest, u32::from_be_bytes),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+fn utf16_text(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> String {
+    let chunks = bytes.chunks_exact(2);
+    let odd = !chunks.remainder().is_empty();
+    let units = chunks.map(|pair| unit([pair[0], pair[1]]));
+    let mut text: String = char::decode_utf16(units)
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect();
+    if odd {
+        text.push(char::REPLACEMENT_CHARACTER);
+    }
+    text
+}
+
+fn utf32_text(bytes: &[u8], unit: fn([u8; 4]) -> u32) -> String {
+    let chunks = bytes.chunks_exact(4);
+    let partial = !chunks.remainder().is_empty();
+    let mut text: String = chunks
+        .map(|c| {
+            char::from_u32(unit([c[0], c[1], c[2], c[3]])).unwrap_or(char::REPLACEMENT_CHARACTER)
+        })
+        .collect();
+    if partial {
+        text.push(char::REPLACEMENT_CHARACTER);
+    }
+    text
+}
+
+/// A string response body as the host writes it: ASP.NET Core's string formatter, which knows
+/// UTF-8 and UTF-16 (little-endian, no BOM) and picks by the caller's Accept-Charset (by
+/// quality), then by the response's charset parameter, else UTF-8.
+pub fn host_written_text(
+    text: &str,
+    content_type: Option<&str>,
+    accept_charset: Option<&str>,
+) -> Vec<u8> {
+    if writes_utf16(content_type, accept_charset) {
+        text.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    } else {
+        text.as_bytes().to_vec()
+    }
+}
+
+fn writes_utf16(content_type: Option<&str>, accept_charset: Option<&str>) -> bool {
+    let mut offers: Vec<(String, f32)> = accept_charset
         .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    media == "application/octet-stream" || media.starts_with("multipart/")
+        .split(',')
+        .filter_map(|item| {
+            let mut parts = item.split(';');
+            let name = parts.next()?.trim().to_ascii_lowercase();
+            let quality = parts
+                .filter_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.trim().parse().ok())
+                })
+                .next()
+                .unwrap_or(1.0_f32);
+            (!name.is_empty() && quality > 0.0).then_some((name, quality))
+        })
+        .collect();
+    offers.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (name, _) in &offers {
+        match name.as_str() {
+            "utf-16" => return true,
+            "utf-8" | "*" => return false,
+            _ => {}
+        }
+    }
+    content_type.is_some_and(|kind| {
+        kind.split(';').skip(1).any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("charset")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("utf-16")
+            })
+        })
+    })
 }
 
 /// `Data.<trigger>` for an HTTP request (§2.4).
@@ -192,7 +296,7 @@ pub fn http_trigger_data(
         let text = if is_binary_content(request.header("Content-Type")) {
             base64::engine::general_purpose::STANDARD.encode(body)
         } else {
-            String::from_utf8_lossy(body).into_owned()
+            host_text(body)
         };
         object.insert("Body".into(), Value::String(text));
     }
@@ -296,13 +400,18 @@ pub struct HandlerReply {
 /// Errors are the reason the invocation failed; the host then drops `Logs` and `Outputs`.
 pub fn parse_reply(
     status: u16,
+    reason: &str,
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<HandlerReply, String> {
     if !(200..300).contains(&status) {
-        return Err(format!(
-            "handler answered HTTP {status}; the host fails the invocation and drops its Logs and Outputs"
-        ));
+        // EnsureSuccessStatusCode's message: what the host logs for the failed invocation. The
+        // body and Logs are never read.
+        return Err(if reason.trim().is_empty() {
+            format!("Response status code does not indicate success: {status}.")
+        } else {
+            format!("Response status code does not indicate success: {status} ({reason}).")
+        });
     }
     let media = content_type
         .unwrap_or_default()
@@ -429,6 +538,30 @@ pub fn http_result(
     reply: &HandlerReply,
     output_name: Option<&str>,
     return_binding: bool,
+    accept_charset: Option<&str>,
+) -> Result<HttpResult, String> {
+    let mut result = http_result_utf8(reply, output_name, return_binding)?;
+    if writes_utf16(result_content_type(&result), accept_charset)
+        && let Ok(text) = String::from_utf8(result.body.clone())
+    {
+        result.body = host_written_text(&text, result_content_type(&result), accept_charset);
+    }
+    Ok(result)
+}
+
+fn result_content_type(result: &HttpResult) -> Option<&str> {
+    result
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.as_str())
+}
+
+/// The response with string bodies as UTF-8; [`http_result`] re-encodes where the host would.
+fn http_result_utf8(
+    reply: &HandlerReply,
+    output_name: Option<&str>,
+    return_binding: bool,
 ) -> Result<HttpResult, String> {
     if output_name == Some("$return") {
         let value = if reply.return_value.is_null() {
@@ -486,6 +619,36 @@ fn return_value_result(value: &Value) -> HttpResult {
     }
 }
 
+/// A string value of the http output as the host passes it on. The host reads the handler's
+/// answer with Newtonsoft's default settings, which turn a string shaped like a date (ISO 8601,
+/// 19 to 40 characters with `T` at index 10, or `/Date(ms)/`) into a DateTime; the body or header
+/// is then written with `DateTime.ToString()`. The emulator writes the invariant culture's form
+/// (`MM/dd/yyyy HH:mm:ss`, in UTC for a value with an offset, fractions dropped); the exact text
+/// on Azure depends on the host's culture, but it is never the original.
+fn newtonsoft_round_trip(text: &str) -> String {
+    newtonsoft_date(text)
+        .map(|date| date.format("%m/%d/%Y %H:%M:%S").to_string())
+        .unwrap_or_else(|| text.to_owned())
+}
+
+fn newtonsoft_date(text: &str) -> Option<chrono::NaiveDateTime> {
+    if let Some(inner) = text
+        .strip_prefix("/Date(")
+        .and_then(|t| t.strip_suffix(")/"))
+    {
+        let millis: i64 = inner.split(['+', '-']).next()?.parse().ok()?;
+        return chrono::DateTime::from_timestamp_millis(millis).map(|d| d.naive_utc());
+    }
+    let bytes = text.as_bytes();
+    if !(19..=40).contains(&bytes.len()) || !bytes[0].is_ascii_digit() || bytes[10] != b'T' {
+        return None;
+    }
+    if let Ok(with_offset) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(with_offset.naive_utc());
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").ok()
+}
+
 /// Reads `{statusCode, body, headers}` (member names matched without regard to case).
 fn response_object_result(object: &Map<String, Value>) -> Result<HttpResult, String> {
     let member = |name: &str| {
@@ -510,7 +673,7 @@ fn response_object_result(object: &Map<String, Value>) -> Result<HttpResult, Str
             .iter()
             .filter_map(|(name, value)| match value {
                 Value::Null => None,
-                Value::String(s) => Some((name.clone(), s.clone())),
+                Value::String(s) => Some((name.clone(), newtonsoft_round_trip(s))),
                 other => Some((name.clone(), other.to_string())),
             })
             .collect(),
@@ -518,7 +681,7 @@ fn response_object_result(object: &Map<String, Value>) -> Result<HttpResult, Str
     };
     let body = match member("body") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(text)) => text.as_bytes().to_vec(),
+        Some(Value::String(text)) => newtonsoft_round_trip(text).into_bytes(),
         Some(other) => other.to_string().into_bytes(),
     };
     Ok(HttpResult {
@@ -599,19 +762,29 @@ mod tests {
 
     #[test]
     fn reply_checks() {
-        assert!(parse_reply(500, Some("application/json"), b"{}").is_err());
-        assert!(parse_reply(200, Some("text/plain"), b"{}").is_err());
-        assert!(parse_reply(200, Some("application/json"), b"").is_err());
-        assert!(parse_reply(200, Some("application/json"), b"null").is_err());
-        assert!(parse_reply(200, Some("application/json"), br#"{"Logs":[{}]}"#).is_err());
+        assert_eq!(
+            parse_reply(
+                500,
+                "timer failed: no token",
+                Some("application/json"),
+                b"{}"
+            )
+            .unwrap_err(),
+            "Response status code does not indicate success: 500 (timer failed: no token)."
+        );
+        assert!(parse_reply(200, "OK", Some("text/plain"), b"{}").is_err());
+        assert!(parse_reply(200, "OK", Some("application/json"), b"").is_err());
+        assert!(parse_reply(200, "OK", Some("application/json"), b"null").is_err());
+        assert!(parse_reply(200, "OK", Some("application/json"), br#"{"Logs":[{}]}"#).is_err());
         let reply = parse_reply(
             200,
+            "OK",
             Some("application/json; charset=utf-8"),
             br#"{"outputs":{"res":{"statusCode":"201","body":{"a":1},"headers":{"X":"y"}}},"logs":["l",3]}"#,
         )
         .unwrap();
         assert_eq!(reply.logs, vec!["l", "3"]);
-        let result = http_result(&reply, Some("res"), false).unwrap();
+        let result = http_result(&reply, Some("res"), false, None).unwrap();
         assert_eq!(result.status, 201);
         assert_eq!(result.body, br#"{"a":1}"#);
         assert_eq!(result.headers, vec![("X".to_string(), "y".to_string())]);
@@ -625,13 +798,15 @@ mod tests {
             logs: vec![],
             return_value: rv,
         };
-        let missing = http_result(&reply(json!({}), Value::Null), Some("res"), false).unwrap();
+        let missing =
+            http_result(&reply(json!({}), Value::Null), Some("res"), false, None).unwrap();
         assert_eq!((missing.status, missing.body), (200, b"{}".to_vec()));
         assert!(
             http_result(
                 &reply(json!({"res":"hello"}), Value::Null),
                 Some("res"),
-                false
+                false,
+                None
             )
             .is_err()
         );
@@ -639,6 +814,7 @@ mod tests {
             &reply(json!({"res":"{\"statusCode\":404}"}), Value::Null),
             Some("res"),
             false,
+            None,
         )
         .unwrap();
         assert_eq!(as_string.status, 404);
@@ -646,6 +822,7 @@ mod tests {
             &reply(json!({}), json!({"res":{"statusCode":202}})),
             Some("res"),
             false,
+            None,
         )
         .unwrap();
         assert_eq!(merged.status, 202);
@@ -653,12 +830,97 @@ mod tests {
             &reply(json!({}), json!({"statusCode":"418","body":"tea"})),
             Some("$return"),
             true,
+            None,
         )
         .unwrap();
         assert_eq!((ret.status, ret.body), (418, b"tea".to_vec()));
-        let whole = http_result(&reply(json!({}), json!({"a":1})), Some("$return"), true).unwrap();
+        let whole = http_result(
+            &reply(json!({}), json!({"a":1})),
+            Some("$return"),
+            true,
+            None,
+        )
+        .unwrap();
         assert_eq!((whole.status, whole.body), (200, br#"{"a":1}"#.to_vec()));
-        let text = http_result(&reply(json!({}), json!("hi")), Some("$return"), true).unwrap();
+        let text =
+            http_result(&reply(json!({}), json!("hi")), Some("$return"), true, None).unwrap();
         assert_eq!(text.body, b"hi");
+    }
+
+    #[test]
+    fn text_bodies_are_read_like_the_hosts_stream_reader() {
+        assert_eq!(host_text(b"\xEF\xBB\xBFhi"), "hi", "a UTF-8 BOM is dropped");
+        assert_eq!(host_text(b"a\xFFb"), "a\u{FFFD}b");
+        assert_eq!(host_text(b"\xFF\xFEh\0i\0"), "hi", "UTF-16 LE by its BOM");
+        assert_eq!(host_text(b"\xFE\xFF\0h\0i"), "hi", "UTF-16 BE by its BOM");
+        assert_eq!(
+            host_text(b"\xFF\xFE\0\0h\0\0\0"),
+            "h",
+            "UTF-32 LE by its BOM"
+        );
+        assert_eq!(host_text(b"\xFF\xFEh"), "\u{FFFD}", "an odd UTF-16 tail");
+        let png = [0x89u8, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+        assert_ne!(host_text(&png).as_bytes(), png, "binary does not survive");
+    }
+
+    #[test]
+    fn only_octet_stream_and_multipart_media_types_travel_base64() {
+        assert!(is_binary_content(Some("application/octet-stream")));
+        assert!(is_binary_content(Some("Multipart/Form-Data; boundary=x")));
+        assert!(is_binary_content(Some("x-multipart/mixed")));
+        assert!(
+            !is_binary_content(Some("application/x-multipart/mixed")),
+            "not a media type"
+        );
+        assert!(!is_binary_content(Some("image/png")));
+        assert!(!is_binary_content(Some("application/octet-stream/x")));
+        assert!(!is_binary_content(Some("not a media type")));
+        assert!(!is_binary_content(None));
+    }
+
+    #[test]
+    fn string_bodies_are_written_as_utf8_unless_utf16_is_asked_for() {
+        assert_eq!(
+            host_written_text("hé", Some("text/plain"), None),
+            "hé".as_bytes()
+        );
+        assert_eq!(host_written_text("h", None, Some("utf-16")), [b'h', 0]);
+        assert_eq!(
+            host_written_text("h", None, Some("utf-16;q=0.2, utf-8")),
+            b"h"
+        );
+        assert_eq!(
+            host_written_text("h", Some("text/plain; charset=utf-16"), None),
+            [b'h', 0]
+        );
+        assert_eq!(
+            host_written_text("h", Some("text/plain; charset=utf-16"), Some("*")),
+            b"h"
+        );
+    }
+
+    #[test]
+    fn a_body_or_header_shaped_like_a_date_comes_out_reformatted() {
+        assert_eq!(
+            newtonsoft_round_trip("2024-10-24T17:42:07.123Z"),
+            "10/24/2024 17:42:07"
+        );
+        assert_eq!(
+            newtonsoft_round_trip("2024-10-24T19:42:07+02:00"),
+            "10/24/2024 17:42:07"
+        );
+        assert_eq!(
+            newtonsoft_round_trip("2024-10-24T17:42:07"),
+            "10/24/2024 17:42:07"
+        );
+        assert_eq!(newtonsoft_round_trip("/Date(0)/"), "01/01/1970 00:00:00");
+        for kept in [
+            "2024-10-24",
+            "hello",
+            "2024-10-24 17:42:07",
+            "2024-13-99T99:99:99Z",
+        ] {
+            assert_eq!(newtonsoft_round_trip(kept), kept);
+        }
     }
 }

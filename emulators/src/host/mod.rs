@@ -19,6 +19,8 @@
 //! - `GET /_emulator/invocations` → recent invocations `[{function, invocation_id, trigger,
 //!   mode, status, http_status, error, logs, reason, started_at, duration_ms}]`;
 //!   `DELETE` clears them.
+//! - `GET /_emulator/logs` → the host's log as the real host records it `[{level, category,
+//!   invocation_id, message}]` (docs/host-contract.md); `DELETE` clears it.
 
 pub mod app;
 pub mod invoke;
@@ -205,9 +207,12 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
 
     print_ready_line(&address.to_string(), &keys, &app);
     report_index(&app);
+    let host_log = Arc::new(journal::HostLog::default());
+    let console_log = Arc::clone(&host_log);
     tokio::spawn(async move {
         while let Some(line) = output_rx.recv().await {
             worker::log_output_line(&line);
+            console_log.console(line.stream == worker::Stream::Stderr, &line.text);
         }
     });
 
@@ -216,6 +221,7 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
         keys,
         handler_port,
         address.to_string(),
+        host_log,
     )?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(server::serve(

@@ -68,6 +68,7 @@ async fn handle(state: Arc<HostState>, request: Request<Incoming>) -> HttpRespon
         [first, "invocations"] if *first == "_emulator" => {
             invocations_endpoint(&state, request.method())
         }
+        [first, "logs"] if *first == "_emulator" => logs_endpoint(&state, request.method()),
         [admin, functions, name]
             if admin.eq_ignore_ascii_case("admin")
                 && functions.eq_ignore_ascii_case("functions") =>
@@ -104,6 +105,21 @@ fn invocations_endpoint(state: &HostState, method: &hyper::Method) -> HttpRespon
         }
         hyper::Method::DELETE => {
             state.journal.clear();
+            empty(StatusCode::NO_CONTENT)
+        }
+        _ => empty(StatusCode::METHOD_NOT_ALLOWED),
+    }
+}
+
+/// `GET /_emulator/logs` lists the host log; `DELETE` clears it.
+fn logs_endpoint(state: &HostState, method: &hyper::Method) -> HttpResponse {
+    match *method {
+        hyper::Method::GET => {
+            let list = serde_json::to_value(state.host_log.list()).unwrap_or(Value::Array(vec![]));
+            json_response(StatusCode::OK, &list)
+        }
+        hyper::Method::DELETE => {
+            state.host_log.clear();
             empty(StatusCode::NO_CONTENT)
         }
         _ => empty(StatusCode::METHOD_NOT_ALLOWED),

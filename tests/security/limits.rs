@@ -1,0 +1,247 @@
+//! Request limits, attacked as a caller with a function key (or none) would: bodies larger than a
+//! function takes, declared or streamed; more invocations than the cap; heads and bodies sent a
+//! byte at a time; idle connections hoarded; and a SIGTERM while they are held.
+
+use std::time::{Duration, Instant};
+
+use handler::dispatch::{ENVELOPE_OVERHEAD_BYTES, MAX_FUNCTION_BODY_BYTES};
+
+use crate::common::{
+    JsonBody, RawConnection, RunningHandler, head_header, head_status, http_payload,
+};
+
+/// The real binary on the repository's functions, with `limits` settings.
+async fn handler_with(limits: &[(&str, &str)]) -> RunningHandler {
+    let env: Vec<(String, String)> = limits
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    RunningHandler::start_in_repo(&env).await
+}
+
+/// Sends a request head and answers the response head, without sending any body.
+async fn head_only(handler: &RunningHandler, head: &str) -> String {
+    let mut connection = RawConnection::open(&handler.base).await;
+    connection.send(head.as_bytes()).await.expect("send head");
+    connection.read_head().await.expect("an answer")
+}
+
+#[tokio::test]
+async fn a_get_function_refuses_any_body_declared_by_content_length_before_reading_it() {
+    let handler = handler_with(&[]).await;
+    // Whoami is anonymous: the easiest target. The body is declared but never sent, so only a
+    // check of Content-Length can answer.
+    let head = head_only(
+        &handler,
+        "GET /api/whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n",
+    )
+    .await;
+    assert_eq!(head_status(&head), 413, "{head}");
+}
+
+#[tokio::test]
+async fn a_get_function_refuses_a_chunked_body_while_reading_it() {
+    let handler = handler_with(&[]).await;
+    let mut connection = RawConnection::open(&handler.base).await;
+    connection
+        .send(b"GET /api/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        .await
+        .unwrap();
+    // The stream never ends: only a limit checked while reading can answer.
+    let head = connection.read_head().await.expect("an answer");
+    assert_eq!(head_status(&head), 413, "{head}");
+}
+
+#[tokio::test]
+async fn write_blob_refuses_a_body_over_the_blob_limit_declared_or_streamed() {
+    let handler = handler_with(&[]).await;
+    let declared = head_only(
+        &handler,
+        &format!(
+            "PUT /api/blobs/demo/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            MAX_FUNCTION_BODY_BYTES + 1
+        ),
+    )
+    .await;
+    assert_eq!(head_status(&declared), 413, "{declared}");
+
+    // Streamed in chunks with no length: refused once the bytes pass the limit, long before the
+    // stream (which never ends) could be buffered whole.
+    let mut connection = RawConnection::open(&handler.base).await;
+    connection
+        .send(b"PUT /api/blobs/demo/big.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = {
+        let data = vec![b'x'; 1024 * 1024];
+        let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
+        framed.extend_from_slice(&data);
+        framed.extend_from_slice(b"\r\n");
+        framed
+    };
+    let mut sent = 0usize;
+    while sent <= MAX_FUNCTION_BODY_BYTES + chunk.len() {
+        if connection.send(&chunk).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let head = connection.read_head().await.expect("an answer");
+    assert_eq!(head_status(&head), 413, "{head}");
+    assert!(
+        sent <= MAX_FUNCTION_BODY_BYTES + 2 * chunk.len(),
+        "the server stopped reading at the limit"
+    );
+}
+
+#[tokio::test]
+async fn a_json_mode_envelope_over_its_limit_is_refused_from_content_length() {
+    let handler = handler_with(&[]).await;
+    // Any function's envelope: a GET function's carries no body, WriteBlob's its body in base64.
+    let head = head_only(
+        &handler,
+        &format!(
+            "POST /WriteBlob HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            ENVELOPE_OVERHEAD_BYTES + 2 * MAX_FUNCTION_BODY_BYTES + 1
+        ),
+    )
+    .await;
+    // JSON mode: the host gets 200 with the 413 in the function's own output.
+    assert_eq!(head_status(&head), 200, "{head}");
+    // Inside the envelope, a GET function takes no body either.
+    let payload = http_payload(
+        "GET",
+        "http://x/api/whoami",
+        serde_json::json!({}),
+        Some("x"),
+    );
+    let envelope: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/Whoami", handler.base))
+        .body(payload.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json_body()
+        .await;
+    assert_eq!(envelope["Outputs"]["res"]["statusCode"], 413, "{envelope}");
+}
+
+#[tokio::test]
+async fn a_flood_beyond_the_in_flight_cap_gets_503_with_retry_after() {
+    let handler = handler_with(&[
+        ("MAX_CONCURRENT_INVOCATIONS", "2"),
+        ("REQUEST_BODY_TIMEOUT_SECONDS", "60"),
+    ])
+    .await;
+    // Two invocations held open: their bodies are announced and never sent.
+    let mut held = Vec::new();
+    for n in 0..2 {
+        let mut connection = RawConnection::open(&handler.base).await;
+        connection
+            .send(
+                format!("PUT /api/blobs/demo/held-{n}.txt HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        held.push(connection);
+    }
+    // Until both are admitted, a third may still get in; once they are, it is turned away.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let head = head_only(
+            &handler,
+            "GET /api/whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if head_status(&head) == 503 {
+            break head;
+        }
+        assert!(Instant::now() < deadline, "never refused: {head}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let wait: u64 = head_header(&refused, "retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(wait >= 1, "{refused}");
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_head_sent_a_byte_at_a_time_is_cut_off() {
+    let handler = handler_with(&[("REQUEST_HEADER_TIMEOUT_SECONDS", "1")]).await;
+    let mut connection = RawConnection::open(&handler.base).await;
+    connection
+        .send(b"GET /api/whoami HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+        .await
+        .unwrap();
+    assert!(connection.closed().await, "the half-sent head is dropped");
+    // A kept-alive connection that goes idle is closed by the same limit.
+    let mut idle = RawConnection::open(&handler.base).await;
+    idle.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = idle.read_head().await.expect("readiness answered");
+    assert_eq!(head_status(&head), 200);
+    assert!(idle.closed().await, "the idle connection is closed");
+}
+
+#[tokio::test]
+async fn a_body_sent_a_byte_at_a_time_is_answered_408() {
+    let handler = handler_with(&[("REQUEST_BODY_TIMEOUT_SECONDS", "1")]).await;
+    let mut connection = RawConnection::open(&handler.base).await;
+    connection
+        .send(b"PUT /api/blobs/demo/slow.txt HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\na")
+        .await
+        .unwrap();
+    let head = connection.read_head().await.expect("an answer");
+    assert_eq!(head_status(&head), 408, "{head}");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_a_slot_frees() {
+    let handler = handler_with(&[("MAX_CONNECTIONS", "2")]).await;
+    let first = RawConnection::open(&handler.base).await;
+    let second = RawConnection::open(&handler.base).await;
+    let mut third = RawConnection::open(&handler.base).await;
+    third
+        .send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(500), third.read_head()).await;
+    assert!(waited.is_err(), "served while both slots were held");
+    drop(first);
+    let head = third.read_head().await.expect("served once a slot freed");
+    assert_eq!(head_status(&head), 200);
+    drop(second);
+}
+
+#[tokio::test]
+async fn sigterm_exits_promptly_while_idle_and_half_open_connections_are_held() {
+    // A header timeout far longer than the test allows for the exit: only closing them on
+    // shutdown can let the process stop in time.
+    let mut handler = handler_with(&[("REQUEST_HEADER_TIMEOUT_SECONDS", "600")]).await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(RawConnection::open(&handler.base).await);
+    }
+    let mut half_open = RawConnection::open(&handler.base).await;
+    half_open
+        .send(b"GET /api/whoami HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut kept_alive = RawConnection::open(&handler.base).await;
+    kept_alive
+        .send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(head_status(&kept_alive.read_head().await.unwrap()), 200);
+    held.push(half_open);
+    held.push(kept_alive);
+    let status = handler.stop().await;
+    assert!(status.success(), "{status}");
+    for mut connection in held {
+        assert!(connection.closed().await);
+    }
+}
