@@ -12,8 +12,8 @@
 //! connections are open (more wait in the listen backlog). On shutdown, idle connections and
 //! connections still sending a head are closed at once; running invocations finish.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -424,17 +424,13 @@ impl<'de> Deserialize<'de> for Query {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut pairs: A) -> Result<Query, A::Error> {
-                let mut query = BTreeMap::new();
-                while let Some((key, value)) = pairs.next_entry::<String, String>()? {
-                    match query.entry(key) {
-                        Entry::Vacant(entry) => {
-                            entry.insert(value);
-                        }
-                        Entry::Occupied(mut entry) => {
-                            let existing: &mut String = entry.get_mut();
-                            existing.push(',');
-                            existing.push_str(&value);
-                        }
+                let mut query: BTreeMap<String, String> = BTreeMap::new();
+                while let Some((Text(key), Text(value))) = pairs.next_entry::<Text, Text>()? {
+                    if let Some(existing) = query.get_mut(&*key) {
+                        existing.push(',');
+                        existing.push_str(&value);
+                    } else {
+                        query.insert(key.into_owned(), value.into_owned());
                     }
                 }
                 Ok(Query(query))
@@ -442,6 +438,38 @@ impl<'de> Deserialize<'de> for Query {
         }
 
         deserializer.deserialize_map(Joined)
+    }
+}
+
+/// A key or value of the query, borrowed from it when it needed no decoding (so that a repeated
+/// key costs no copy).
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Str;
+
+        impl<'de> Visitor<'de> for Str {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("text")
+            }
+
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+
+            fn visit_string<E>(self, text: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+
+        deserializer.deserialize_str(Str)
     }
 }
 
@@ -531,7 +559,7 @@ fn reply(answer: Answer, method: &Method, permit: Option<OwnedSemaphorePermit>) 
     if streamed && !answer.abort && declares_length(method, status, length) {
         response
             .headers_mut()
-            .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(length));
+            .insert(hyper::header::CONTENT_LENGTH, length_value(length));
     }
     if let Some(reason) = answer.reason
         && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes())
@@ -549,6 +577,16 @@ fn declares_length(method: &Method, status: StatusCode, length: usize) -> bool {
         || status == StatusCode::NOT_MODIFIED
         || (method == Method::CONNECT && status.is_success());
     !bodiless && (length > 0 || method != Method::HEAD)
+}
+
+/// `length` as a header value, in one allocation (`HeaderValue::from(usize)` takes two).
+fn length_value(length: usize) -> HeaderValue {
+    use std::io::Write as _;
+    let mut digits = [0u8; 20];
+    let mut rest = &mut digits[..];
+    let _ = write!(rest, "{length}");
+    let written = 20 - rest.len();
+    HeaderValue::from_bytes(&digits[..written]).unwrap_or_else(|_| HeaderValue::from(length))
 }
 
 /// An invocation's answer as warp's stream body: the bytes, then — when aborted — the error that
