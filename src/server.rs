@@ -1,6 +1,8 @@
-//! The HTTP server: connections, limits and routing only. Readiness (`GET /`), JSON-mode
-//! invocations (`POST /{FunctionName}`) and forwarded requests (`/{routePrefix}/{route}`); what
-//! each does is in `dispatch`.
+//! The HTTP server. Connections and their limits are hyper's connection loop; routing is a warp
+//! filter tree, served on each connection as a service: readiness (`GET /`), JSON-mode
+//! invocations (`POST /{FunctionName}`) and forwarded requests (`/{routePrefix}/{route}`), with
+//! the route decided by `dispatch` (which knows every function.json route); what each does is in
+//! `dispatch`.
 //!
 //! Every request is held to limits (README, "Request limits"): the head must arrive within the
 //! header timeout (which also closes a kept-alive connection idle that long); the body within the
@@ -10,8 +12,10 @@
 //! connections are open (more wait in the listen backlog). On shutdown, idle connections and
 //! connections still sending a head are closed at once; running invocations finish.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,15 +23,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt as _;
+use bytes::{Buf, BufMut as _, Bytes, BytesMut};
+use futures::{Stream, StreamExt as _};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::service::Service as _;
+use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use warp::Filter;
+use warp::path::FullPath;
+use warp::reply::{Reply as _, Response};
 
 use crate::config::ServerLimits;
 use crate::dispatch::{Answer, Body, ForwardedRequest, INVOCATION_ID_HEADER, Route, Runtime};
@@ -113,15 +123,19 @@ async fn serve_connection<S: Send + Sync + 'static>(
 ) {
     let _ = stream.set_nodelay(true);
     let busy = Arc::new(AtomicUsize::new(0));
-    let service = {
-        let shared = Arc::clone(&shared);
-        let busy = Arc::clone(&busy);
-        hyper::service::service_fn(move |request| {
-            let shared = Arc::clone(&shared);
-            let guard = Busy::new(&busy);
-            async move { Ok::<_, Infallible>(handle(&shared, request, guard).await) }
-        })
-    };
+    // The filter tree borrows what the connection shares: building it allocates nothing.
+    let routes = TowerToHyperService::new(warp::service(routes(&shared)));
+    let service = hyper::service::service_fn(|request: Request<Incoming>| {
+        let guard = Busy::new(&busy);
+        let answering = routes.call(request);
+        async move {
+            let response = answering.await?;
+            Ok::<_, Infallible>(response.map(|body| Guarded {
+                body,
+                _guard: guard,
+            }))
+        }
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -143,11 +157,11 @@ async fn serve_connection<S: Send + Sync + 'static>(
     let _ = connection.await;
 }
 
-/// Counts a request on its connection from the moment its head is read until hyper has written
-/// its response (the guard travels in the response body), so shutdown never cuts an answer.
+/// Counts a request on its connection from the moment hyper hands over its head until hyper has
+/// written its response (the guard travels in the response body), so shutdown never cuts an
+/// answer.
 struct Busy {
     count: Arc<AtomicUsize>,
-    in_flight: Option<OwnedSemaphorePermit>,
 }
 
 impl Busy {
@@ -155,7 +169,6 @@ impl Busy {
         count.fetch_add(1, Ordering::AcqRel);
         Self {
             count: Arc::clone(count),
-            in_flight: None,
         }
     }
 }
@@ -166,125 +179,208 @@ impl Drop for Busy {
     }
 }
 
-/// A response body: the bytes, then — for an aborted answer — an error that makes hyper cut
-/// the connection. It holds the request's guard until hyper is done with it.
-pub struct ReplyBody {
-    data: Option<Bytes>,
-    abort: bool,
-    _guard: Option<Busy>,
+/// warp's response body, holding the request's [`Busy`] guard until hyper is done with it.
+struct Guarded<B> {
+    body: B,
+    _guard: Busy,
 }
 
-impl hyper::body::Body for ReplyBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if let Some(data) = self.data.take().filter(|data| !data.is_empty()) {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
-        }
-        if self.abort {
-            self.abort = false;
-            return Poll::Ready(Some(Err(std::io::Error::other(
-                "the invocation failed; the connection is cut so that the host records it",
-            ))));
-        }
-        Poll::Ready(None)
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        !self.abort && self.data.as_ref().is_none_or(Bytes::is_empty)
+        self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        match (&self.data, self.abort) {
-            (_, true) => hyper::body::SizeHint::default(),
-            (Some(data), false) => hyper::body::SizeHint::with_exact(data.len() as u64),
-            (None, false) => hyper::body::SizeHint::with_exact(0),
-        }
+        self.body.size_hint()
     }
 }
 
-/// Routes one request and answers it.
-async fn handle<S: Send + Sync + 'static>(
+/// The filter tree: readiness first, kept cheap; then everything else, routed by `dispatch`.
+fn routes<S: Send + Sync + 'static>(
     shared: &Shared<S>,
-    request: Request<Incoming>,
-    mut guard: Busy,
-) -> Response<ReplyBody> {
-    let method = request.method().as_str().to_ascii_uppercase();
-    let path = request.uri().path().to_owned();
-    if method == "GET" && path == "/" {
-        // The host's readiness poll and pings: kept cheap.
-        return reply(plain(200, "ok"), guard);
-    }
-    let runtime = &shared.runtime;
-    let route = runtime.route(&method, &path);
-    if let Route::Answer(answer) = route {
-        return reply(answer, guard);
-    }
-    let limit = runtime.body_limit(&route);
-    let admitted = match Arc::clone(&shared.in_flight).try_acquire_owned() {
-        Ok(permit) => {
-            guard.in_flight = Some(permit);
-            None
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync {
+    readiness().or(invocation(shared)).unify()
+}
+
+/// `GET /`: the host's readiness poll and pings. The method is compared without regard to case,
+/// as `dispatch` compares it.
+fn readiness() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Copy {
+    warp::method()
+        .and(warp::path::end())
+        .and_then(|method: Method| {
+            futures::future::ready(if method.as_str().eq_ignore_ascii_case("GET") {
+                Ok(reply(plain(200, "ok"), &method, None))
+            } else {
+                Err(warp::reject::not_found())
+            })
+        })
+}
+
+/// Any other request: routed by `dispatch` (`POST /{FunctionName}` of a served function is JSON
+/// mode, anything else is forwarded by its function.json route), admitted under the in-flight
+/// cap, held to its function's body limit from Content-Length — all before a byte of the body is
+/// read — then read and run.
+fn invocation<'a, S: Send + Sync + 'static>(
+    shared: &'a Shared<S>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync {
+    warp::method()
+        .and(warp::path::full())
+        .map(move |method: Method, path: FullPath| Call::route(shared, method, path.as_str()))
+        .map(move |call: Call<'a, S>| call.admit(shared))
+        .and(warp::header::headers_cloned())
+        .map(|call: Call<'a, S>, headers: HeaderMap| {
+            (call.check_declared_length(&headers), headers)
+        })
+        .untuple_one()
+        .and(query())
+        .and(warp::body::stream())
+        .then(move |call, headers, query, body| answer(shared, call, headers, query, body))
+}
+
+/// A request on its way through the filters.
+struct Call<'a, S> {
+    /// The method as sent, which the answer's framing depends on.
+    method: Method,
+    /// The method as `dispatch` compares it.
+    method_name: String,
+    path: String,
+    route: Route<'a, S>,
+    /// The most body bytes the function takes.
+    limit: usize,
+    /// The in-flight slot, held until the answer is written.
+    permit: Option<OwnedSemaphorePermit>,
+    /// Why the body will not be read: over the in-flight cap, or declared over the limit.
+    refusal: Option<FunctionError>,
+}
+
+impl<'a, S: Send + Sync + 'static> Call<'a, S> {
+    fn route(shared: &'a Shared<S>, method: Method, path: &str) -> Self {
+        let method_name = method.as_str().to_ascii_uppercase();
+        let route = shared.runtime.route(&method_name, path);
+        let limit = shared.runtime.body_limit(&route);
+        Self {
+            method,
+            method_name,
+            path: path.to_owned(),
+            route,
+            limit,
+            permit: None,
+            refusal: None,
         }
-        Err(_) => Some(FunctionError::Overloaded {
-            limit: shared.limits.max_in_flight,
-        }),
-    };
-    let (parts, incoming) = request.into_parts();
-    let body = match admitted {
-        Some(refusal) => Err(refusal),
-        None => {
-            read_body(
-                &parts.headers,
-                incoming,
-                limit,
-                shared.limits.body_timeout,
-                shared.stopping.subscribe(),
-            )
-            .await
+    }
+
+    fn runs(&self) -> bool {
+        !matches!(self.route, Route::Answer(_))
+    }
+
+    /// Takes an in-flight slot for a request that runs a function; none left is a 503.
+    fn admit(mut self, shared: &Shared<S>) -> Self {
+        if self.runs() {
+            match Arc::clone(&shared.in_flight).try_acquire_owned() {
+                Ok(permit) => self.permit = Some(permit),
+                Err(_) => {
+                    self.refusal = Some(FunctionError::Overloaded {
+                        limit: shared.limits.max_in_flight,
+                    });
+                }
+            }
+        }
+        self
+    }
+
+    /// Refuses a body whose Content-Length is over the function's limit, before reading any.
+    fn check_declared_length(mut self, headers: &HeaderMap) -> Self {
+        if !self.runs() || self.refusal.is_some() {
+            return self;
+        }
+        let declared = headers
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.limit as u64) {
+            self.refusal = Some(FunctionError::PayloadTooLarge { limit: self.limit });
+        }
+        self
+    }
+}
+
+/// Reads the body (unless refused) and runs the function; answers what it answered.
+async fn answer<S, B>(
+    shared: &Shared<S>,
+    call: Call<'_, S>,
+    headers: HeaderMap,
+    query: Query,
+    body: impl Stream<Item = Result<B, warp::Error>> + Send,
+) -> Response
+where
+    S: Send + Sync + 'static,
+    B: Buf,
+{
+    let Call {
+        method,
+        method_name,
+        path,
+        route,
+        limit,
+        permit,
+        refusal,
+    } = call;
+    let runtime = &shared.runtime;
+    let body = || async {
+        match refusal {
+            Some(refusal) => Err(refusal),
+            None => {
+                read_body(
+                    body,
+                    limit,
+                    shared.limits.body_timeout,
+                    shared.stopping.subscribe(),
+                )
+                .await
+            }
         }
     };
     let answer = match route {
+        Route::Answer(answer) => answer,
         Route::Json(entry) => {
-            let id = header_text(&parts.headers, INVOCATION_ID_HEADER);
-            runtime.invoke_json(entry, id.as_deref(), body).await
+            let id = header_text(&headers, INVOCATION_ID_HEADER);
+            runtime
+                .invoke_json(entry, id.as_deref(), body().await)
+                .await
         }
         Route::Forwarded { entry, params } => {
             let request = ForwardedRequest {
-                method,
+                method: method_name,
                 path,
-                query: parse_query(parts.uri.query().unwrap_or_default()),
-                headers: header_pairs(&parts.headers),
-                body,
+                query: query.0,
+                headers: header_pairs(&headers),
+                body: body().await,
             };
             runtime.forward(entry, params, request).await
         }
-        Route::Answer(answer) => answer,
     };
-    reply(answer, guard)
+    reply(answer, &method, permit)
 }
 
-/// Reads the body under `limit`: refused from Content-Length before any byte is read, and while
-/// reading once the bytes pass it; given up after `timeout` or when the server starts stopping.
-async fn read_body(
-    headers: &hyper::HeaderMap,
-    incoming: Incoming,
+/// Reads the body under `limit`, refusing it once the bytes pass it; gives up after `timeout` or
+/// when the server starts stopping.
+async fn read_body<B: Buf>(
+    body: impl Stream<Item = Result<B, warp::Error>>,
     limit: usize,
     timeout: Duration,
     mut stopping: watch::Receiver<bool>,
 ) -> Body {
-    let declared = headers
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(FunctionError::PayloadTooLarge { limit });
-    }
-    let reading = read_limited(incoming, limit);
+    let reading = read_limited(body, limit);
     tokio::select! {
         body = tokio::time::timeout(timeout, reading) => {
             body.unwrap_or(Err(FunctionError::BodyTimeout(timeout)))
@@ -293,20 +389,105 @@ async fn read_body(
     }
 }
 
-async fn read_limited(mut incoming: Incoming, limit: usize) -> Body {
+async fn read_limited<B: Buf>(
+    body: impl Stream<Item = Result<B, warp::Error>>,
+    limit: usize,
+) -> Body {
+    let mut body = std::pin::pin!(body);
     let mut collected = BytesMut::new();
-    while let Some(frame) = incoming.frame().await {
-        let frame = frame.map_err(|e| {
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
             FunctionError::BadRequest(format!("the request body could not be read: {e}"))
         })?;
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limit {
-                return Err(FunctionError::PayloadTooLarge { limit });
-            }
-            collected.extend_from_slice(&data);
+        if collected.len() + chunk.remaining() > limit {
+            return Err(FunctionError::PayloadTooLarge { limit });
         }
+        collected.put(chunk);
     }
     Ok(collected.freeze())
+}
+
+/// Query parameters, as warp's query filter decodes them; a key given twice has its values
+/// joined with `,`, as the host does.
+#[derive(Debug, Default)]
+struct Query(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for Query {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Joined;
+
+        impl<'de> Visitor<'de> for Joined {
+            type Value = Query;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("query parameters")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut pairs: A) -> Result<Query, A::Error> {
+                let mut query: BTreeMap<String, String> = BTreeMap::new();
+                while let Some((Text(key), Text(value))) = pairs.next_entry::<Text, Text>()? {
+                    if let Some(existing) = query.get_mut(&*key) {
+                        existing.push(',');
+                        existing.push_str(&value);
+                    } else {
+                        query.insert(key.into_owned(), value.into_owned());
+                    }
+                }
+                Ok(Query(query))
+            }
+        }
+
+        deserializer.deserialize_map(Joined)
+    }
+}
+
+/// A key or value of the query, borrowed from it when it needed no decoding (so that a repeated
+/// key costs no copy).
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Str;
+
+        impl<'de> Visitor<'de> for Str {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("text")
+            }
+
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+
+            fn visit_string<E>(self, text: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+
+        deserializer.deserialize_str(Str)
+    }
+}
+
+/// The query; never refuses a request (a query that cannot be decoded is read as none).
+fn query() -> impl Filter<Extract = (Query,), Error = std::convert::Infallible> + Copy {
+    warp::query::query::<Query>()
+        .or(warp::any().map(Query::default))
+        .unify()
+}
+
+/// Query parameters of a raw query string, decoded and joined as [`query`] does.
+#[cfg(test)]
+fn parse_query(raw: &str) -> BTreeMap<String, String> {
+    let pairs = url::form_urlencoded::parse(raw.as_bytes());
+    let deserializer = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(pairs);
+    Query::deserialize(deserializer)
+        .map(|query| query.0)
+        .unwrap_or_default()
 }
 
 fn plain(status: u16, text: &'static str) -> Answer {
@@ -319,22 +500,7 @@ fn plain(status: u16, text: &'static str) -> Answer {
     }
 }
 
-/// Query parameters; a key given twice has its values joined with `,`, as the host does.
-fn parse_query(raw: &str) -> BTreeMap<String, String> {
-    let mut query: BTreeMap<String, String> = BTreeMap::new();
-    for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
-        query
-            .entry(key.into_owned())
-            .and_modify(|existing| {
-                existing.push(',');
-                existing.push_str(&value);
-            })
-            .or_insert_with(|| value.into_owned());
-    }
-    query
-}
-
-fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
@@ -347,7 +513,7 @@ fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
 }
 
 /// Every value of a header, joined with ", " as one list.
-fn header_text(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     let values: Vec<&str> = headers
         .get_all(name)
         .iter()
@@ -356,16 +522,29 @@ fn header_text(headers: &hyper::HeaderMap, name: &str) -> Option<String> {
     (!values.is_empty()).then(|| values.join(", "))
 }
 
-/// An answer as a hyper response. Headers that are not valid HTTP are dropped with a warning
+/// An answer as a warp response. Headers that are not valid HTTP are dropped with a warning
 /// rather than failing the whole answer; a reason phrase goes on the status line.
-fn reply(answer: Answer, guard: Busy) -> Response<ReplyBody> {
-    let mut response = Response::new(ReplyBody {
-        data: Some(answer.body),
-        abort: answer.abort,
-        _guard: Some(guard),
-    });
-    *response.status_mut() =
-        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+///
+/// An invocation's answer is a one-chunk stream that holds its in-flight slot until hyper has
+/// written it, and — for an aborted answer — ends in an error, which makes hyper cut the
+/// connection so that the host records a failed invocation. warp's only body that can carry
+/// either is a stream, whose length hyper does not know, so the Content-Length hyper would have
+/// written for the bytes is written here.
+fn reply(answer: Answer, method: &Method, permit: Option<OwnedSemaphorePermit>) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let length = answer.body.len();
+    let streamed = permit.is_some() || answer.abort;
+    let mut response = if streamed {
+        warp::reply::stream(AnswerStream {
+            data: Some(answer.body),
+            abort: answer.abort,
+            _permit: permit,
+        })
+        .into_response()
+    } else {
+        warp::http::Response::new(answer.body).into_response()
+    };
+    *response.status_mut() = status;
     for (name, value) in &answer.headers {
         match (
             HeaderName::from_bytes(name.as_bytes()),
@@ -377,12 +556,62 @@ fn reply(answer: Answer, guard: Busy) -> Response<ReplyBody> {
             _ => log::warn!("dropped response header '{name}': not a valid HTTP header"),
         }
     }
+    if streamed && !answer.abort && declares_length(method, status, length) {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_LENGTH, length_value(length));
+    }
     if let Some(reason) = answer.reason
         && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes())
     {
         response.extensions_mut().insert(phrase);
     }
     response
+}
+
+/// Whether hyper writes a Content-Length for a body of `length` bytes it knows the length of:
+/// never on a status that has no body, and not a zero one in answer to HEAD.
+fn declares_length(method: &Method, status: StatusCode, length: usize) -> bool {
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || (method == Method::CONNECT && status.is_success());
+    !bodiless && (length > 0 || method != Method::HEAD)
+}
+
+/// `length` as a header value, in one allocation (`HeaderValue::from(usize)` takes two).
+fn length_value(length: usize) -> HeaderValue {
+    use std::io::Write as _;
+    let mut digits = [0u8; 20];
+    let mut rest = &mut digits[..];
+    let _ = write!(rest, "{length}");
+    let written = 20 - rest.len();
+    HeaderValue::from_bytes(&digits[..written]).unwrap_or_else(|_| HeaderValue::from(length))
+}
+
+/// An invocation's answer as warp's stream body: the bytes, then — when aborted — the error that
+/// cuts the connection. It holds the in-flight slot until hyper drops it, done writing.
+struct AnswerStream {
+    data: Option<Bytes>,
+    abort: bool,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Stream for AnswerStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(data) = self.data.take().filter(|data| !data.is_empty()) {
+            return Poll::Ready(Some(Ok(data)));
+        }
+        if self.abort {
+            self.abort = false;
+            return Poll::Ready(Some(Err(std::io::Error::other(
+                "the invocation failed; the connection is cut so that the host records it",
+            ))));
+        }
+        Poll::Ready(None)
+    }
 }
 
 #[cfg(test)]
