@@ -50,6 +50,9 @@ async fn serve() -> ExitCode {
         Arc::new(App::new(AppSettings::from_env())),
         functions::all(),
     );
+    // The TLS roots are read in the background: readiness never waits for them, and the first
+    // HTTPS call waits only for what is not loaded yet.
+    tokio::task::spawn_blocking(handler::clients::tls::warm_up);
     server::run(listener, Arc::new(runtime), shutdown_signal()).await;
     log::info!("stopped");
     ExitCode::SUCCESS

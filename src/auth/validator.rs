@@ -210,6 +210,7 @@ impl TokenValidator {
 /// A client for discovery and JWKS fetches: 5 s to connect, 10 s per request, no redirects.
 pub fn default_http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::clients::tls::client_config())
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())

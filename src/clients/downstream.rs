@@ -129,6 +129,7 @@ impl DownstreamApi {
     pub fn with_options(base: Url, options: DownstreamOptions) -> Result<Self, DownstreamError> {
         check_base(&base).map_err(|reason| DownstreamError::InvalidBase(reason.to_owned()))?;
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::clients::tls::client_config())
             .connect_timeout(CONNECT_TIMEOUT.min(options.timeout))
             .timeout(options.timeout)
             .redirect(reqwest::redirect::Policy::none())

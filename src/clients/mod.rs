@@ -13,5 +13,6 @@ mod failure;
 pub mod http;
 pub mod keyvault;
 pub mod names;
+pub mod tls;
 
 pub use failure::UpstreamDetail;
