@@ -14,6 +14,7 @@ use crate::clients::downstream::DownstreamApi;
 use crate::clients::http::{AzureHttp, HttpSettings};
 use crate::clients::keyvault::KeyVault;
 use crate::clients::names::SecretAllowlist;
+use crate::clients::secret_cache::SecretCache;
 use crate::config::{AppSettings, ServerConfig};
 use crate::dispatch::Runtime;
 use crate::error::FunctionError;
@@ -29,6 +30,7 @@ pub struct App {
     keyvault: Result<KeyVault, Unconfigured>,
     blobs: Result<BlobStore, Unconfigured>,
     allowed_secrets: Result<SecretAllowlist, Unconfigured>,
+    secret_cache: Result<SecretCache, Unconfigured>,
     refresh_resources: Vec<String>,
     downstream: Result<Downstream, Unconfigured>,
     validator: Result<TokenValidator, Unconfigured>,
@@ -100,8 +102,15 @@ impl App {
                     problem: e.to_string(),
                 }
             });
+        let secret_cache = SecretCache::ttl_from_setting(settings.secret_cache_seconds.as_deref())
+            .map(SecretCache::new)
+            .map_err(|problem| Unconfigured::Setting {
+                setting: "SECRET_CACHE_SECONDS",
+                problem,
+            });
         for problem in [
             &identity.as_ref().err(),
+            &secret_cache.as_ref().err(),
             &keyvault.as_ref().err(),
             &blobs.as_ref().err(),
         ]
@@ -132,6 +141,7 @@ impl App {
             keyvault,
             blobs,
             allowed_secrets,
+            secret_cache,
             refresh_resources: settings.refresh_resources,
             downstream,
             validator,
@@ -166,6 +176,11 @@ impl App {
     /// The secrets GetSecret may read (ALLOWED_SECRETS).
     pub fn allowed_secrets(&self) -> Result<&SecretAllowlist, FunctionError> {
         self.allowed_secrets.as_ref().map_err(|e| e.clone().into())
+    }
+
+    /// GetSecret's cache (SECRET_CACHE_SECONDS).
+    pub fn secret_cache(&self) -> Result<&SecretCache, FunctionError> {
+        self.secret_cache.as_ref().map_err(|e| e.clone().into())
     }
 
     /// The resources RefreshTokens keeps warm.

@@ -37,6 +37,11 @@ pub const APP_SETTINGS: &[AppSetting] = &[
         purpose: "comma-separated secret names or prefixes (app-*) that GetSecret may read; absent allows none",
     },
     AppSetting {
+        name: "SECRET_CACHE_SECONDS",
+        deployed: false,
+        purpose: "seconds GetSecret serves a secret's latest version from memory; default 60, 0 turns the cache off",
+    },
+    AppSetting {
         name: "TOKEN_REFRESH_SCHEDULE",
         deployed: true,
         purpose: "six-field NCRONTAB schedule of RefreshTokens, e.g. 0 */5 * * * *",
@@ -220,6 +225,8 @@ pub struct AppSettings {
     pub storage_blob_url: Option<String>,
     /// ALLOWED_SECRETS.
     pub allowed_secrets: Option<String>,
+    /// SECRET_CACHE_SECONDS, validated by the app (GetSecret's cache).
+    pub secret_cache_seconds: Option<String>,
     /// TOKEN_REFRESH_RESOURCES, split on commas; the default when unset.
     pub refresh_resources: Vec<String>,
     /// DOWNSTREAM_API_URL: the base URL CallApi calls.
@@ -263,6 +270,7 @@ impl AppSettings {
             key_vault_url: get("KEY_VAULT_URL"),
             storage_blob_url: get("STORAGE_BLOB_URL"),
             allowed_secrets: get("ALLOWED_SECRETS"),
+            secret_cache_seconds: get("SECRET_CACHE_SECONDS"),
             refresh_resources,
             downstream_api_url: get("DOWNSTREAM_API_URL"),
             downstream_api_scope: get("DOWNSTREAM_API_SCOPE"),

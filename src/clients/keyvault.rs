@@ -44,6 +44,7 @@ use std::{
 use thiserror::Error;
 use tokio::sync::OnceCell;
 use url::Host;
+use zeroize::Zeroize as _;
 
 /// The RBAC role an identity needs to read secret values.
 pub const SECRETS_READER_ROLE: &str = "Key Vault Secrets User";
@@ -62,6 +63,14 @@ impl SecretValue {
     /// The secret text. Call it only where the value is deliberately handed out.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+/// Wiped when dropped, so a value the cache evicts (or an answer sent) leaves no copy behind in
+/// freed memory.
+impl Drop for SecretValue {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 
@@ -90,8 +99,9 @@ pub struct Secret {
     pub content_type: Option<String>,
 }
 
-/// Why a Key Vault call failed. No message carries a token or a secret value.
-#[derive(Debug, Error)]
+/// Why a Key Vault call failed. No message carries a token or a secret value. `Clone` so that
+/// callers sharing one read (the secret cache) each get its error.
+#[derive(Debug, Clone, Error)]
 pub enum KeyVaultError {
     /// The vault URL is unusable; detected at start-up.
     #[error("invalid Key Vault URL: {0}")]
