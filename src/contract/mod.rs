@@ -7,6 +7,7 @@
 //! nothing else of ours.
 
 mod decode;
+mod raw;
 mod request;
 mod response;
 mod timer;
