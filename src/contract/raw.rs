@@ -115,7 +115,7 @@ impl<'t> Members<'t> {
             .map(|(name, value)| (name.as_ref(), *value))
             .collect();
         // Stable: equal keys keep document order, so the last of each run is the last given.
-        sorted.sort_by(|(a, _), (b, _)| a.cmp(b));
+        sorted.sort_by_key(|(name, _)| *name);
         let mut out: Vec<(&str, &'t RawValue)> = Vec::with_capacity(sorted.len());
         for (name, value) in sorted {
             match out.last_mut() {
