@@ -313,3 +313,36 @@ impl TokenCache {
         result
     }
 }
+
+#[cfg(test)]
+mod claims_memo_tests {
+    use super::*;
+    use crate::identity::{AccessTokenSecret, SourceKind};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn token(access_token: String) -> Token {
+        let now = OffsetDateTime::now_utc();
+        Token {
+            access_token: AccessTokenSecret::new(access_token),
+            token_type: "Bearer".into(),
+            resource: "https://vault.azure.net".into(),
+            expires_on: now,
+            refresh_on: now,
+            source: SourceKind::Imds,
+            identity: IdentitySelector::SystemAssigned,
+            claims: ClaimsMemo::default(),
+        }
+    }
+
+    #[test]
+    fn claims_are_decoded_once_and_shared_by_every_copy() {
+        let payload = URL_SAFE_NO_PAD.encode(r#"{"oid":"o1","roles":["r"]}"#);
+        let original = token(format!("e30.{payload}.c2ln"));
+        let copy = original.clone();
+        let decoded = original.claims().expect("a JWT");
+        assert_eq!(decoded.oid.as_deref(), Some("o1"));
+        assert!(std::ptr::eq(decoded, copy.claims().unwrap()), "one decode");
+        assert!(token("not a jwt".into()).claims().is_none());
+    }
+}
