@@ -110,8 +110,9 @@ impl<S: Send + Sync + 'static> Runtime<S> {
         body: Body,
     ) -> HttpResponse {
         let request = body.and_then(|bytes| {
-            let payload = InvocationRequest::from_slice(&bytes)?;
-            Ok(request_from_trigger(payload.http_trigger(binding)?))
+            Ok(request_from_trigger(crate::contract::http_trigger(
+                &bytes, binding,
+            )?))
         });
         let outcome = match request {
             Ok(request) => self.limited(run(self.state.clone(), request)).await,

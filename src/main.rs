@@ -52,7 +52,7 @@ async fn serve() -> ExitCode {
     );
     // The TLS roots are read in the background: readiness never waits for them, and the first
     // HTTPS call waits only for what is not loaded yet.
-    tokio::task::spawn_blocking(handler::clients::tls::warm_up);
+    handler::clients::tls::warm_up_in_background();
     server::run(listener, Arc::new(runtime), shutdown_signal()).await;
     log::info!("stopped");
     ExitCode::SUCCESS

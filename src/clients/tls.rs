@@ -88,7 +88,22 @@ pub fn client_config() -> rustls::ClientConfig {
     TrustRoots::platform().client_config()
 }
 
-/// Loads the process's roots now. Run it off the start-up path, after the listener answers.
+/// How long after start-up the roots are loaded in the background: long enough that reading
+/// ~290 files does not compete with the first readiness answers on a small machine, short next to
+/// the host's own start-up before it sends the first invocation. An HTTPS call before then loads
+/// them itself.
+pub const WARM_UP_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Loads the process's roots on a blocking thread [`WARM_UP_DELAY`] from now. Call it on the
+/// runtime, once the listener is bound.
+pub fn warm_up_in_background() {
+    tokio::spawn(async {
+        tokio::time::sleep(WARM_UP_DELAY).await;
+        let _ = tokio::task::spawn_blocking(warm_up).await;
+    });
+}
+
+/// Loads the process's roots now, if nobody has yet.
 pub fn warm_up() {
     if let Err(error) = TrustRoots::platform().verifier() {
         log::warn!("{error}; HTTPS calls will fail until this is fixed");

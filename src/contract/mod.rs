@@ -11,8 +11,10 @@ mod raw;
 mod request;
 mod response;
 mod timer;
+mod typed;
 
 pub use decode::{decode_scalar, object_or_encoded};
 pub use request::{HttpTriggerData, InvocationRequest, PayloadError};
 pub use response::{HttpOutput, InvocationResponse};
 pub use timer::{ScheduleStatus, TimerInfo, Timestamp};
+pub use typed::http_trigger;

@@ -114,16 +114,17 @@ impl<'t> Members<'t> {
             .iter()
             .map(|(name, value)| (name.as_ref(), *value))
             .collect();
-        // Stable: equal keys keep document order, so the last of each run is the last given.
+        // Stable: equal keys keep document order; each run then keeps its first slot with the
+        // run's last value.
         sorted.sort_by_key(|(name, _)| *name);
-        let mut out: Vec<(&str, &'t RawValue)> = Vec::with_capacity(sorted.len());
-        for (name, value) in sorted {
-            match out.last_mut() {
-                Some(last) if last.0 == name => last.1 = value,
-                _ => out.push((name, value)),
+        sorted.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = later.1;
             }
-        }
-        out.into_iter()
+            same
+        });
+        sorted.into_iter()
     }
 }
 

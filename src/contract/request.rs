@@ -443,16 +443,31 @@ mod tests {
                 "Identities": null, "Body": true, "Url": null, "Method": false}}}"#
                 .to_owned(),
             r#"{"Data": {"Req": {"Url": "case"}, "REQ": {"Url": "CASE"}}}"#.to_owned(),
+            r#"{"DATA": {"req": {"Url": "upper"}}, "data": {"req": {"Url": "lower"}}}"#.to_owned(),
+            r#"{"Data": {"req": {"url": "lower", "URL": "upper", "Url": "exact", "Url": "exact 2",
+                "QUERY": "{\"a\": \"1\"}", "query": {"b": 2}, "body": null, "BODY": "x",
+                "params": {"p": [1]}, "identities": "[1, \"two\"]", "Identities ": []}},
+                "Metadata": {"deep": [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}}"#
+                .to_owned(),
+            r#"{"Data": {"req": {"Headers": "{\"A\": [\"1\", 2], \"B\": \"x\"}",
+                "Query": " {\"q\": 1} ", "Params": "{\"x\": null} extra"}}}"#
+                .to_owned(),
         ];
         for shape in &shapes {
             let mut new = InvocationRequest::from_slice(shape.as_bytes())
                 .ok()
                 .and_then(|request| request.http_trigger("req").ok());
+            let mut typed = crate::contract::http_trigger(shape.as_bytes(), "req").ok();
             // Identities stay opaque JSON: equal as JSON, not as text.
-            for identity in new.iter_mut().flat_map(|http| http.identities.iter_mut()) {
+            for identity in new
+                .iter_mut()
+                .chain(typed.iter_mut())
+                .flat_map(|http| http.identities.iter_mut())
+            {
                 *identity = serde_json::from_str::<Value>(identity).unwrap().to_string();
             }
             assert_eq!(new, value_oracle(shape, "req"), "{shape}");
+            assert_eq!(typed, new, "one-pass reader: {shape}");
             assert!(new.is_some(), "{shape}");
         }
         for refused in [
@@ -464,8 +479,42 @@ mod tests {
         ] {
             assert_eq!(value_oracle(refused, "req"), None, "{refused}");
             let request = InvocationRequest::from_slice(refused.as_bytes()).unwrap();
-            assert!(request.http_trigger("req").is_err(), "{refused}");
+            let error = request.http_trigger("req").unwrap_err();
+            assert_eq!(
+                crate::contract::http_trigger(refused.as_bytes(), "req").unwrap_err(),
+                error,
+                "{refused}"
+            );
         }
+    }
+
+    #[test]
+    fn the_one_pass_reader_fails_as_the_two_step_one_does() {
+        let deep = "[".repeat(100_000);
+        let cases: [&[u8]; 9] = [
+            b"{not json",
+            b"[1,2]",
+            b"[1,2",
+            b"\"text\"",
+            b"{} trailing",
+            deep.as_bytes(),
+            &[b'{', 0xff, b'}'],
+            br#"{"Data":{"req":5}}"#,
+            br#"{"data":"{\"req\":{\"Method\":\"get\"}} x","Data":{}}"#,
+        ];
+        for body in cases {
+            let two_step =
+                InvocationRequest::from_slice(body).and_then(|request| request.http_trigger("req"));
+            let one_pass = crate::contract::http_trigger(body, "req");
+            match (&two_step, &one_pass) {
+                (Err(PayloadError::NotJson(_)), Err(PayloadError::NotJson(_))) => {}
+                _ => assert_eq!(one_pass, two_step, "{}", String::from_utf8_lossy(body)),
+            }
+        }
+        let http = crate::contract::http_trigger(ORDER_EXAMPLE.as_bytes(), "req").unwrap();
+        assert_eq!(http.method, "POST");
+        assert_eq!(http.query["source"], "web");
+        assert_eq!(http.header("content-type").unwrap(), ["application/json"]);
     }
 
     #[test]
