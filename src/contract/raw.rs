@@ -129,7 +129,7 @@ impl<'t> Members<'t> {
 }
 
 /// The JSON text of an object member that is an object now and was a JSON string holding the
-/// object before host#6606: the raw text as it is, or the string's decoded contents.
+/// object on hosts from before 2020: the raw text as it is, or the string's decoded contents.
 pub(crate) enum ObjectText<'t> {
     /// An object, borrowed.
     Raw(&'t str),
