@@ -70,6 +70,13 @@ impl SecretValue {
 /// freed memory.
 impl Drop for SecretValue {
     fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl SecretValue {
+    /// Zeroes every byte of the buffer (its whole capacity) and empties the value.
+    fn wipe(&mut self) {
         self.0.zeroize();
     }
 }
@@ -433,6 +440,18 @@ mod tests {
             content_type: None,
         };
         assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_wiped_value_leaves_zeros_in_its_buffer() {
+        let mut value = SecretValue::new(String::with_capacity(32) + "hunter2");
+        let (ptr, capacity) = (value.0.as_ptr(), value.0.capacity());
+        value.wipe();
+        assert_eq!(value.expose(), "");
+        // The String still owns its buffer (zeroize keeps the allocation), so reading it is sound.
+        assert_eq!(value.0.as_ptr(), ptr);
+        let buffer = unsafe { std::slice::from_raw_parts(ptr, capacity) };
+        assert!(buffer.iter().all(|byte| *byte == 0));
     }
 
     #[test]
