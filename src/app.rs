@@ -14,6 +14,7 @@ use crate::clients::downstream::DownstreamApi;
 use crate::clients::http::{AzureHttp, HttpSettings};
 use crate::clients::keyvault::KeyVault;
 use crate::clients::names::{ContainerAllowlist, SecretAllowlist};
+use crate::clients::secret_cache::SecretCache;
 use crate::config::{AppSettings, ServerConfig};
 use crate::dispatch::Runtime;
 use crate::error::FunctionError;
@@ -31,6 +32,7 @@ pub struct App {
     blobs: Result<BlobStore, Unconfigured>,
     allowed_secrets: Result<SecretAllowlist, Unconfigured>,
     allowed_containers: Result<ContainerAllowlist, Unconfigured>,
+    secret_cache: Result<SecretCache, Unconfigured>,
     refresh_resources: Vec<String>,
     token_info: Result<TokenInfoPolicy, Unconfigured>,
     downstream: Result<Downstream, Unconfigured>,
@@ -108,8 +110,15 @@ impl App {
                 setting: "ALLOWED_CONTAINERS",
                 problem: e.to_string(),
             });
+        let secret_cache = SecretCache::ttl_from_setting(settings.secret_cache_seconds.as_deref())
+            .map(SecretCache::new)
+            .map_err(|problem| Unconfigured::Setting {
+                setting: "SECRET_CACHE_SECONDS",
+                problem,
+            });
         for problem in [
             &identity.as_ref().err(),
+            &secret_cache.as_ref().err(),
             &keyvault.as_ref().err(),
             &blobs.as_ref().err(),
         ]
@@ -151,6 +160,7 @@ impl App {
             blobs,
             allowed_secrets,
             allowed_containers,
+            secret_cache,
             refresh_resources: settings.refresh_resources,
             token_info,
             downstream,
@@ -199,6 +209,11 @@ impl App {
         self.allowed_containers
             .as_ref()
             .map_err(|e| e.clone().into())
+    }
+
+    /// GetSecret's cache (SECRET_CACHE_SECONDS).
+    pub fn secret_cache(&self) -> Result<&SecretCache, FunctionError> {
+        self.secret_cache.as_ref().map_err(|e| e.clone().into())
     }
 
     /// The resources RefreshTokens keeps warm.

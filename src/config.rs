@@ -42,6 +42,11 @@ pub const APP_SETTINGS: &[AppSetting] = &[
         purpose: "comma-separated container names or prefixes (logs-*) that WriteBlob and ReadBlob may use; absent allows none; azure-webjobs-*, scm-* and app-package-* never",
     },
     AppSetting {
+        name: "SECRET_CACHE_SECONDS",
+        deployed: false,
+        purpose: "seconds GetSecret serves a secret's latest version from memory; default 60, 0 turns the cache off",
+    },
+    AppSetting {
         name: "TOKEN_REFRESH_SCHEDULE",
         deployed: true,
         purpose: "six-field NCRONTAB schedule of RefreshTokens, e.g. 0 */5 * * * *",
@@ -362,6 +367,8 @@ pub struct AppSettings {
     pub allowed_secrets: Option<String>,
     /// ALLOWED_CONTAINERS.
     pub allowed_containers: Option<String>,
+    /// SECRET_CACHE_SECONDS, validated by the app (GetSecret's cache).
+    pub secret_cache_seconds: Option<String>,
     /// TOKEN_REFRESH_RESOURCES, split on commas; the default when unset.
     pub refresh_resources: Vec<String>,
     /// TOKEN_INFO_RESOURCES: the audiences TokenInfo serves (unset: the app's own).
@@ -410,6 +417,7 @@ impl AppSettings {
             storage_blob_url: get("STORAGE_BLOB_URL"),
             allowed_secrets: get("ALLOWED_SECRETS"),
             allowed_containers: get("ALLOWED_CONTAINERS"),
+            secret_cache_seconds: get("SECRET_CACHE_SECONDS"),
             refresh_resources,
             token_info_resources: get("TOKEN_INFO_RESOURCES"),
             token_info_identities: get("TOKEN_INFO_IDENTITIES"),

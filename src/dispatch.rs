@@ -229,8 +229,7 @@ impl<S: Send + Sync + 'static> Runtime<S> {
         body: Body,
     ) -> Result<HttpOutput, FunctionError> {
         let request = body.and_then(|bytes| {
-            let payload = InvocationRequest::from_slice(&bytes)?;
-            let request = request_from_trigger(payload.http_trigger(binding)?);
+            let request = request_from_trigger(crate::contract::http_trigger(&bytes, binding)?);
             if request.body.len() > limit {
                 return Err(FunctionError::PayloadTooLarge { limit });
             }

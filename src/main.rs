@@ -57,6 +57,9 @@ async fn serve() -> ExitCode {
         Arc::new(App::new(AppSettings::from_env())),
         functions::all(),
     );
+    // The TLS roots are read in the background: readiness never waits for them, and the first
+    // HTTPS call waits only for what is not loaded yet.
+    handler::clients::tls::warm_up_in_background();
     server::run_with(
         listener,
         Arc::new(runtime),

@@ -1,8 +1,10 @@
 //! The production transport trusts an extra CA only through SSL_CERT_FILE.
 //!
 //! reqwest 0.13 (rustls) verifies with rustls-platform-verifier, which on Linux loads roots with
-//! rustls-native-certs, which reads SSL_CERT_FILE instead of the system store when it is set. With
-//! that trust in place the test then drives [`KeyVault`] over real TLS to a loopback vault double.
+//! rustls-native-certs, which reads SSL_CERT_FILE instead of the system store when it is set. The
+//! roots are read on the first certificate check, once per set of roots (once per process in
+//! production), never when a client is built. With that trust in place the test then drives
+//! [`KeyVault`] over real TLS to a loopback vault double.
 //! This file holds a single test because it changes the process environment.
 
 mod clients_support;
@@ -12,8 +14,9 @@ use clients_support::{
     tls::{TestPki, serve, serve_ok},
 };
 use handler::clients::{
-    http::{AzureHttp, HttpSettings, build_reqwest_client},
+    http::{AzureHttp, HttpSettings, build_reqwest_client_trusting},
     keyvault::KeyVault,
+    tls::TrustRoots,
 };
 use handler::error_chain::error_chain;
 use std::sync::{
@@ -39,7 +42,13 @@ fn ssl_cert_file_is_the_way_to_trust_the_emulator_ca() {
     let addr = runtime.block_on(serve_ok(&pki));
     let url = format!("https://{addr}/");
 
-    let untrusting = build_reqwest_client(&HttpSettings::default()).unwrap();
+    let untrusting_roots = TrustRoots::new();
+    let untrusting =
+        build_reqwest_client_trusting(&HttpSettings::default(), &untrusting_roots).unwrap();
+    assert!(
+        !untrusting_roots.is_loaded(),
+        "building a client reads no roots"
+    );
     let refused = runtime.block_on(untrusting.get(&url).send());
     let error = refused.expect_err("the test CA is not a platform root");
     let chain = error_chain(&error);
@@ -47,12 +56,13 @@ fn ssl_cert_file_is_the_way_to_trust_the_emulator_ca() {
 
     // SAFETY: as above; the runtime is single-threaded and idle between block_on calls.
     unsafe { std::env::set_var("SSL_CERT_FILE", dir.path().join("ca.pem")) };
-    let trusting = build_reqwest_client(&HttpSettings::default()).unwrap();
+    let trusting =
+        build_reqwest_client_trusting(&HttpSettings::default(), &TrustRoots::new()).unwrap();
     let response = runtime.block_on(trusting.get(&url).send()).unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(runtime.block_on(response.text()).unwrap(), "ok");
 
-    // The roots are read when the client is built: the first client still refuses.
+    // The roots were read at the first client's first check: it still refuses.
     assert!(runtime.block_on(untrusting.get(&url).send()).is_err());
 
     runtime.block_on(redirects_and_encodings_are_left_alone(&pki, &trusting));

@@ -36,6 +36,30 @@ async fn start_without(stack: &Stack, setting: &str) -> RunningHandler {
     RunningHandler::start_in_repo(&env).await
 }
 
+/// The handler with every stack setting plus `extra` (later entries win).
+async fn start_with(stack: &Stack, extra: &[(&str, &str)]) -> RunningHandler {
+    let mut env = stack.handler_env();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    RunningHandler::start_in_repo(&env).await
+}
+
+/// The cache off: every read goes to the vault.
+const NO_CACHE: &[(&str, &str)] = &[("SECRET_CACHE_SECONDS", "0")];
+
+/// `n` concurrent reads of `name`; their envelopes.
+async fn concurrent_reads(handler: &Arc<RunningHandler>, name: &str, n: usize) -> Vec<Value> {
+    let reads = (0..n).map(|_| {
+        let handler = handler.clone();
+        let payload = get_secret(name, None);
+        async move { handler.invoke("GetSecret", &payload).await }
+    });
+    futures::future::join_all(reads).await
+}
+
+fn age(envelope: &Value) -> Option<&str> {
+    envelope["Outputs"]["res"]["headers"]["Age"].as_str()
+}
+
 async fn read_greeting(handler: &RunningHandler) -> (u16, Value) {
     http_output(
         &handler
@@ -177,7 +201,7 @@ async fn throttling_answers_503_with_retry_after() {
 #[tokio::test]
 async fn concurrent_cold_reads_pay_the_challenge_once_then_one_request_per_read() {
     let stack = Stack::start(false);
-    let handler = Arc::new(start(&stack).await);
+    let handler = Arc::new(start_with(&stack, NO_CACHE).await);
     let reads = (0..50).map(|_| {
         let handler = handler.clone();
         async move {
@@ -206,7 +230,7 @@ async fn a_token_that_runs_short_during_the_run_is_refreshed_and_the_call_succee
     stack
         .fault(&stack.identity, json!({"lifetime_secs": 302}))
         .await;
-    let handler = start(&stack).await;
+    let handler = start_with(&stack, NO_CACHE).await;
     let (status, _) = http_output(
         &handler
             .invoke("GetSecret", &get_secret("app-greeting", None))
@@ -237,4 +261,139 @@ async fn a_missing_setting_fails_only_the_functions_that_need_it() {
     let token = http_payload("GET", "http://localhost:7071/api/token", json!({}), None);
     let (status, _) = http_output(&handler.invoke("TokenInfo", &token).await);
     assert_eq!(status, 200, "the other functions keep serving");
+}
+
+#[tokio::test]
+async fn concurrent_cold_misses_of_one_secret_make_one_vault_read() {
+    let stack = Stack::start(false);
+    let handler = Arc::new(start(&stack).await);
+    let envelopes = concurrent_reads(&handler, "app-greeting", 50).await;
+    for envelope in &envelopes {
+        let (status, body) = http_output(envelope);
+        assert_eq!(status, 200, "{envelope}");
+        assert_eq!(body["value"], "hello from the vault");
+    }
+    assert_eq!(
+        stack.vault_requests().await,
+        (2, 1),
+        "one challenge probe, then one read shared by all 50"
+    );
+}
+
+#[tokio::test]
+async fn warm_reads_within_the_ttl_are_served_from_memory_with_an_age() {
+    let stack = Stack::start(false);
+    let handler = Arc::new(start(&stack).await);
+    let first = handler
+        .invoke("GetSecret", &get_secret("app-greeting", None))
+        .await;
+    assert_eq!(http_output(&first).0, 200, "{first}");
+    assert_eq!(age(&first), None, "a fresh read carries no Age");
+    let after_first = stack.vault_requests().await;
+    for envelope in concurrent_reads(&handler, "app-greeting", 100).await {
+        let (status, body) = http_output(&envelope);
+        assert_eq!(status, 200, "{envelope}");
+        assert_eq!(body["value"], "hello from the vault");
+        let seconds: u64 = age(&envelope)
+            .expect("Age on a cached answer")
+            .parse()
+            .unwrap();
+        assert!(seconds <= 60, "{envelope}");
+        assert_eq!(
+            envelope["Outputs"]["res"]["headers"]["Cache-Control"],
+            "no-store"
+        );
+    }
+    assert_eq!(
+        stack.vault_requests().await,
+        after_first,
+        "no vault request"
+    );
+}
+
+#[tokio::test]
+async fn after_the_ttl_the_latest_version_is_read_again() {
+    let stack = Stack::start(false);
+    let handler = start_with(&stack, &[("SECRET_CACHE_SECONDS", "1")]).await;
+    assert_eq!(read_greeting(&handler).await.0, 200);
+    let (all, _) = stack.vault_requests().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let envelope = handler
+        .invoke("GetSecret", &get_secret("app-greeting", None))
+        .await;
+    assert_eq!(http_output(&envelope).0, 200);
+    assert_eq!(age(&envelope), None, "read from the vault again");
+    assert_eq!(stack.vault_requests().await.0, all + 1);
+}
+
+#[tokio::test]
+async fn a_version_pinned_read_is_cached_apart_from_the_latest() {
+    let stack = Stack::start(false);
+    let handler = start(&stack).await;
+    let pinned = get_secret("app-greeting", Some(FIRST_VERSION));
+    let (_, first) = http_output(&handler.invoke("GetSecret", &pinned).await);
+    assert_eq!(first["value"], "first");
+    let (_, latest) = read_greeting(&handler).await;
+    assert_eq!(latest["value"], "hello from the vault");
+    let (all, _) = stack.vault_requests().await;
+    let again = handler.invoke("GetSecret", &pinned).await;
+    assert_eq!(http_output(&again).1["value"], "first");
+    assert!(age(&again).is_some(), "{again}");
+    assert_eq!(stack.vault_requests().await.0, all);
+}
+
+#[tokio::test]
+async fn refusals_and_misses_are_never_cached() {
+    let stack = Stack::start(false);
+    let handler = start(&stack).await;
+    for (name, status) in [("app-missing", 404), ("db-password", 403)] {
+        let (before, _) = stack.vault_requests().await;
+        for _ in 0..2 {
+            let (got, _) = http_output(&handler.invoke("GetSecret", &get_secret(name, None)).await);
+            assert_eq!(got, status, "{name}");
+        }
+        let (after, _) = stack.vault_requests().await;
+        assert!(after >= before + 2, "{name}: both calls asked the vault");
+    }
+    stack
+        .fault(&stack.keyvault, json!({"status": 429, "retry_after": "1"}))
+        .await;
+    assert_eq!(read_greeting(&handler).await.0, 503);
+    let envelope = handler
+        .invoke("GetSecret", &get_secret("app-greeting", None))
+        .await;
+    assert_eq!(
+        http_output(&envelope).0,
+        200,
+        "the throttled answer was not kept"
+    );
+    assert_eq!(age(&envelope), None);
+}
+
+#[tokio::test]
+async fn zero_turns_the_cache_off() {
+    let stack = Stack::start(false);
+    let handler = start_with(&stack, NO_CACHE).await;
+    for _ in 0..3 {
+        let envelope = handler
+            .invoke("GetSecret", &get_secret("app-greeting", None))
+            .await;
+        assert_eq!(http_output(&envelope).0, 200);
+        assert_eq!(age(&envelope), None);
+    }
+    assert_eq!(
+        stack.vault_requests().await,
+        (4, 1),
+        "a probe, then 3 reads"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_cache_setting_fails_get_secret_naming_it() {
+    let stack = Stack::start(false);
+    let handler = start_with(&stack, &[("SECRET_CACHE_SECONDS", "ten")]).await;
+    let (status, body) = read_greeting(&handler).await;
+    assert_eq!(status, 500);
+    assert!(message(&body).contains("SECRET_CACHE_SECONDS"), "{body}");
+    assert_eq!(stack.vault_requests().await, (0, 0));
 }

@@ -260,6 +260,7 @@ fn require_permissions(claims: &Claims) -> Result<(), AuthError> {
 pub fn default_http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .proxy(crate::net::proxy_unless_loopback())
+        .tls_backend_preconfigured(crate::clients::tls::client_config())
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())

@@ -130,6 +130,7 @@ impl DownstreamApi {
         check_base(&base).map_err(|reason| DownstreamError::InvalidBase(reason.to_owned()))?;
         let http = reqwest::Client::builder()
             .proxy(crate::net::proxy_unless_loopback())
+            .tls_backend_preconfigured(crate::clients::tls::client_config())
             .connect_timeout(CONNECT_TIMEOUT.min(options.timeout))
             .timeout(options.timeout)
             .redirect(reqwest::redirect::Policy::none())

@@ -2,11 +2,13 @@
 //!
 //! Built once at start-up: a `reqwest` client with connect and request timeouts, redirects off,
 //! automatic decompression off (the Blob SDK needs the raw bytes) and https only. TLS trust is the
-//! platform's roots; on Linux `reqwest`'s rustls-platform-verifier loads them through
-//! `rustls-native-certs`, which reads `SSL_CERT_FILE` (and `SSL_CERT_DIR`) **instead of** the system
+//! platform's roots through rustls-platform-verifier, which on Linux loads them with
+//! `rustls-native-certs`: it reads `SSL_CERT_FILE` (and `SSL_CERT_DIR`) **instead of** the system
 //! store when set. That is the only way to trust an extra CA (for the local emulators): certificate
-//! verification is never turned off. The file is read when the client is built.
+//! verification is never turned off. The roots are read once per process, off the start-up path
+//! ([`crate::clients::tls`]), so building the client costs no file reads.
 
+use crate::clients::tls::TrustRoots;
 use crate::error_chain::error_chain;
 use azure_core::http::{
     ClientOptions, HttpClient, RetryOptions, StatusCode, Transport,
@@ -97,10 +99,19 @@ impl AzureHttp {
     }
 }
 
-/// Builds the `reqwest` client described in the module docs.
+/// Builds the `reqwest` client described in the module docs, trusting the process's roots.
 pub fn build_reqwest_client(settings: &HttpSettings) -> Result<reqwest::Client, TransportError> {
+    build_reqwest_client_trusting(settings, TrustRoots::platform())
+}
+
+/// [`build_reqwest_client`] with roots of the caller's (tests that change `SSL_CERT_FILE`).
+pub fn build_reqwest_client_trusting(
+    settings: &HttpSettings,
+    roots: &TrustRoots,
+) -> Result<reqwest::Client, TransportError> {
     reqwest::Client::builder()
         .proxy(crate::net::proxy_unless_loopback())
+        .tls_backend_preconfigured(roots.client_config())
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
         .redirect(reqwest::redirect::Policy::none())

@@ -13,5 +13,7 @@ mod failure;
 pub mod http;
 pub mod keyvault;
 pub mod names;
+pub mod secret_cache;
+pub mod tls;
 
 pub use failure::UpstreamDetail;

@@ -7,11 +7,14 @@
 //! nothing else of ours.
 
 mod decode;
+mod raw;
 mod request;
 mod response;
 mod timer;
+mod typed;
 
 pub use decode::{decode_scalar, object_or_encoded};
 pub use request::{HttpTriggerData, InvocationRequest, PayloadError};
 pub use response::{HttpOutput, InvocationResponse};
 pub use timer::{ScheduleStatus, TimerInfo, Timestamp};
+pub use typed::http_trigger;

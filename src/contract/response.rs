@@ -1,9 +1,10 @@
-//! The invocation response the host expects in JSON mode (spec §3).
+//! The invocation response the host expects in JSON mode (docs/host-contract.md), serialized
+//! straight from these types (no intermediate `Value`).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// `{Outputs, Logs, ReturnValue}`, written in PascalCase as the samples do. The host must always
 /// get this with status 200: on any other status it drops `Logs` and `Outputs` (cli#3313).
@@ -11,7 +12,7 @@ use serde_json::{Map, Value};
 pub struct InvocationResponse {
     /// Output binding name (exact case) → value.
     #[serde(rename = "Outputs")]
-    pub outputs: Map<String, Value>,
+    pub outputs: BTreeMap<String, HttpOutput>,
     /// Lines the host logs against this invocation, so they reach Application Insights.
     #[serde(rename = "Logs")]
     pub logs: Vec<String>,
@@ -20,7 +21,7 @@ pub struct InvocationResponse {
     pub return_value: Value,
 }
 
-/// An http output binding's value: the host turns it into the HTTP response (spec §3.3).
+/// An http output binding's value: the host turns it into the HTTP response.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct HttpOutput {
     /// The status code.
@@ -35,11 +36,7 @@ pub struct HttpOutput {
 impl InvocationResponse {
     /// A response carrying one http output under `binding` and the invocation's log lines.
     pub fn http(binding: &str, output: HttpOutput, logs: Vec<String>) -> Self {
-        let mut outputs = Map::new();
-        outputs.insert(
-            binding.to_owned(),
-            serde_json::to_value(output).unwrap_or(Value::Null),
-        );
+        let outputs = BTreeMap::from([(binding.to_owned(), output)]);
         Self {
             outputs,
             logs,
@@ -50,17 +47,40 @@ impl InvocationResponse {
     /// A response with no outputs, for timer functions and failures with no http output.
     pub fn logs_only(logs: Vec<String>) -> Self {
         Self {
-            outputs: Map::new(),
+            outputs: BTreeMap::new(),
             logs,
             return_value: Value::Null,
         }
     }
 
     /// The JSON body. Serializing maps of strings cannot fail; the fallback keeps the host
-    /// from ever getting an empty 2xx body, which would hang the invocation (spec §3.1).
+    /// from ever getting an empty 2xx body, which would hang the invocation.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self)
+        let mut out = Vec::with_capacity(self.size_hint());
+        serde_json::to_writer(&mut out, self)
+            .map(|()| out)
             .unwrap_or_else(|_| br#"{"Outputs":{},"Logs":[],"ReturnValue":null}"#.to_vec())
+    }
+
+    /// Room for the usual answer in one allocation: the texts plus the JSON around them
+    /// (escaping can make it larger; the buffer then grows once).
+    fn size_hint(&self) -> usize {
+        let outputs: usize = self
+            .outputs
+            .iter()
+            .map(|(name, output)| {
+                name.len()
+                    + output.body.len()
+                    + output
+                        .headers
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 6)
+                        .sum::<usize>()
+                    + 64
+            })
+            .sum();
+        let logs: usize = self.logs.iter().map(|line| line.len() + 3).sum();
+        outputs + logs + 64
     }
 }
 

@@ -32,12 +32,18 @@ pub fn run(
         let name = request.param("name").unwrap_or_default();
         validate_secret_name(name).map_err(KeyVaultError::from)?;
         allow(&app, name)?;
-        let secret = app
-            .keyvault()?
-            .get_secret(name, request.query("version"))
+        let cached = app
+            .secret_cache()?
+            .get(app.keyvault()?, name, request.query("version"))
             .await?;
+        let secret = &cached.secret;
         log::info!(
-            "read secret '{}' version {}",
+            "{} secret '{}' version {}",
+            if cached.age.is_some() {
+                "cached"
+            } else {
+                "read"
+            },
             secret.name,
             secret.version.as_deref().unwrap_or("(latest)")
         );
@@ -47,7 +53,12 @@ pub fn run(
             version: secret.version.as_deref(),
             content_type: secret.content_type.as_deref(),
         };
-        Ok(HttpResponse::json(200, &answer).with_header("Cache-Control", "no-store"))
+        let response = HttpResponse::json(200, &answer).with_header("Cache-Control", "no-store");
+        // Age (RFC 9111 §5.1) says how old a value served from memory is, in whole seconds.
+        Ok(match cached.age {
+            Some(age) => response.with_header("Age", age.as_secs().to_string()),
+            None => response,
+        })
     }
     .boxed()
 }

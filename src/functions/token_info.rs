@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::error::FunctionError;
 use crate::http::{HttpRequest, HttpResponse};
-use crate::identity::claims::{self, Claims};
+use crate::identity::claims::Claims;
 use crate::identity::{IdentitySelector, Token, UserAssignedId, normalize_scope};
 
 /// The resource asked for when the caller names none.
@@ -222,7 +222,7 @@ impl TokenReport {
             expires_on: token.expires_on.unix_timestamp(),
             expires_in: token.expires_on.unix_timestamp() - now,
             refresh_on: token.refresh_on.unix_timestamp(),
-            claims: claims::decode_unverified(token.access_token.expose()).ok(),
+            claims: token.claims().cloned(),
         }
     }
 }

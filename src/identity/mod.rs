@@ -260,6 +260,8 @@ pub struct Token {
     pub source: SourceKind,
     /// Whose token it is.
     pub identity: IdentitySelector,
+    /// Its claims, decoded on first use and shared by every copy the cache hands out.
+    pub(crate) claims: cache::ClaimsMemo,
 }
 
 /// The managed-identity credential: detects the source once, caches tokens per identity and

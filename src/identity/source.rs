@@ -281,6 +281,7 @@ impl Fetcher {
             refresh_on,
             source: kind,
             identity: request.identity.clone(),
+            claims: Default::default(),
         }
     }
 }

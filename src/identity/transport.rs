@@ -92,6 +92,7 @@ pub(crate) struct ReqwestTransport {
 impl ReqwestTransport {
     pub(crate) fn new(timing: &Timing) -> Result<Self, IdentityConfigError> {
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::clients::tls::client_config())
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .connect_timeout(timing.connect_timeout)

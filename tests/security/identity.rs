@@ -519,8 +519,8 @@ fn debug_output_of_the_request_types_never_shows_credentials() {
         "Headers": {"Authorization": [SECRETS[0]], "X-Functions-Key": [SECRETS[1]], "Cookie": [SECRETS[2]]},
         "Params": {}
     }}, "Metadata": {"sys": {"MethodName": "TokenInfo"}}});
-    let invocation =
-        handler::contract::InvocationRequest::from_slice(payload.to_string().as_bytes()).unwrap();
+    let payload = payload.to_string();
+    let invocation = handler::contract::InvocationRequest::from_slice(payload.as_bytes()).unwrap();
     let trigger = invocation.http_trigger("req").unwrap();
     let printed = [
         format!("{request:?}"),
