@@ -36,7 +36,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASE = ROOT / "target" / "release"
+# scripts/bench builds these with scripts/package's target, so they share its dependencies.
+RELEASE = ROOT / "target" / "x86_64-unknown-linux-gnu" / "release"
 # The binary exactly as it ships: scripts/package builds it against glibc 2.28 (in its own target
 # directory) and leaves it at the repository root.
 HANDLER = ROOT / "handler"
