@@ -14,4 +14,4 @@ pub mod http;
 pub mod keyvault;
 pub mod names;
 
-pub use failure::UpstreamDetail;
+pub use failure::{UpstreamDetail, parse_retry_after};

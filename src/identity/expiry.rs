@@ -11,7 +11,7 @@ use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOf
 
 /// Reads an `expires_on` value in any form the endpoints use. The error says what was wrong
 /// (it quotes the value, which is not a secret).
-pub(crate) fn parse_expires_on(value: &Value) -> Result<OffsetDateTime, String> {
+pub fn parse_expires_on(value: &Value) -> Result<OffsetDateTime, String> {
     match value {
         Value::Number(n) => epoch_from_number(n),
         Value::String(s) => parse_expires_on_text(s),
@@ -23,7 +23,7 @@ pub(crate) fn parse_expires_on(value: &Value) -> Result<OffsetDateTime, String> 
 }
 
 /// Reads a duration in whole seconds (`expires_in`, `refresh_in`), as a number or digit string.
-pub(crate) fn parse_seconds(value: &Value) -> Result<Duration, String> {
+pub fn parse_seconds(value: &Value) -> Result<Duration, String> {
     let seconds = match value {
         Value::Number(n) => n.as_i64().or_else(|| {
             n.as_f64()
