@@ -240,7 +240,10 @@ fn parse_timespan(text: &str) -> Result<Option<Duration>, String> {
     if !total.is_finite() || total <= 0.0 {
         return Err(bad());
     }
-    Ok(Some(Duration::from_secs_f64(total)))
+    // Finite is not enough: hours in the quintillions overflow a Duration, which would panic.
+    Duration::try_from_secs_f64(total)
+        .map(Some)
+        .map_err(|_| bad())
 }
 
 /// Reads every `<app root>/<Function>/function.json`, in name order. A folder whose function.json
@@ -671,6 +674,9 @@ mod tests {
         );
         assert_eq!(parse_timespan("-1"), Ok(None));
         assert!(parse_timespan("5 minutes").is_err());
+        // Found by scripts/fuzz: a finite value past Duration's range was a panic at start-up.
+        assert!(parse_timespan("10675199.02:48:059999999999999999999999.4775807").is_err());
+        assert!(parse_timespan("99999999999999999999:00:00").is_err());
         assert!(parse_timespan("00:00:00").is_err());
     }
 
