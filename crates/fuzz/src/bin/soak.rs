@@ -478,6 +478,23 @@ impl Fault {
         }
     }
 
+    /// The functions this fault reaches (for recovery times).
+    fn affects(self, function: Function) -> bool {
+        match self {
+            Self::HandlerKilled => function != Function::RefreshTokens,
+            Self::Identity500
+            | Self::Identity429
+            | Self::IdentityTimeout
+            | Self::IdentityReset
+            | Self::IdentityGarbage => function.needs_token(),
+            Self::KeyVault429 | Self::KeyVault503 | Self::KeyVaultSlow | Self::KeyVaultReset => {
+                function == Function::GetSecret
+            }
+            Self::AzuriteDown => matches!(function, Function::WriteBlob | Function::ReadBlob),
+            Self::KeyRotation => matches!(function, Function::Whoami | Function::CallApi),
+        }
+    }
+
     fn identity_rule(self) -> Option<Value> {
         let rule = match self {
             Self::Identity500 => json!({"status": 500}),
@@ -1130,18 +1147,16 @@ fn quantile(sorted: &[u64], q: f64) -> u64 {
 /// and how long after it was lifted the affected functions succeeded again.
 fn fault_row(window: &Window, records: &[Record], grace: Duration) -> Value {
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    // Every response whose request was in flight at some moment of the fault.
     for record in records
         .iter()
-        .filter(|r| r.started >= window.start && r.started <= window.end)
+        .filter(|r| r.finished >= window.start && r.started <= window.end)
     {
         *seen
             .entry(format!("{} {}", record.function.name(), record.status))
             .or_default() += 1;
     }
-    let affected = |f: Function| {
-        Function::RefreshTokens != f
-            && (!window.fault.documented(f).is_empty() || window.fault == Fault::KeyRotation)
-    };
+    let affected = |f: Function| window.fault.affects(f);
     let recovered = records
         .iter()
         .filter(|r| {
@@ -1156,11 +1171,24 @@ fn fault_row(window: &Window, records: &[Record], grace: Duration) -> Value {
             r.started >= window.end
                 && r.started <= window.end + grace
                 && affected(r.function)
-                && r.status != r.function.success()
+                && window.fault.documented(r.function).contains(&r.status)
         })
         .count();
+    // How long callers kept seeing the fault's errors, from its start (for an instant fault such
+    // as the SIGKILL this is the outage).
+    let last_error_ms = records
+        .iter()
+        .filter(|r| {
+            r.finished >= window.start
+                && r.started <= window.end + grace
+                && affected(r.function)
+                && window.fault.documented(r.function).contains(&r.status)
+        })
+        .map(|r| r.finished.saturating_sub(window.start).as_millis() as u64)
+        .max();
     json!({
         "fault": window.fault.name(),
+        "last_error_ms": last_error_ms,
         "start_s": window.start.as_secs(),
         "seconds": (window.end - window.start).as_secs(),
         "seen": seen,
