@@ -150,7 +150,9 @@ fn parse_offset(text: &str) -> Option<UtcOffset> {
     };
     let (hours, minutes) = match rest.split_once(':') {
         Some((h, m)) => (h, m),
-        None if rest.len() == 4 => rest.split_at(2),
+        // `split_at_checked`: four bytes are not always four characters, and a split inside
+        // one would panic.
+        None if rest.len() == 4 => rest.split_at_checked(2)?,
         None => return None,
     };
     if !(hours.bytes().all(|b| b.is_ascii_digit()) && minutes.bytes().all(|b| b.is_ascii_digit())) {
@@ -169,6 +171,13 @@ mod tests {
 
     fn parsed(value: Value) -> OffsetDateTime {
         parse_expires_on(&value).unwrap()
+    }
+
+    #[test]
+    fn an_offset_with_a_multibyte_character_is_refused_not_a_panic() {
+        // Found by scripts/fuzz: "+\u{fffd}0" is four bytes, and splitting it at byte 2 panicked.
+        assert!(parse_expires_on(&json!("09/14/2017 00:00:00 PM +\u{fffd}0")).is_err());
+        assert!(parse_expires_on(&json!("3/21/2019 11:39:40 AM -é00")).is_err());
     }
 
     #[test]
