@@ -234,11 +234,11 @@ mod tests {
         let first = queue.next().unwrap();
         assert_eq!(
             (first.status, first.retry_after.as_deref()),
-            (429, Some("1"))
+            (Some(429), Some("1"))
         );
         assert_eq!(first.body["error"]["code"], "Throttled");
-        assert_eq!(queue.next().unwrap().status, 429);
-        assert_eq!(queue.next().unwrap().status, 503);
+        assert_eq!(queue.next().unwrap().status, Some(429));
+        assert_eq!(queue.next().unwrap().status, Some(503));
         assert!(queue.next().is_none());
     }
 
