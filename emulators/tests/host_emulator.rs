@@ -824,10 +824,11 @@ async fn a_dying_handler_is_restarted_twice_then_the_emulator_stops() {
         &host_json(false),
         &[("EchoAnon", http_function("anonymous", None, None))],
     );
-    // Every start of the fake handler exits 3 after 300 ms: as the host does, the emulator
-    // starts it again after the first and second error and stops at the third.
+    // Every start of the fake handler exits 3 after 1.5 s (time to get ready even on a busy
+    // machine): as the host does, the emulator starts it again after the first and second
+    // error and stops at the third.
     let mut emulator =
-        Emulator::start(app.path(), &[], &[("FAKE_HANDLER_DIE_AFTER_MS", "300")]).await;
+        Emulator::start(app.path(), &[], &[("FAKE_HANDLER_DIE_AFTER_MS", "1500")]).await;
     let (status, stderr) = emulator.wait_exit().await;
     assert!(!status.success(), "{status}");
     let stdout = emulator.stdout.lock().unwrap().join("\n");

@@ -232,10 +232,15 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
 
     log_handler_pid(&handler);
     let mut restarts = worker::RestartPolicy::default();
+    // An exit already observed while a restarted handler was awaited (its `died` is used up).
+    let mut observed: Option<worker::Exit> = None;
     let outcome = loop {
-        let exit = match wait_for_end(&mut handler, &mut signals).await {
-            End::HandlerDied(exit) => exit,
-            End::Signal(name) => break End::Signal(name),
+        let exit = match observed.take() {
+            Some(exit) => exit,
+            None => match wait_for_end(&mut handler, &mut signals).await {
+                End::HandlerDied(exit) => exit,
+                End::Signal(name) => break End::Signal(name),
+            },
         };
         match restarts.after_exit(&exit, std::time::Instant::now()) {
             worker::AfterExit::Restart => {
@@ -256,13 +261,24 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
                     handler_port,
                     &app_settings,
                 )?;
+                // The old process is gone or, if it never got ready, is stopped first: the new
+                // one needs its port.
+                let old = handler;
+                old.stop().await;
                 handler = Worker::start(&plan, output_tx.clone())?;
-                if let Err(message) =
-                    wait_ready_or_signal(&mut handler, init_timeout, &mut signals).await
-                {
-                    log::error!(target: "host", "the restarted handler did not get ready: {message}");
-                }
                 log_handler_pid(&handler);
+                let ready = tokio::select! {
+                    ready = handler.wait_ready(init_timeout) => ready,
+                    name = signals.recv() => break End::Signal(name),
+                };
+                if let Err(message) = ready {
+                    // As the host: a worker that fails to start is one more error.
+                    log::error!(target: "host", "the restarted handler did not get ready: {message}");
+                    observed = Some(worker::Exit {
+                        text: message,
+                        code: None,
+                    });
+                }
             }
             worker::AfterExit::NoRestart => {
                 break End::HandlerDied(format!(
