@@ -194,8 +194,15 @@ pub fn load_host_options(app_root: &Path) -> Result<RuntimeOptions, RegistryErro
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RuntimeOptions::default()),
         Err(e) => return Err(invalid(e.to_string())),
     };
+    parse_host_options(&text).map_err(invalid)
+}
+
+/// Reads the runtime's options from host.json's text (what [`load_host_options`] does once the
+/// file is read; public for `crates/fuzz`). The error is the reason, without the path.
+pub fn parse_host_options(text: &str) -> Result<RuntimeOptions, String> {
+    let invalid = |reason: String| reason;
     let json: Value =
-        serde_json::from_str(&text).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+        serde_json::from_str(text).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
     let mut options = RuntimeOptions::default();
     if let Some(prefix) = json
         .pointer("/extensions/http/routePrefix")
@@ -233,7 +240,10 @@ fn parse_timespan(text: &str) -> Result<Option<Duration>, String> {
     if !total.is_finite() || total <= 0.0 {
         return Err(bad());
     }
-    Ok(Some(Duration::from_secs_f64(total)))
+    // Finite is not enough: hours in the quintillions overflow a Duration, which would panic.
+    Duration::try_from_secs_f64(total)
+        .map(Some)
+        .map_err(|_| bad())
 }
 
 /// Reads every `<app root>/<Function>/function.json`, in name order. A folder whose function.json
@@ -270,13 +280,20 @@ fn read_function_json(folder: &Path) -> Result<Declared, RegistryError> {
         reason,
     };
     let text = std::fs::read_to_string(&path).map_err(|e| invalid(e.to_string()))?;
-    let json: Value =
-        serde_json::from_str(&text).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
     let name = folder
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| invalid("the folder name is not valid UTF-8".into()))?
-        .to_owned();
+        .ok_or_else(|| invalid("the folder name is not valid UTF-8".into()))?;
+    parse_function_json(name, &text).map_err(invalid)
+}
+
+/// Reads one function.json's text for the function (folder) `name`: what [`load_declared`]
+/// does per folder once the file is read; public for `crates/fuzz`. The error is the reason.
+pub fn parse_function_json(name: &str, text: &str) -> Result<Declared, String> {
+    let invalid = |reason: String| reason;
+    let json: Value =
+        serde_json::from_str(text).map_err(|e| invalid(format!("not valid JSON: {e}")))?;
+    let name = name.to_owned();
     let bindings = json
         .get("bindings")
         .and_then(Value::as_array)
@@ -657,6 +674,9 @@ mod tests {
         );
         assert_eq!(parse_timespan("-1"), Ok(None));
         assert!(parse_timespan("5 minutes").is_err());
+        // Found by scripts/fuzz: a finite value past Duration's range was a panic at start-up.
+        assert!(parse_timespan("10675199.02:48:059999999999999999999999.4775807").is_err());
+        assert!(parse_timespan("99999999999999999999:00:00").is_err());
         assert!(parse_timespan("00:00:00").is_err());
     }
 

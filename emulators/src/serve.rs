@@ -13,7 +13,6 @@
 //!   (or a future of your choice);
 //! - [`json_response`], [`text_response`], [`query_pairs`]: small response/request utilities.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -56,6 +55,39 @@ pub enum ServeError {
     /// rustls refused the certificate/key pair.
     #[error("TLS configuration rejected: {0}")]
     Tls(#[from] rustls::Error),
+}
+
+/// Marks a response that must not be sent: the connection is closed instead, which the client
+/// sees as a reset (fault injection only). See [`close_without_answer`] and [`deliver`].
+#[derive(Debug, Clone, Copy)]
+pub struct CloseWithoutAnswer;
+
+/// Marks a response to hold back this long before it is sent (fault injection only).
+#[derive(Debug, Clone, Copy)]
+pub struct DelayAnswer(pub std::time::Duration);
+
+/// A response that closes the connection instead of answering.
+pub fn close_without_answer() -> HttpResponse {
+    let mut response = text_response(StatusCode::INTERNAL_SERVER_ERROR, "");
+    response.extensions_mut().insert(CloseWithoutAnswer);
+    response
+}
+
+/// Why a connection was closed without an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("connection closed without an answer (injected fault)")]
+pub struct ClosedOnPurpose;
+
+/// Applies the fault markers of a response: waits for [`DelayAnswer`], and turns
+/// [`CloseWithoutAnswer`] into an error, on which hyper closes the connection unanswered.
+pub async fn deliver(response: HttpResponse) -> Result<HttpResponse, ClosedOnPurpose> {
+    if let Some(DelayAnswer(delay)) = response.extensions().get::<DelayAnswer>().copied() {
+        tokio::time::sleep(delay).await;
+    }
+    if response.extensions().get::<CloseWithoutAnswer>().is_some() {
+        return Err(ClosedOnPurpose);
+    }
+    Ok(response)
 }
 
 /// One emulator's request handler. Receives the whole request body already buffered.
@@ -197,7 +229,7 @@ where
 {
     let service = service_fn(move |request| {
         let handler = handler.clone();
-        async move { Ok::<_, Infallible>(buffer_and_handle(handler, request).await) }
+        async move { deliver(buffer_and_handle(handler, request).await).await }
     });
     if let Err(error) = hyper::server::conn::http1::Builder::new()
         .serve_connection(io, service)

@@ -822,17 +822,31 @@ async fn readiness_waits_for_a_slow_handler() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn handler_death_stops_the_emulator_with_an_error() {
+async fn a_dying_handler_is_restarted_twice_then_the_emulator_stops() {
     let app = app_root(
         &host_json(false),
         &[("EchoAnon", http_function("anonymous", None, None))],
     );
+    // Every start of the fake handler exits 3 after 1.5 s (time to get ready even on a busy
+    // machine): as the host does, the emulator starts it again after the first and second
+    // error and stops at the third.
     let mut emulator =
-        Emulator::start(app.path(), &[], &[("FAKE_HANDLER_DIE_AFTER_MS", "300")]).await;
+        Emulator::start(app.path(), &[], &[("FAKE_HANDLER_DIE_AFTER_MS", "1500")]).await;
     let (status, stderr) = emulator.wait_exit().await;
     assert!(!status.success(), "{status}");
+    let stdout = emulator.stdout.lock().unwrap().join("\n");
+    assert_eq!(
+        stdout.matches("restarting it on port").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("handler process started: pid").count(),
+        3,
+        "the first start and the two restarts each log the new pid: {stdout}"
+    );
     assert!(
-        stderr.contains("handler process exited unexpectedly"),
+        stderr.contains("exceeded the http worker restart retry count"),
         "{stderr}"
     );
     assert!(stderr.contains("exit status: 3"), "{stderr}");

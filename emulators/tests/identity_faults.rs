@@ -218,3 +218,22 @@ async fn invalid_rules_are_refused_with_400() {
         404
     );
 }
+
+#[tokio::test]
+async fn reset_closes_the_connection_without_an_answer() {
+    let emu = Emu::start(&[]);
+    emu.fault(json!({"reset": true})).await;
+    let mut url = url::Url::parse(&emu.url(APP_SERVICE)).unwrap();
+    url.query_pairs_mut()
+        .extend_pairs([("api-version", "2019-08-01"), ("resource", VAULT)]);
+    let error = emu
+        .client
+        .get(url)
+        .header("X-IDENTITY-HEADER", &emu.secret)
+        .send()
+        .await
+        .expect_err("no answer may arrive");
+    assert!(!error.is_status() && !error.is_timeout(), "{error}");
+    assert_eq!(emu.requests().await["requests"][0]["injected"], true);
+    assert_eq!(emu.app_service(&[], VAULT).await.status, 200, "used up");
+}

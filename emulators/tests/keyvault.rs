@@ -735,3 +735,37 @@ async fn unsupported_operations_and_oversized_bodies_are_refused() {
     let (status, _) = admin(&f, reqwest::Method::GET, "/_emulator/nothing", None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn slow_and_reset_faults() {
+    let f = Fixture::start(&standard_config()).await;
+    let token = f.token(READER_OID);
+    let path = format!("/secrets/demo-secret/?{API}");
+    let post = reqwest::Method::POST;
+    let (status, _) = admin(
+        &f,
+        post.clone(),
+        "/_emulator/faults",
+        Some(json!({"delay_ms": 300})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let started = std::time::Instant::now();
+    let (status, _, body) = get(&f, &path, Some(&token)).await;
+    // A lower bound only: a sleep can run long, never short.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(status, 200, "a delay alone answers normally, late: {body}");
+    assert_eq!(body["value"], "current-value");
+
+    admin(&f, post, "/_emulator/faults", Some(json!({"reset": true}))).await;
+    let error = f
+        .client
+        .get(f.vault.url(&path))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect_err("no answer may arrive");
+    assert!(!error.is_status(), "{error}");
+    let (status, _, _) = get(&f, &path, Some(&token)).await;
+    assert_eq!(status, 200, "used up");
+}

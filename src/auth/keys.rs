@@ -340,6 +340,16 @@ fn issuers_of(tenant: &str) -> [String; 2] {
     ]
 }
 
+/// Reads a JWKS document's body as a fetch does and returns the `kid`s of its usable RSA
+/// signing keys: the entry point `crates/fuzz` drives (the keys themselves stay private).
+pub fn usable_kids(body: &[u8]) -> Result<Vec<String>, String> {
+    let jwks: Jwks =
+        serde_json::from_slice(body).map_err(|_| "is not the expected JSON".to_owned())?;
+    let mut kids: Vec<String> = usable_keys(jwks.keys).into_keys().collect();
+    kids.sort();
+    Ok(kids)
+}
+
 /// The RSA signing keys of a JWKS, by `kid`; other or malformed entries are skipped.
 fn usable_keys(entries: Vec<serde_json::Value>) -> HashMap<String, SigningKey> {
     entries

@@ -23,4 +23,7 @@ pub use config::{
     AUDIENCE_SETTING, AUTHORITY_SETTING, AuthConfig, AuthConfigError, REQUIRED_ROLE_SETTING,
 };
 pub use error::AuthError;
-pub use validator::{Caller, TokenValidator, ValidatorOptions, default_http_client};
+pub use keys::usable_kids;
+pub use validator::{
+    Caller, TokenValidator, ValidatorOptions, check_unsigned, default_http_client,
+};

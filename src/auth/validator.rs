@@ -267,6 +267,26 @@ pub fn default_http_client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
+/// Reads an `Authorization` header and the token's JOSE header as [`TokenValidator::validate`]
+/// does before it touches a key, then the claims it would check after the signature (issuer
+/// against `issuers`, audience against `audiences`): the entry point `crates/fuzz` drives, since
+/// a signed token cannot be generated a million times. Returns the algorithm and `kid`.
+pub fn check_unsigned(
+    authorization_header: Option<&str>,
+    issuers: &[String; 2],
+    audiences: &[String],
+) -> Result<(String, String), AuthError> {
+    let token = bearer_token(authorization_header)?;
+    let (algorithm, kid) = read_header(token)?;
+    let malformed = || AuthError::Invalid(MALFORMED.to_owned());
+    let payload = token.split('.').nth(1).ok_or_else(malformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
+    let claims: Claims = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+    accepted_issuer(claims.iss.as_deref(), issuers)?;
+    accepted_audience(claims.aud.as_ref(), audiences)?;
+    Ok((format!("{algorithm:?}"), kid))
+}
+
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
 fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
     let (scheme, token) = header

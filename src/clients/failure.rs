@@ -119,7 +119,9 @@ pub(crate) fn retry_after(headers: &Headers) -> Option<Duration> {
     })
 }
 
-fn parse_retry_after(value: &str) -> Option<Duration> {
+/// Reads a Key Vault or Storage `Retry-After` value: seconds or an HTTP date. Public (through
+/// `clients::parse_retry_after`) for `crates/fuzz`.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

@@ -11,7 +11,7 @@ use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOf
 
 /// Reads an `expires_on` value in any form the endpoints use. The error says what was wrong
 /// (it quotes the value, which is not a secret).
-pub(crate) fn parse_expires_on(value: &Value) -> Result<OffsetDateTime, String> {
+pub fn parse_expires_on(value: &Value) -> Result<OffsetDateTime, String> {
     match value {
         Value::Number(n) => epoch_from_number(n),
         Value::String(s) => parse_expires_on_text(s),
@@ -23,7 +23,7 @@ pub(crate) fn parse_expires_on(value: &Value) -> Result<OffsetDateTime, String> 
 }
 
 /// Reads a duration in whole seconds (`expires_in`, `refresh_in`), as a number or digit string.
-pub(crate) fn parse_seconds(value: &Value) -> Result<Duration, String> {
+pub fn parse_seconds(value: &Value) -> Result<Duration, String> {
     let seconds = match value {
         Value::Number(n) => n.as_i64().or_else(|| {
             n.as_f64()
@@ -150,7 +150,9 @@ fn parse_offset(text: &str) -> Option<UtcOffset> {
     };
     let (hours, minutes) = match rest.split_once(':') {
         Some((h, m)) => (h, m),
-        None if rest.len() == 4 => rest.split_at(2),
+        // `split_at_checked`: four bytes are not always four characters, and a split inside
+        // one would panic.
+        None if rest.len() == 4 => rest.split_at_checked(2)?,
         None => return None,
     };
     if !(hours.bytes().all(|b| b.is_ascii_digit()) && minutes.bytes().all(|b| b.is_ascii_digit())) {
@@ -169,6 +171,13 @@ mod tests {
 
     fn parsed(value: Value) -> OffsetDateTime {
         parse_expires_on(&value).unwrap()
+    }
+
+    #[test]
+    fn an_offset_with_a_multibyte_character_is_refused_not_a_panic() {
+        // Found by scripts/fuzz: "+\u{fffd}0" is four bytes, and splitting it at byte 2 panicked.
+        assert!(parse_expires_on(&json!("09/14/2017 00:00:00 PM +\u{fffd}0")).is_err());
+        assert!(parse_expires_on(&json!("3/21/2019 11:39:40 AM -é00")).is_err());
     }
 
     #[test]

@@ -83,9 +83,14 @@ pub use config::{
     MSI_ENDPOINT, MSI_SECRET, Timing,
 };
 pub use error::{CliFailure, IdentityConfigError, IdentityError, ServiceDetail};
+/// The parsers of what an identity endpoint answers, public so that `crates/fuzz` can throw
+/// generated input at them; the module reaches them the same way.
+pub use expiry::{parse_expires_on, parse_seconds};
 pub use retry::RetryPolicy;
+pub use retry::parse_retry_after;
 pub use scope::{MAX_SCOPE_LEN, is_app_id, normalize_scope};
 pub use secret::AccessTokenSecret;
+pub use source::{check_token_body, service_detail};
 
 use cache::{CacheKey, CacheLimits, Clock, TokenCache};
 use config::IdentityOrigin;

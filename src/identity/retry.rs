@@ -98,7 +98,7 @@ pub(crate) fn is_retryable_status(kind: SourceKind, status: u16) -> bool {
 }
 
 /// `Retry-After` in seconds; the HTTP-date form is ignored (we fall back to our back-off).
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 

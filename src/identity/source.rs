@@ -619,7 +619,7 @@ fn forbidden_hint(kind: SourceKind, status: u16, request: TokenRequest<'_>) -> S
 
 /// Reads `message` / `error_description` / `error` / `correlationId` from an error body, or an
 /// excerpt of a non-JSON body; always redacted.
-pub(crate) fn service_detail(body: &[u8]) -> ServiceDetail {
+pub fn service_detail(body: &[u8]) -> ServiceDetail {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(redacted_excerpt);
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => {
@@ -639,6 +639,17 @@ pub(crate) fn service_detail(body: &[u8]) -> ServiceDetail {
             ..ServiceDetail::default()
         },
     }
+}
+
+/// Reads a token endpoint's success body exactly as a fetch does, keeping only whether it was
+/// accepted and the expiry it found: the entry point `crates/fuzz` drives, since the parsed token
+/// itself stays inside this module.
+pub fn check_token_body(
+    kind: SourceKind,
+    body: &[u8],
+    issued: OffsetDateTime,
+) -> Result<OffsetDateTime, IdentityError> {
+    parse_token_body(kind, body, issued).map(|token| token.expires_on)
 }
 
 /// Reads a success body: `access_token` and an expiry are required; `expires_on` in any known

@@ -4,7 +4,8 @@
 //! crate), so the two sides cannot share a misunderstanding. It indexes the app, starts the
 //! handler with the host's environment, waits for it like the host, serves
 //! `/{routePrefix}/{route}` with Azure's key enforcement, speaks JSON mode or forwarding to the
-//! handler, fires timers, and exits non-zero if the handler dies (it never restarts it).
+//! handler, fires timers, and restarts a handler that dies as the real host does
+//! ([`worker::RestartPolicy`]): callers get the host's bare 500 while it is down.
 //!
 //! CLI: `emulators host --app-root DIR [--handler PATH] [--port 7071] [--keys-file FILE]
 //! [--no-timers] [--local-settings FILE]`.
@@ -197,7 +198,7 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
         &app_settings,
     )?;
     let (output_tx, mut output_rx) = mpsc::unbounded_channel();
-    let mut handler = Worker::start(&plan, output_tx)?;
+    let mut handler = Worker::start(&plan, output_tx.clone())?;
     let init_timeout = Duration::from_secs(app.host.handler.initialization_timeout_secs.max(1));
     if let Err(message) = wait_ready_or_signal(&mut handler, init_timeout, &mut signals).await {
         flush_handler_output_to_stderr(&mut output_rx);
@@ -235,7 +236,72 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
         scheduler::start_timers(&state, &shutdown_rx);
     }
 
-    let outcome = wait_for_end(&mut handler, &mut signals).await;
+    log_handler_pid(&handler);
+    let mut restarts = worker::RestartPolicy::default();
+    // An exit already observed while a restarted handler was awaited (its `died` is used up).
+    let mut observed: Option<worker::Exit> = None;
+    let outcome = loop {
+        let exit = match observed.take() {
+            Some(exit) => exit,
+            None => match wait_for_end(&mut handler, &mut signals).await {
+                End::HandlerDied(exit) => exit,
+                End::Signal(name) => break End::Signal(name),
+            },
+        };
+        match restarts.after_exit(&exit, std::time::Instant::now()) {
+            worker::AfterExit::Restart => {
+                log::error!(
+                    target: "host",
+                    "handler process exited unexpectedly ({}); restarting it on port {handler_port} ({} of {} errors within {} minutes)",
+                    exit.text,
+                    restarts.errors(),
+                    worker::RESTART_ERROR_THRESHOLD,
+                    worker::RESTART_ERROR_WINDOW.as_secs() / 60
+                );
+                // The host starts a new worker (new worker id, same port) and waits for it as at
+                // start-up; meanwhile invocations fail with its bare 500.
+                let plan = worker::plan_launch(
+                    &root,
+                    &state.app.host.handler,
+                    args.handler.as_deref(),
+                    handler_port,
+                    &app_settings,
+                )?;
+                // The old process is gone or, if it never got ready, is stopped first: the new
+                // one needs its port.
+                let old = handler;
+                old.stop().await;
+                handler = Worker::start(&plan, output_tx.clone())?;
+                log_handler_pid(&handler);
+                let ready = tokio::select! {
+                    ready = handler.wait_ready(init_timeout) => ready,
+                    name = signals.recv() => break End::Signal(name),
+                };
+                if let Err(message) = ready {
+                    // As the host: a worker that fails to start is one more error.
+                    log::error!(target: "host", "the restarted handler did not get ready: {message}");
+                    observed = Some(worker::Exit {
+                        text: message,
+                        code: None,
+                    });
+                }
+            }
+            worker::AfterExit::NoRestart => {
+                break End::HandlerDied(format!(
+                    "{}; the real host starts no new worker after a clean exit, the emulator stops",
+                    exit.text
+                ));
+            }
+            worker::AfterExit::StopHost => {
+                break End::HandlerDied(format!(
+                    "{}; exceeded the http worker restart retry count ({} errors within {} minutes), shutting down as the host does",
+                    exit.text,
+                    worker::RESTART_ERROR_THRESHOLD,
+                    worker::RESTART_ERROR_WINDOW.as_secs() / 60
+                ));
+            }
+        }
+    };
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     match outcome {
@@ -245,21 +311,20 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
             Ok(())
         }
         End::HandlerDied(exit) => {
-            let message = format!(
-                "handler process exited unexpectedly ({exit}); the real host would restart it, the emulator stops instead"
-            );
+            let message = format!("handler process exited unexpectedly ({exit})");
             log::error!(target: "host", "{message}");
             Err(message)
         }
     }
 }
 
-/// Why the emulator stops.
-enum End {
+/// Why the wait ended: `E` is a [`worker::Exit`] from the wait, a message once the restart
+/// policy decided to stop.
+enum End<E = String> {
     /// SIGTERM or SIGINT.
     Signal(&'static str),
-    /// The handler died; the exit description.
-    HandlerDied(String),
+    /// The handler died (with how) or, after the restart policy, why the emulator stops.
+    HandlerDied(E),
 }
 
 /// SIGTERM and SIGINT listeners, registered once at start-up so that a signal arriving at any
@@ -298,10 +363,20 @@ impl Signals {
 }
 
 /// Waits for a signal or the handler's death.
-async fn wait_for_end(handler: &mut Worker, signals: &mut Signals) -> End {
+async fn wait_for_end(handler: &mut Worker, signals: &mut Signals) -> End<worker::Exit> {
     tokio::select! {
         name = signals.recv() => End::Signal(name),
-        exit = &mut handler.died => End::HandlerDied(exit.unwrap_or_else(|_| "unknown exit".to_string())),
+        exit = &mut handler.died => End::HandlerDied(exit.unwrap_or_else(|_| worker::Exit {
+            text: "unknown exit".to_string(),
+            code: None,
+        })),
+    }
+}
+
+/// One line with the handler's pid, so that tools (scripts/soak) can find the process.
+fn log_handler_pid(handler: &Worker) {
+    if let Some(pid) = handler.pid {
+        log::info!(target: "host", "handler process started: pid {pid}");
     }
 }
 

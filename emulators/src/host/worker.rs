@@ -1,12 +1,13 @@
 //! The custom-handler process: how it is started (§1.2-1.4), how its output is relayed (§1.6),
 //! how readiness is awaited (§1.5), and how its death is noticed.
 //!
-//! Unlike the real host, the emulator never restarts the handler: a dead or never-ready
-//! handler ends the emulator with a non-zero exit, so a test cannot pass over a crash.
+//! A handler that dies is restarted as the real host restarts its HTTP worker
+//! (`HttpFunctionInvocationDispatcher` and `WorkerProcess` in Azure/azure-functions-host): see
+//! [`RestartPolicy`]. A handler that never gets ready ends the emulator with a non-zero exit.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -19,6 +20,73 @@ use super::settings::expand_or_delete;
 const READY_POLL: Duration = Duration::from_millis(25);
 /// Grace period between SIGTERM and SIGKILL at shutdown.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Errors the host tolerates before it stops instead of restarting the worker.
+pub const RESTART_ERROR_THRESHOLD: usize = 3;
+/// An error this long after the previous one starts the count again (the host's 30 minutes).
+pub const RESTART_ERROR_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// The exit code a worker uses to ask for a restart that is not an error.
+pub const INTENTIONAL_RESTART_EXIT_CODE: i32 = 200;
+
+/// How a handler process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// As the OS describes it (`exit status: 3`, `signal: 9 (SIGKILL)`).
+    pub text: String,
+    /// The exit code, when it exited rather than being killed by a signal.
+    pub code: Option<i32>,
+}
+
+/// What the host does after the handler process ends on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterExit {
+    /// Start a new handler process on the same port.
+    Restart,
+    /// Exit code 0: the host closes the process and starts no other.
+    NoRestart,
+    /// Too many errors: the host shuts down.
+    StopHost,
+}
+
+/// The host's restart rule for the HTTP worker: any exit other than 0 and the intentional-restart
+/// code is an error; an error more than [`RESTART_ERROR_WINDOW`] after the previous one clears the
+/// count; the worker is restarted while fewer than [`RESTART_ERROR_THRESHOLD`] errors are counted
+/// (so twice in a row), and the third error stops the host. An intentional restart (exit 200) is
+/// never counted.
+#[derive(Debug, Default)]
+pub struct RestartPolicy {
+    errors: Vec<Instant>,
+}
+
+impl RestartPolicy {
+    /// Decides what follows `exit`, seen at `at`.
+    pub fn after_exit(&mut self, exit: &Exit, at: Instant) -> AfterExit {
+        match exit.code {
+            Some(0) => AfterExit::NoRestart,
+            Some(INTENTIONAL_RESTART_EXIT_CODE) => AfterExit::Restart,
+            _ => {
+                if self
+                    .errors
+                    .last()
+                    .is_some_and(|last| at.saturating_duration_since(*last) > RESTART_ERROR_WINDOW)
+                {
+                    self.errors.clear();
+                }
+                self.errors.push(at);
+                if self.errors.len() < RESTART_ERROR_THRESHOLD {
+                    AfterExit::Restart
+                } else {
+                    AfterExit::StopHost
+                }
+            }
+        }
+    }
+
+    /// Errors counted now.
+    pub fn errors(&self) -> usize {
+        self.errors.len()
+    }
+}
 
 /// Which stream a handler output line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,8 +217,10 @@ pub fn pick_free_port() -> std::io::Result<u16> {
 pub struct Worker {
     /// The port the handler listens on.
     pub port: u16,
-    /// Resolves with a description of the exit when the process dies on its own.
-    pub died: oneshot::Receiver<String>,
+    /// Resolves with how the process ended when it dies on its own.
+    pub died: oneshot::Receiver<Exit>,
+    /// The process id (for logs, and the soak's SIGKILL).
+    pub pid: Option<u32>,
     stop: Option<oneshot::Sender<()>>,
     watcher: tokio::task::JoinHandle<()>,
 }
@@ -178,6 +248,7 @@ impl Worker {
                 plan.working_dir.display()
             )
         })?;
+        let pid = child.id();
         if let Some(stdout) = child.stdout.take() {
             tokio::spawn(pump_lines(stdout, Stream::Stdout, output.clone()));
         }
@@ -190,6 +261,7 @@ impl Worker {
         Ok(Self {
             port: plan.port,
             died,
+            pid,
             stop: Some(stop_tx),
             watcher,
         })
@@ -209,7 +281,7 @@ impl Worker {
             tokio::select! {
                 biased;
                 exit = &mut self.died => {
-                    let exit = exit.unwrap_or_else(|_| "unknown exit".to_string());
+                    let exit = exit.map_or_else(|_| "unknown exit".to_string(), |exit| exit.text);
                     return Err(format!("handler process exited before it was ready ({exit})"));
                 }
                 probe = client.get(&url).send() => match probe {
@@ -258,14 +330,14 @@ fn ask_for_sigterm_when_parent_dies(command: &mut Command) {
 }
 
 /// Owns the child: reports an unexpected exit, or terminates it when asked.
-async fn watch_child(mut child: Child, died: oneshot::Sender<String>, stop: oneshot::Receiver<()>) {
+async fn watch_child(mut child: Child, died: oneshot::Sender<Exit>, stop: oneshot::Receiver<()>) {
     tokio::select! {
         status = child.wait() => {
-            let text = match status {
-                Ok(status) => status.to_string(),
-                Err(e) => format!("wait failed: {e}"),
+            let exit = match status {
+                Ok(status) => Exit { text: status.to_string(), code: status.code() },
+                Err(e) => Exit { text: format!("wait failed: {e}"), code: None },
             };
-            let _ = died.send(text);
+            let _ = died.send(exit);
         }
         _ = stop => terminate(&mut child).await,
     }
@@ -331,6 +403,49 @@ pub fn log_output_line(line: &OutputLine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exit(code: Option<i32>) -> Exit {
+        Exit {
+            text: format!("{code:?}"),
+            code,
+        }
+    }
+
+    #[test]
+    fn restart_policy_is_the_hosts() {
+        let start = Instant::now();
+        let mut policy = RestartPolicy::default();
+        // Killed by a signal (no code) and a crash: restarted twice, the third error stops.
+        assert_eq!(policy.after_exit(&exit(None), start), AfterExit::Restart);
+        assert_eq!(
+            policy.after_exit(&exit(Some(101)), start),
+            AfterExit::Restart
+        );
+        // An intentional restart is not an error.
+        assert_eq!(
+            policy.after_exit(&exit(Some(INTENTIONAL_RESTART_EXIT_CODE)), start),
+            AfterExit::Restart
+        );
+        assert_eq!(policy.errors(), 2);
+        assert_eq!(
+            policy.after_exit(&exit(Some(3)), start),
+            AfterExit::StopHost
+        );
+
+        // An error more than the window after the previous one starts a new count.
+        let mut policy = RestartPolicy::default();
+        assert_eq!(policy.after_exit(&exit(None), start), AfterExit::Restart);
+        assert_eq!(policy.after_exit(&exit(None), start), AfterExit::Restart);
+        let later = start + RESTART_ERROR_WINDOW + Duration::from_secs(1);
+        assert_eq!(policy.after_exit(&exit(None), later), AfterExit::Restart);
+        assert_eq!(policy.errors(), 1);
+
+        // A clean exit is never restarted.
+        assert_eq!(
+            RestartPolicy::default().after_exit(&exit(Some(0)), start),
+            AfterExit::NoRestart
+        );
+    }
 
     #[test]
     fn plan_expands_arguments_and_paths() {

@@ -13,6 +13,7 @@
 //!   "retry_after": "2",      // ...and this Retry-After header (string or number)
 //!   "unsupported_api_version": true,   // answer the UnsupportedApiVersion 400
 //!   "malformed": true,       // answer 200 with a non-JSON (HTML) body
+//!   "reset": true,           // close the connection without any answer (after delay_ms)
 //!   "expires_on_format": "epoch-string | epoch-number | date-windows | date-linux | date-pm",
 //!   "lifetime_secs": 600     // lifetime of the token issued
 //! }
@@ -82,6 +83,8 @@ struct RuleRequest {
     unsupported_api_version: bool,
     #[serde(default)]
     malformed: bool,
+    #[serde(default)]
+    reset: bool,
     expires_on_format: Option<ExpiresOnFormat>,
     lifetime_secs: Option<u64>,
 }
@@ -101,6 +104,8 @@ pub struct Effect {
     pub unsupported_api_version: bool,
     /// Answer 200 with a body that is not JSON.
     pub malformed: bool,
+    /// Close the connection without answering (wins over every other effect but the delay).
+    pub reset: bool,
     /// Write `expires_on` this way.
     pub expires_on_format: Option<ExpiresOnFormat>,
     /// Issue a token with this lifetime.
@@ -198,6 +203,7 @@ fn validate(request: RuleRequest) -> Result<Rule, String> {
             retry_after,
             unsupported_api_version: request.unsupported_api_version,
             malformed: request.malformed,
+            reset: request.reset,
             expires_on_format: request.expires_on_format,
             lifetime_secs: request.lifetime_secs,
         },

@@ -118,6 +118,9 @@ impl IdentityEmulator {
         if effect.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(effect.delay_ms)).await;
         }
+        if effect.reset {
+            return crate::serve::close_without_answer();
+        }
         if let Some(status) = effect.status {
             return injected_response(protocol, status, effect);
         }

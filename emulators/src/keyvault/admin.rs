@@ -66,8 +66,15 @@ impl RequestLog {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
-    /// Status to answer with (400-599).
-    pub status: u16,
+    /// Status to answer with (400-599); absent with `delay_ms` alone, the normal answer comes late.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Wait this long before answering (at most 60 000 ms).
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Close the connection without any answer (after `delay_ms`).
+    #[serde(default)]
+    pub reset: bool,
     /// Optional `Retry-After` header value (string or number).
     #[serde(default)]
     pub retry_after: Option<Value>,
@@ -86,8 +93,12 @@ fn one() -> u32 {
 /// A validated fault with its remaining uses.
 #[derive(Debug, Clone)]
 pub struct Fault {
-    /// Status to answer with.
-    pub status: u16,
+    /// Status to answer with; `None`: the normal answer, after `delay_ms`.
+    pub status: Option<u16>,
+    /// Wait before answering.
+    pub delay_ms: u64,
+    /// Close the connection instead of answering.
+    pub reset: bool,
     /// `Retry-After` header value.
     pub retry_after: Option<String>,
     /// Response body.
@@ -98,8 +109,17 @@ pub struct Fault {
 impl FaultSpec {
     /// Checks the spec and turns it into a queueable fault.
     pub fn into_fault(self) -> Result<Fault, String> {
-        if !(400..=599).contains(&self.status) {
-            return Err("status must be 400-599".into());
+        match self.status {
+            Some(status) if !(400..=599).contains(&status) => {
+                return Err("status must be 400-599".into());
+            }
+            None if self.delay_ms == 0 && !self.reset => {
+                return Err("a fault needs a status, delay_ms or reset".into());
+            }
+            _ => {}
+        }
+        if self.delay_ms > 60_000 {
+            return Err("delay_ms must be at most 60000".into());
         }
         if self.times == 0 {
             return Err("times must be at least 1".into());
@@ -114,8 +134,12 @@ impl FaultSpec {
         };
         Ok(Fault {
             status: self.status,
+            delay_ms: self.delay_ms,
+            reset: self.reset,
             retry_after,
-            body: self.body.unwrap_or_else(|| default_fault_body(self.status)),
+            body: self
+                .body
+                .unwrap_or_else(|| default_fault_body(self.status.unwrap_or(500))),
             remaining: self.times,
         })
     }
@@ -210,17 +234,25 @@ mod tests {
         let first = queue.next().unwrap();
         assert_eq!(
             (first.status, first.retry_after.as_deref()),
-            (429, Some("1"))
+            (Some(429), Some("1"))
         );
         assert_eq!(first.body["error"]["code"], "Throttled");
-        assert_eq!(queue.next().unwrap().status, 429);
-        assert_eq!(queue.next().unwrap().status, 503);
+        assert_eq!(queue.next().unwrap().status, Some(429));
+        assert_eq!(queue.next().unwrap().status, Some(503));
         assert!(queue.next().is_none());
     }
 
     #[test]
     fn invalid_faults_are_refused() {
         assert!(fault(json!({"status": 200})).is_err());
+        assert!(fault(json!({})).is_err());
+        assert!(fault(json!({"delay_ms": 60_001})).is_err());
+        let slow = fault(json!({"delay_ms": 1500, "times": 3})).unwrap();
+        assert_eq!(
+            (slow.status, slow.delay_ms, slow.reset),
+            (None, 1500, false)
+        );
+        assert!(fault(json!({"reset": true})).unwrap().reset);
         assert!(fault(json!({"status": 500, "times": 0})).is_err());
         assert!(fault(json!({"status": 500, "retry_after": "a\nb"})).is_err());
         assert!(fault(json!({"status": 500, "retry_after": [1]})).is_err());

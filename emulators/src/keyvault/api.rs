@@ -148,9 +148,26 @@ fn authorized(state: &AppState, request: &ApiRequest, caller: &Caller) -> HttpRe
             "The api-version query parameter (?api-version=) is required for all requests.",
         );
     }
-    if let Some(fault) = lock(&state.faults).next() {
-        return fault_response(fault);
+    let fault = lock(&state.faults).next();
+    let delay = fault
+        .as_ref()
+        .map(|f| crate::serve::DelayAnswer(std::time::Duration::from_millis(f.delay_ms)));
+    if let Some(fault) = fault.filter(|f| f.reset || f.status.is_some()) {
+        let mut response = fault_response(fault);
+        if let Some(delay) = delay {
+            response.extensions_mut().insert(delay);
+        }
+        return response;
     }
+    let mut response = serve_authorized(state, request, caller);
+    if let Some(delay) = delay {
+        response.extensions_mut().insert(delay);
+    }
+    response
+}
+
+/// The secrets API once faults are out of the way.
+fn serve_authorized(state: &AppState, request: &ApiRequest, caller: &Caller) -> HttpResponse {
     let route = match parse_route(&request.method, &request.path) {
         Ok(route) => route,
         Err(error) => return route_error(error),
@@ -304,7 +321,13 @@ fn queue_fault(state: &AppState, body: &[u8]) -> HttpResponse {
 }
 
 fn fault_response(fault: Fault) -> HttpResponse {
-    let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if fault.reset {
+        return crate::serve::close_without_answer();
+    }
+    let status = fault
+        .status
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = json_response(status, &fault.body);
     if let Some(value) = fault
         .retry_after

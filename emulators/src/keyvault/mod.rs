@@ -57,6 +57,8 @@
 //! * `DELETE /_emulator/requests` resets that log (204).
 //! * `POST /_emulator/faults` with `{"status":429,"retry_after":"1","times":2,"body":{...}?}` queues a
 //!   fault; faults apply FIFO to the next authenticated secret requests → `{"pending":N}`.
+//!   `"delay_ms":N` (at most 60 000) answers late — with only a delay, the normal answer comes
+//!   late (a slow vault); `"reset":true` closes the connection without any answer.
 //! * `DELETE /_emulator/faults` drops every queued fault (204).
 
 mod admin;

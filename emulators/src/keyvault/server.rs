@@ -1,7 +1,6 @@
 //! The HTTPS listener: accepts TLS connections on 127.0.0.1, prints the ready line, serves
 //! HTTP/1.1 until SIGTERM/SIGINT.
 
-use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,7 +86,7 @@ async fn serve_connection(stream: TcpStream, acceptor: TlsAcceptor, state: Arc<A
     };
     let service = service_fn(move |request| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(dispatch(&state, request).await) }
+        async move { crate::serve::deliver(dispatch(&state, request).await).await }
     });
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
