@@ -263,7 +263,13 @@ struct Record {
     finished: Duration,
     status: u16,
     empty_body: bool,
+    /// A 503 from the handler's in-flight cap: documented under load, whatever fault is on.
+    overloaded: bool,
 }
+
+/// The in-flight cap's refusal names its setting (README, error table); 128 connections against
+/// faults that slow every answer down reach the cap by design.
+const OVERLOAD_MARK: &str = "MAX_CONCURRENT_INVOCATIONS";
 
 struct Shared {
     base: String,
@@ -402,6 +408,7 @@ async fn worker(shared: Arc<Shared>, id: usize) {
             finished,
             status,
             empty_body: body.is_empty(),
+            overloaded: status == 503 && body.contains(OVERLOAD_MARK),
         });
     }
 }
@@ -941,6 +948,15 @@ async fn run(args: Args) -> Result<bool, String> {
         if record.status == record.function.success() {
             continue;
         }
+        if record.overloaded {
+            *by_cause
+                .entry(format!(
+                    "in-flight cap (MAX_CONCURRENT_INVOCATIONS) → {} 503",
+                    record.function.name()
+                ))
+                .or_default() += 1;
+            continue;
+        }
         let overlapping: Vec<Fault> = windows
             .iter()
             .filter(|w| record.finished >= w.start && record.started <= w.end + grace)
@@ -1196,6 +1212,7 @@ fn fault_row(window: &Window, records: &[Record], until: Duration) -> Value {
             r.started >= window.end
                 && r.started <= until
                 && affected(r.function)
+                && !r.overloaded
                 && window.fault.documented(r.function).contains(&r.status)
         })
         .count();
@@ -1207,6 +1224,7 @@ fn fault_row(window: &Window, records: &[Record], until: Duration) -> Value {
             r.finished >= window.start
                 && r.started <= until
                 && affected(r.function)
+                && !r.overloaded
                 && window.fault.documented(r.function).contains(&r.status)
         })
         .map(|r| r.finished.saturating_sub(window.start).as_millis() as u64)
