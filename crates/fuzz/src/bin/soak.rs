@@ -373,13 +373,22 @@ async fn worker(shared: Arc<Shared>, id: usize) {
             ),
         };
         let started = shared.epoch.elapsed();
-        let (status, body) = match request.send().await {
+        let (status, retry_after, body) = match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                (status, response.text().await.unwrap_or_default())
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                (
+                    status,
+                    retry_after,
+                    response.text().await.unwrap_or_default(),
+                )
             }
             // No answer at all (the client's own timeout): recorded as 0, never documented.
-            Err(_) => (0, String::new()),
+            Err(_) => (0, None, String::new()),
         };
         let finished = shared.epoch.elapsed();
         match (function, &blob) {
@@ -410,6 +419,13 @@ async fn worker(shared: Arc<Shared>, id: usize) {
             empty_body: body.is_empty(),
             overloaded: status == 503 && body.contains(OVERLOAD_MARK),
         });
+        // A well-behaved client backs off as the in-flight cap's Retry-After asks, so the load
+        // stays at what the handler accepts instead of spinning on instant refusals.
+        if status == 503 && body.contains(OVERLOAD_MARK) {
+            let wait = Duration::from_secs(retry_after.unwrap_or(1).min(5));
+            tokio::time::sleep(wait.min(shared.deadline.saturating_duration_since(Instant::now())))
+                .await;
+        }
     }
 }
 
