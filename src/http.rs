@@ -98,12 +98,8 @@ pub fn is_utf8_text(content_type: &str) -> bool {
 
 impl std::fmt::Debug for HttpRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::redact::{is_sensitive_header, is_sensitive_query, shown};
-        let query: BTreeMap<&str, &str> = self
-            .query
-            .iter()
-            .map(|(k, v)| (k.as_str(), shown(v, is_sensitive_query(k))))
-            .collect();
+        use crate::redact::{is_sensitive_header, shown};
+        let query = crate::redact::query(&self.query);
         let headers: Vec<(&str, &str)> = self
             .headers
             .iter()

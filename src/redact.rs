@@ -40,6 +40,16 @@ pub fn shown(value: &str, sensitive: bool) -> &str {
     if sensitive { REDACTED } else { value }
 }
 
+/// A query map for printing, with the values of sensitive parameters replaced.
+pub fn query(
+    query: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<&str, &str> {
+    query
+        .iter()
+        .map(|(k, v)| (k.as_str(), shown(v, is_sensitive_query(k))))
+        .collect()
+}
+
 /// A URL with the values of sensitive query parameters replaced (`?code=abc&x=1` →
 /// `?code=<redacted>&x=1`); the rest as given.
 pub fn url(raw: &str) -> String {

@@ -169,12 +169,8 @@ pub struct HttpTriggerData {
 
 impl std::fmt::Debug for HttpTriggerData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::redact::{REDACTED, is_sensitive_header, is_sensitive_query, shown};
-        let query: BTreeMap<&str, &str> = self
-            .query
-            .iter()
-            .map(|(k, v)| (k.as_str(), shown(v, is_sensitive_query(k))))
-            .collect();
+        use crate::redact::{REDACTED, is_sensitive_header, shown};
+        let query = crate::redact::query(&self.query);
         let headers: Vec<(&str, Vec<&str>)> = self
             .headers
             .iter()
