@@ -3,7 +3,7 @@
 //!
 //! The data flows one way: the host's request is decoded by [`contract`], routed by [`server`]
 //! and [`dispatch`] to a function in [`functions`] (paired with its function.json by
-//! [`registry`]), which calls a client that gets its token from the identity module; [`error`]
+//! [`registry`]), which calls a client that gets its token from the `managed_identity` crate; [`error`]
 //! turns any failure into a status and message in one place.
 
 pub mod app;
@@ -14,10 +14,8 @@ pub mod contract;
 pub mod dispatch;
 pub mod doctor;
 pub mod error;
-pub mod error_chain;
 pub mod functions;
 pub mod http;
-pub mod identity;
 pub mod invocation;
 pub mod logging;
 pub mod net;

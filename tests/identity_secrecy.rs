@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use handler::identity::{
+use managed_identity::{
     IDENTITY_ENDPOINT, IDENTITY_HEADER, IdentityConfig, ManagedIdentity, RetryPolicy, Timing,
     UserAssignedId,
 };
