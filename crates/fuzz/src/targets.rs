@@ -22,13 +22,13 @@ use handler::contract::{InvocationRequest, Timestamp};
 use handler::dispatch::{ForwardedRequest, Route, Runtime, RuntimeOptions};
 use handler::error::FunctionError;
 use handler::http::{HttpRequest, HttpResponse};
-use handler::identity::{
-    SourceKind, check_token_body, normalize_scope, parse_expires_on, parse_retry_after,
-    parse_seconds, service_detail,
-};
 use handler::registry::{
     Implemented, ImplementedTrigger, Registry, RouteTemplate, load_declared, parse_function_json,
     parse_host_options,
+};
+use managed_identity::{
+    SourceKind, check_token_body, normalize_scope, parse_expires_on, parse_retry_after,
+    parse_seconds, service_detail,
 };
 use serde_json::{Value, json};
 
@@ -884,8 +884,12 @@ fn retry_after_seeds() -> Vec<Vec<u8>> {
 
 fn run_retry_after(input: &[u8]) {
     let text = lossy(input);
-    let _ = parse_retry_after(&text);
-    let _ = handler::clients::parse_retry_after(&text);
+    // Both ways the repository reads the value: seconds only (identity), or a date from now
+    // (the service clients).
+    if let Some(asked) = parse_retry_after(&text) {
+        let _ = asked.delay();
+        let _ = asked.wait_from(time::OffsetDateTime::now_utc());
+    }
 }
 
 // ---- JWT and JWKS ----------------------------------------------------------------------------
@@ -938,7 +942,7 @@ fn run_jwt(input: &[u8]) {
     ];
     let _ = check_unsigned(Some(&header), &issuers, &["api://handler".to_owned()]);
     let token = header.split_once(' ').map_or(header.as_str(), |(_, t)| t);
-    if let Ok(claims) = handler::identity::claims::decode_unverified(token) {
+    if let Ok(claims) = managed_identity::claims::decode_unverified(token) {
         let _ = claims.expires_at();
     }
 }

@@ -1,14 +1,24 @@
-//! One error's message with the messages of its sources, for errors (TLS, DNS, I/O) whose useful
-//! part sits several causes down. Shared by the identity transport and the service clients.
+//! Walking an error's chain of causes, for errors (TLS, DNS, I/O) whose useful part sits several
+//! causes down. The one walker of the repository: the identity transport and the application's
+//! service clients both use it.
+
+use std::error::Error;
+
+/// The error itself, then its source, its source's source, and so on.
+pub fn chain<'a>(
+    error: &'a (dyn Error + 'static),
+) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(error), |&current| current.source())
+}
 
 /// `error: cause: cause's cause: ...`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
+pub fn error_chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = String::new();
+    for (index, cause) in chain(error).enumerate() {
+        if index > 0 {
+            text.push_str(": ");
+        }
+        text.push_str(&cause.to_string());
     }
     text
 }
@@ -25,5 +35,14 @@ mod tests {
     fn every_cause_is_named_in_order() {
         let error = Outer(std::io::Error::other("inner"));
         assert_eq!(error_chain(&error), "outer: inner");
+    }
+
+    #[test]
+    fn the_chain_starts_with_the_error_itself() {
+        let error = Outer(std::io::Error::other("inner"));
+        let texts: Vec<String> = chain(&error).map(ToString::to_string).collect();
+        assert_eq!(texts, ["outer", "inner"]);
+        let alone = std::io::Error::other("alone");
+        assert_eq!(chain(&alone).count(), 1);
     }
 }
