@@ -230,7 +230,7 @@ async fn no_token_or_header_secret_in_logs_or_errors() {
 
     let lines = LINES.lock().unwrap().clone();
     assert!(
-        lines.iter().any(|l| l.contains("handler::identity")),
+        lines.iter().any(|l| l.contains("managed_identity")),
         "the capture saw no identity log lines, so it proves nothing: {lines:?}"
     );
     for line in &lines {
