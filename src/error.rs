@@ -14,7 +14,7 @@ use crate::clients::blob::StorageError;
 use crate::clients::downstream::DownstreamError;
 use crate::clients::keyvault::KeyVaultError;
 use crate::clients::names::InputError;
-use crate::identity::IdentityError;
+use managed_identity::IdentityError;
 
 /// Everything a function invocation can fail with.
 #[derive(Debug, thiserror::Error)]

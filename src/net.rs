@@ -6,7 +6,7 @@
 //! for the local emulators, the identity endpoint or the app's own API. Clients that carry
 //! tokens therefore use [`proxy_unless_loopback`]: the environment's proxy rules exactly as
 //! reqwest reads them (the same matcher), except that loopback is always reached directly.
-//! The identity endpoint's client uses no proxy at all (`src/identity/transport.rs`).
+//! The identity endpoint's client uses no proxy at all (`crates/managed-identity/src/transport.rs`).
 
 use std::net::IpAddr;
 

@@ -479,11 +479,10 @@ fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) 
 
 /// The innermost cause of an error: what actually failed, without reqwest's URL prefix.
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
+    managed_identity::error_chain::chain(error)
+        .last()
+        .unwrap_or(error)
+        .to_string()
 }
 
 #[cfg(test)]

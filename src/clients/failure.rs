@@ -2,6 +2,8 @@
 //! response body or a header value other than Retry-After into a message.
 
 use azure_core::{error::ErrorKind, http::headers::Headers};
+use managed_identity::error_chain::chain;
+use managed_identity::parse_retry_after;
 use std::{fmt, time::Duration};
 
 /// What went wrong with a request that did not succeed, in the terms callers act on.
@@ -62,46 +64,36 @@ fn is_printable_code(code: &str) -> bool {
 /// The SDK wraps errors in context layers ("non-transport error occurred which will not be
 /// retried"); the innermost `azure_core::Error` is the one the credential itself returned.
 fn innermost_sdk_error(error: &azure_core::Error) -> &azure_core::Error {
-    let mut innermost = error;
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        if let Some(sdk_error) = inner.downcast_ref::<azure_core::Error>() {
-            innermost = sdk_error;
-        }
-        source = inner.source();
-    }
-    innermost
+    chain(error)
+        .filter_map(|inner| inner.downcast_ref::<azure_core::Error>())
+        .last()
+        .unwrap_or(error)
 }
 
+/// The chain's messages, each cause added only when the text so far does not already say it.
 fn describe(error: &azure_core::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
+    let mut causes = chain(error);
+    let mut text = causes.next().map(ToString::to_string).unwrap_or_default();
+    for inner in causes {
         let next = inner.to_string();
         if !text.contains(&next) {
             text.push_str(": ");
             text.push_str(&next);
         }
-        source = inner.source();
     }
     text
 }
 
 fn is_timeout(error: &azure_core::Error) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(inner) = current {
+    chain(error).any(|inner| {
         let reqwest_timeout = inner
             .downcast_ref::<reqwest::Error>()
             .is_some_and(reqwest::Error::is_timeout);
         let io_timeout = inner
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut);
-        if reqwest_timeout || io_timeout {
-            return true;
-        }
-        current = inner.source();
-    }
-    false
+        reqwest_timeout || io_timeout
+    })
 }
 
 /// Parses how long the service asked us to wait: `x-ms-retry-after-ms` / `retry-after-ms`
@@ -112,23 +104,13 @@ pub(crate) fn retry_after(headers: &Headers) -> Option<Duration> {
         .find_map(|name| headers.get_optional_str(&name.into()))
         .and_then(|value| value.trim().parse::<u64>().ok())
         .map(Duration::from_millis);
+    // Both forms count here: seconds, or an HTTP date counted from now.
     millis.or_else(|| {
         headers
             .get_optional_str(&"retry-after".into())
             .and_then(parse_retry_after)
+            .map(|asked| asked.wait_from(azure_core::time::OffsetDateTime::now_utc()))
     })
-}
-
-/// Reads a Key Vault or Storage `Retry-After` value: seconds or an HTTP date. Public (through
-/// `clients::parse_retry_after`) for `crates/fuzz`.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = azure_core::time::parse_rfc7231(value).ok()?;
-    let wait = at - azure_core::time::OffsetDateTime::now_utc();
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
 /// The status and error code of an upstream failure, for messages and the error type.

@@ -16,4 +16,4 @@ pub mod names;
 pub mod secret_cache;
 pub mod tls;
 
-pub use failure::{UpstreamDetail, parse_retry_after};
+pub use failure::UpstreamDetail;
