@@ -32,7 +32,14 @@ fn proxy_with(matcher: Matcher) -> reqwest::Proxy {
     })
 }
 
-/// Whether `url` names this machine.
+/// Whether `url` names this machine: 127.0.0.0/8, `::1`, an IPv4-mapped 127.0.0.0/8
+/// (`::ffff:127.0.0.1`), `localhost` or a name under it (`api.localhost`: such names are
+/// reserved for loopback, <https://www.rfc-editor.org/rfc/rfc6761#section-6.3>), in any case
+/// and with or without the root's trailing dot.
+///
+/// The one rule for every caller: the proxy bypass here, plain http allowed only towards
+/// loopback (`AUTH_AUTHORITY`, `DOWNSTREAM_API_URL`), and Key Vault's challenge-resource check
+/// skipped only for a loopback vault (the local emulator).
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -99,6 +106,51 @@ mod tests {
             "http://10.0.0.1/",
             "http://localhost.evil.com/",
             "http://[::2]/",
+        ] {
+            assert!(!is_loopback(&Url::parse(no).unwrap()), "{no}");
+        }
+    }
+
+    #[test]
+    fn only_loopback_hosts_count_as_loopback() {
+        for host in [
+            "https://127.0.0.1:8443/",
+            "https://127.1.2.3/",
+            "https://[::1]:8443/",
+            "https://localhost:8443/",
+            "https://LOCALHOST/",
+        ] {
+            assert!(is_loopback(&Url::parse(host).unwrap()), "{host}");
+        }
+        for host in [
+            "https://myvault.vault.azure.net/",
+            "https://128.0.0.1/",
+            "https://10.0.0.1/",
+            "https://localhost.evil.example/",
+            "https://[::2]/",
+        ] {
+            assert!(!is_loopback(&Url::parse(host).unwrap()), "{host}");
+        }
+    }
+
+    /// Each of these names this machine too, for every caller (proxy bypass, plain http,
+    /// challenge-resource check).
+    #[test]
+    fn trailing_dots_names_under_localhost_and_mapped_addresses_are_loopback() {
+        for yes in [
+            "http://localhost./",
+            "https://Api.LocalHost./",
+            "http://[::ffff:127.0.0.1]:8080/",
+            "http://[::ffff:127.255.0.9]/",
+        ] {
+            assert!(is_loopback(&Url::parse(yes).unwrap()), "{yes}");
+        }
+        for no in [
+            "http://[::ffff:10.0.0.1]/",
+            "http://[::ffff:128.0.0.1]/",
+            "http://localhost.evil.example./",
+            "http://notlocalhost/",
+            "file:///etc/hosts",
         ] {
             assert!(!is_loopback(&Url::parse(no).unwrap()), "{no}");
         }

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION};
 use url::Url;
 
+use crate::net::is_loopback;
+
 /// The largest response body passed on (10 MiB): CallApi holds it in memory and the Functions
 /// host caps HTTP responses anyway; a larger one is refused with [`DownstreamError::TooLarge`].
 pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
@@ -285,16 +287,6 @@ fn check_base(base: &Url) -> Result<(), &'static str> {
         return Err("the URL must not have a query or fragment");
     }
     Ok(())
-}
-
-/// Whether the URL's host is 127.0.0.0/8, ::1 or localhost.
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(address)) => address.is_loopback(),
-        Some(url::Host::Ipv6(address)) => address.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }
 
 /// The path's segments, percent-decoded once, or why the path is refused.
@@ -670,6 +662,8 @@ mod tests {
             "http://127.0.0.1:8080/api/",
             "http://localhost/",
             "http://[::1]:9/",
+            "http://api.localhost./",
+            "http://[::ffff:127.0.0.1]/",
         ] {
             assert!(
                 DownstreamApi::new(Url::parse(base).unwrap()).is_ok(),

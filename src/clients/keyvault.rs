@@ -11,7 +11,7 @@
 //!   until a request has gone out with an `Authorization` header (seen by a policy placed after the
 //!   SDK's authorization policy) and then make one request each.
 //! * **Challenge-resource verification stays on** for every vault host except loopback
-//!   (127.0.0.0/8, `::1`, `localhost`), where the local emulator runs with a vault.azure.net
+//!   ([`crate::net::is_loopback`]), where the local emulator runs with a vault.azure.net
 //!   challenge that cannot match `127.0.0.1`.
 
 use crate::clients::{
@@ -19,6 +19,7 @@ use crate::clients::{
     http::AzureHttp,
     names::{InputError, validate_secret_name, validate_secret_version},
 };
+use crate::net::is_loopback;
 use async_trait::async_trait;
 use azure_core::{
     credentials::TokenCredential,
@@ -34,7 +35,6 @@ use azure_security_keyvault_secrets::{
 };
 use std::{
     fmt,
-    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -43,7 +43,6 @@ use std::{
 };
 use thiserror::Error;
 use tokio::sync::OnceCell;
-use url::Host;
 use zeroize::Zeroize as _;
 
 /// The RBAC role an identity needs to read secret values.
@@ -210,7 +209,7 @@ impl KeyVault {
         let authorized_seen = Arc::new(AuthorizedRequestSeen::default());
         let options = SecretClientOptions {
             client_options: http.client_options(vec![authorized_seen.clone()]),
-            verify_challenge_resource: Some(!is_loopback_host(&vault_url)),
+            verify_challenge_resource: Some(!is_loopback(&vault_url)),
             ..Default::default()
         };
         let client = SecretClient::new(vault_url.as_str(), credential, Some(options))
@@ -233,7 +232,7 @@ impl KeyVault {
 
     /// Whether challenge-resource verification is on for this vault (off only for loopback).
     pub fn verifies_challenge_resource(&self) -> bool {
-        !is_loopback_host(&self.inner.vault_url)
+        !is_loopback(&self.inner.vault_url)
     }
 
     /// Reads a secret, the latest version unless `version` is given.
@@ -370,18 +369,6 @@ pub fn validate_vault_url(raw: &str) -> Result<Url, KeyVaultError> {
     Ok(url)
 }
 
-/// Whether the URL's host is loopback: 127.0.0.0/8, `::1` or `localhost`.
-pub fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(Host::Domain(domain)) => {
-            domain.eq_ignore_ascii_case("localhost") || domain.eq_ignore_ascii_case("localhost.")
-        }
-        None => false,
-    }
-}
-
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyVault")
@@ -469,28 +456,6 @@ mod tests {
             "https://myvault.vault.azure.net/secrets/",
         ] {
             assert!(validate_vault_url(bad).is_err(), "{bad} should be rejected");
-        }
-    }
-
-    #[test]
-    fn only_loopback_hosts_count_as_loopback() {
-        for host in [
-            "https://127.0.0.1:8443/",
-            "https://127.1.2.3/",
-            "https://[::1]:8443/",
-            "https://localhost:8443/",
-            "https://LOCALHOST/",
-        ] {
-            assert!(is_loopback_host(&Url::parse(host).unwrap()), "{host}");
-        }
-        for host in [
-            "https://myvault.vault.azure.net/",
-            "https://128.0.0.1/",
-            "https://10.0.0.1/",
-            "https://localhost.evil.example/",
-            "https://[::2]/",
-        ] {
-            assert!(!is_loopback_host(&Url::parse(host).unwrap()), "{host}");
         }
     }
 
