@@ -7,6 +7,9 @@
 //! tokens therefore use [`proxy_unless_loopback`]: the environment's proxy rules exactly as
 //! reqwest reads them (the same matcher), except that loopback is always reached directly.
 //! The identity endpoint's client uses no proxy at all (`src/identity/transport.rs`).
+//!
+//! Every body such a client reads goes through [`read_capped`], so no answer can make the
+//! handler hold more than the caller's limit in memory.
 
 use std::net::IpAddr;
 
@@ -52,6 +55,38 @@ pub fn is_loopback(url: &Url) -> bool {
         }
         None => false,
     }
+}
+
+/// Why [`read_capped`] returned no body.
+#[derive(Debug)]
+pub enum CappedBodyError {
+    /// The body is larger than the limit: its Content-Length says so, or more arrived.
+    TooLarge,
+    /// The body could not be read to its end (connection lost, timed out).
+    Read(reqwest::Error),
+}
+
+/// Reads a response's body, refusing one larger than `limit` bytes: at once when its
+/// Content-Length is over the limit, else as soon as what has arrived passes it, so a large or
+/// endless body never costs more than `limit` bytes of memory.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, CappedBodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(CappedBodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(CappedBodyError::Read)? {
+        if body.len() + chunk.len() > limit {
+            return Err(CappedBodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The proxy URL of an intercept, with its credentials put back in the URL (reqwest reads them
@@ -154,6 +189,69 @@ mod tests {
         ] {
             assert!(!is_loopback(&Url::parse(no).unwrap()), "{no}");
         }
+    }
+
+    /// A body that arrives in `chunks` with no length known up front (as a chunked answer does),
+    /// then fails if `fail_at_end`.
+    struct Chunked {
+        chunks: std::collections::VecDeque<&'static [u8]>,
+        fail_at_end: bool,
+    }
+
+    impl hyper::body::Body for Chunked {
+        type Data = bytes::Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+            let next = match self.chunks.pop_front() {
+                Some(chunk) => Some(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(
+                    chunk,
+                )))),
+                None if self.fail_at_end => Some(Err(std::io::ErrorKind::ConnectionReset.into())),
+                None => None,
+            };
+            std::task::Poll::Ready(next)
+        }
+    }
+
+    fn response(body: impl Into<reqwest::Body>) -> reqwest::Response {
+        reqwest::Response::from(::http::Response::new(body))
+    }
+
+    fn chunked(chunks: &[&'static [u8]], fail_at_end: bool) -> reqwest::Response {
+        response(reqwest::Body::wrap(Chunked {
+            chunks: chunks.iter().copied().collect(),
+            fail_at_end,
+        }))
+    }
+
+    #[tokio::test]
+    async fn bodies_up_to_the_limit_are_read_whole() {
+        let whole = read_capped(response("12345"), 5).await.unwrap();
+        assert_eq!(whole, b"12345");
+        let arrived = read_capped(chunked(&[b"12", b"", b"345"], false), 5).await;
+        assert_eq!(arrived.unwrap(), b"12345");
+        assert!(read_capped(response(""), 0).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_by_its_length_or_as_it_arrives() {
+        let announced = read_capped(response("123456"), 5).await;
+        assert!(matches!(announced, Err(CappedBodyError::TooLarge)));
+        let arriving = read_capped(chunked(&[b"123", b"456"], true), 5).await;
+        assert!(
+            matches!(arriving, Err(CappedBodyError::TooLarge)),
+            "refused before the end, so the failure after it is never reached"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_a_read_error() {
+        let cut = read_capped(chunked(&[b"12"], true), 5).await;
+        assert!(matches!(cut, Err(CappedBodyError::Read(_))), "{cut:?}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION};
 use url::Url;
 
-use crate::net::is_loopback;
+use crate::net::{CappedBodyError, is_loopback, read_capped};
 
 /// The largest response body passed on (10 MiB): CallApi holds it in memory and the Functions
 /// host caps HTTP responses anyway; a larger one is refused with [`DownstreamError::TooLarge`].
@@ -225,26 +225,13 @@ impl DownstreamApi {
         }
     }
 
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Bytes, DownstreamError> {
+    async fn read_body(&self, response: reqwest::Response) -> Result<Bytes, DownstreamError> {
         let limit = self.options.max_response_bytes;
-        if response
-            .content_length()
-            .is_some_and(|length| length > limit as u64)
-        {
-            return Err(DownstreamError::TooLarge { limit });
+        match read_capped(response, limit).await {
+            Ok(body) => Ok(Bytes::from(body)),
+            Err(CappedBodyError::TooLarge) => Err(DownstreamError::TooLarge { limit }),
+            Err(CappedBodyError::Read(error)) => Err(self.transport_error(&error)),
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|error| self.transport_error(&error))?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(DownstreamError::TooLarge { limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Bytes::from(body))
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> DownstreamError {
