@@ -316,4 +316,393 @@ mod tests {
         );
         assert_eq!(FunctionError::Upstream("x".into()).status(), 502);
     }
+
+    /// What a caller gets for an error: status, `error.code`, `error.message` and the
+    /// `Retry-After` and `WWW-Authenticate` headers.
+    fn answer(error: FunctionError) -> (u16, String, String, Option<String>, Option<String>) {
+        let response = error.to_response();
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        let text = |pointer: &str| body.pointer(pointer).and_then(|v| v.as_str()).unwrap();
+        (
+            response.status,
+            text("/error/code").to_owned(),
+            text("/error/message").to_owned(),
+            response.header("Retry-After").map(str::to_owned),
+            response.header("WWW-Authenticate").map(str::to_owned),
+        )
+    }
+
+    fn check(cases: Vec<(FunctionError, u16, &str, &str, Option<&str>, Option<&str>)>) {
+        for (error, status, code, message, retry_after, challenge) in cases {
+            let expected = (
+                status,
+                code.to_owned(),
+                message.to_owned(),
+                retry_after.map(str::to_owned),
+                challenge.map(str::to_owned),
+            );
+            assert_eq!(answer(error), expected);
+        }
+    }
+
+    /// Every Key Vault and Storage failure, byte for byte as the caller gets it.
+    #[test]
+    fn service_call_failures_answer_their_status_code_message_and_retry_after() {
+        use crate::clients::UpstreamDetail;
+        use crate::clients::blob::BlobOperation;
+        const ROLE_KV: &str =
+            "the managed identity needs the \"Key Vault Secrets User\" role on the vault";
+        const VERSION: &str = "0123456789abcdef0123456789abcdef";
+        let secs = Duration::from_secs;
+        check(vec![
+            (
+                KeyVaultError::InvalidVaultUrl("it must use https").into(),
+                500,
+                "NotConfigured",
+                "invalid Key Vault URL: it must use https",
+                None,
+                None,
+            ),
+            (
+                KeyVaultError::InvalidName(InputError::SecretName("it is empty")).into(),
+                400,
+                "BadRequest",
+                "invalid secret name: it is empty",
+                None,
+                None,
+            ),
+            (
+                KeyVaultError::Forbidden {
+                    name: "db".into(),
+                    code: "ForbiddenByRbac".into(),
+                }
+                .into(),
+                403,
+                "Forbidden",
+                &format!("access to secret 'db' was denied (ForbiddenByRbac): {ROLE_KV}"),
+                None,
+                None,
+            ),
+            (
+                KeyVaultError::NotFound {
+                    name: "db".into(),
+                    version: Some(VERSION.into()),
+                }
+                .into(),
+                404,
+                "NotFound",
+                &format!("secret 'db' version {VERSION} was not found in the vault"),
+                None,
+                None,
+            ),
+            (
+                KeyVaultError::NotFound {
+                    name: "db".into(),
+                    version: None,
+                }
+                .into(),
+                404,
+                "NotFound",
+                "secret 'db' was not found in the vault",
+                None,
+                None,
+            ),
+            (
+                KeyVaultError::Throttled {
+                    retry_after: Some(secs(7)),
+                }
+                .into(),
+                503,
+                "ServiceUnavailable",
+                "Key Vault is throttling requests; retry after 7 s",
+                Some("7"),
+                None,
+            ),
+            (
+                KeyVaultError::Throttled {
+                    retry_after: Some(secs(0)),
+                }
+                .into(),
+                503,
+                "ServiceUnavailable",
+                "Key Vault is throttling requests; retry after 0 s",
+                Some("1"),
+                None,
+            ),
+            (
+                KeyVaultError::Throttled { retry_after: None }.into(),
+                503,
+                "ServiceUnavailable",
+                "Key Vault is throttling requests",
+                Some("5"),
+                None,
+            ),
+            (
+                KeyVaultError::Credential {
+                    message: "no identity".into(),
+                }
+                .into(),
+                503,
+                "ServiceUnavailable",
+                "could not get a token for Key Vault: no identity",
+                None,
+                None,
+            ),
+            (
+                KeyVaultError::Upstream(UpstreamDetail::status(502, Some("BadGateway".into())))
+                    .into(),
+                502,
+                "UpstreamFailed",
+                "Key Vault request failed: status 502, error code BadGateway",
+                None,
+                None,
+            ),
+            (
+                KeyVaultError::Upstream(UpstreamDetail::reason("connection failed".into())).into(),
+                502,
+                "UpstreamFailed",
+                "Key Vault request failed: connection failed",
+                None,
+                None,
+            ),
+            (
+                KeyVaultError::Timeout.into(),
+                504,
+                "Timeout",
+                "Key Vault request timed out",
+                None,
+                None,
+            ),
+            (
+                StorageError::InvalidStorageUrl("it must use https").into(),
+                500,
+                "NotConfigured",
+                "invalid STORAGE_BLOB_URL: it must use https",
+                None,
+                None,
+            ),
+            (
+                StorageError::InvalidInput(InputError::BodyTooLarge {
+                    size: 20,
+                    limit: 16,
+                })
+                .into(),
+                413,
+                "PayloadTooLarge",
+                "blob body of 20 bytes is larger than the 16-byte limit",
+                None,
+                None,
+            ),
+            (
+                StorageError::InvalidInput(InputError::ContainerName("it is empty")).into(),
+                400,
+                "BadRequest",
+                "invalid container name: it is empty",
+                None,
+                None,
+            ),
+            (
+                StorageError::BlobTooLarge { limit: 16 }.into(),
+                413,
+                "PayloadTooLarge",
+                "the blob is larger than the 16-byte limit",
+                None,
+                None,
+            ),
+            (
+                StorageError::Forbidden {
+                    operation: BlobOperation::Write,
+                    code: "AuthorizationPermissionMismatch".into(),
+                }
+                .into(),
+                403,
+                "Forbidden",
+                "write access was denied (AuthorizationPermissionMismatch): the managed identity needs the \"Storage Blob Data Contributor\" role on the storage account",
+                None,
+                None,
+            ),
+            (
+                StorageError::Forbidden {
+                    operation: BlobOperation::Read,
+                    code: "AuthorizationFailure".into(),
+                }
+                .into(),
+                403,
+                "Forbidden",
+                "read access was denied (AuthorizationFailure): the managed identity needs the \"Storage Blob Data Reader\" role on the storage account",
+                None,
+                None,
+            ),
+            (
+                StorageError::NotFound {
+                    what: "container 'data'".into(),
+                }
+                .into(),
+                404,
+                "NotFound",
+                "container 'data' was not found",
+                None,
+                None,
+            ),
+            (
+                StorageError::NotFound {
+                    what: "blob 'a.txt' in container 'data'".into(),
+                }
+                .into(),
+                404,
+                "NotFound",
+                "blob 'a.txt' in container 'data' was not found",
+                None,
+                None,
+            ),
+            (
+                StorageError::Throttled {
+                    retry_after: Some(secs(2)),
+                }
+                .into(),
+                503,
+                "ServiceUnavailable",
+                "Storage is throttling requests; retry after 2 s",
+                Some("2"),
+                None,
+            ),
+            (
+                StorageError::Credential {
+                    message: "no identity".into(),
+                }
+                .into(),
+                503,
+                "ServiceUnavailable",
+                "could not get a token for Storage: no identity",
+                None,
+                None,
+            ),
+            (
+                StorageError::Upstream(UpstreamDetail::status(500, None)).into(),
+                502,
+                "UpstreamFailed",
+                "Storage request failed: status 500",
+                None,
+                None,
+            ),
+            (
+                StorageError::Timeout.into(),
+                504,
+                "Timeout",
+                "Storage request timed out",
+                None,
+                None,
+            ),
+        ]);
+    }
+
+    /// Whoami's and CallApi's failures, byte for byte as the caller gets them.
+    #[test]
+    fn auth_and_downstream_failures_answer_their_status_code_message_and_headers() {
+        use crate::clients::downstream::DownstreamError;
+        let origin = || "https://api.example.com".to_owned();
+        check(vec![
+            (
+                AuthError::MissingToken.into(),
+                401,
+                "InvalidToken",
+                "no bearer token",
+                None,
+                Some("Bearer error=\"invalid_token\", error_description=\"no bearer token\""),
+            ),
+            (
+                AuthError::Invalid("the token has expired".into()).into(),
+                401,
+                "InvalidToken",
+                "the token has expired",
+                None,
+                Some("Bearer error=\"invalid_token\", error_description=\"the token has expired\""),
+            ),
+            (
+                AuthError::MissingRole {
+                    role: "Api.Read".into(),
+                }
+                .into(),
+                403,
+                "Forbidden",
+                "the token lacks the required role 'Api.Read'",
+                None,
+                Some(
+                    "Bearer error=\"insufficient_scope\", error_description=\"the token lacks the required role 'Api.Read'\"",
+                ),
+            ),
+            (
+                AuthError::Unavailable("the keys could not be fetched".into()).into(),
+                503,
+                "ServiceUnavailable",
+                "the token cannot be checked now: the keys could not be fetched",
+                None,
+                None,
+            ),
+            (
+                DownstreamError::InvalidPath("dot segments are not allowed".into()).into(),
+                400,
+                "BadRequest",
+                "the path cannot be called: dot segments are not allowed",
+                None,
+                None,
+            ),
+            (
+                DownstreamError::Unreachable {
+                    origin: origin(),
+                    reason: "connection refused".into(),
+                }
+                .into(),
+                502,
+                "UpstreamFailed",
+                "the downstream API at https://api.example.com could not be reached: connection refused",
+                None,
+                None,
+            ),
+            (
+                DownstreamError::TooLarge { limit: 10 }.into(),
+                502,
+                "UpstreamFailed",
+                "the downstream API's response is larger than the limit of 10 bytes",
+                None,
+                None,
+            ),
+            (
+                DownstreamError::Timeout {
+                    origin: origin(),
+                    after: Duration::from_millis(1500),
+                }
+                .into(),
+                504,
+                "Timeout",
+                "the downstream API at https://api.example.com did not answer within 1500 ms",
+                None,
+                None,
+            ),
+            (
+                DownstreamError::InvalidBase("expected an https URL".into()).into(),
+                500,
+                "NotConfigured",
+                "DOWNSTREAM_API_URL is not usable: expected an https URL",
+                None,
+                None,
+            ),
+            (
+                DownstreamError::InvalidToken.into(),
+                500,
+                "NotConfigured",
+                "the access token cannot be sent in an HTTP header",
+                None,
+                None,
+            ),
+            (
+                DownstreamError::Client("no TLS roots".into()).into(),
+                500,
+                "NotConfigured",
+                "the HTTP client for the downstream API could not be built: no TLS roots",
+                None,
+                None,
+            ),
+        ]);
+    }
 }
