@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::clients::CallError;
 use crate::clients::blob::StorageError;
 use crate::clients::downstream::DownstreamError;
 use crate::clients::keyvault::KeyVaultError;
@@ -171,11 +172,11 @@ impl FunctionError {
     /// How long the caller should wait before trying again, when the error is a throttle.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Identity(IdentityError::Throttled { retry_after, .. })
-            | Self::KeyVault(KeyVaultError::Throttled { retry_after })
-            | Self::Storage(StorageError::Throttled { retry_after }) => {
+            Self::Identity(IdentityError::Throttled { retry_after, .. }) => {
                 Some(retry_after.unwrap_or(DEFAULT_RETRY_AFTER))
             }
+            Self::KeyVault(KeyVaultError::Call(error)) => call_retry_after(error),
+            Self::Storage(StorageError::Call(error)) => call_retry_after(error),
             Self::Overloaded { .. } | Self::ShuttingDown => Some(OVERLOAD_RETRY_AFTER),
             _ => None,
         }
@@ -212,32 +213,44 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// about a second, so one frees soon.
 const OVERLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Key Vault: 403 → 403 (the message names the role), 404 → 404, 429 → 503 with Retry-After,
-/// a token failure → 503, other upstream failures → 502.
+/// Key Vault: a bad URL is ours (500), a bad name the caller's (400); the call's failures as
+/// [`call_status`] maps them.
 fn keyvault_status(error: &KeyVaultError) -> u16 {
     match error {
         KeyVaultError::InvalidVaultUrl(_) => 500,
         KeyVaultError::InvalidName(_) => 400,
-        KeyVaultError::Forbidden { .. } => 403,
-        KeyVaultError::NotFound { .. } => 404,
-        KeyVaultError::Throttled { .. } | KeyVaultError::Credential { .. } => 503,
-        KeyVaultError::Upstream(_) => 502,
-        KeyVaultError::Timeout => 504,
+        KeyVaultError::Call(error) => call_status(error),
     }
 }
 
-/// Storage: the same map as Key Vault, plus 413 for a blob over the limit.
+/// Storage: as Key Vault, plus 413 for a body or a blob over the limit.
 fn storage_status(error: &StorageError) -> u16 {
     match error {
         StorageError::InvalidStorageUrl(_) => 500,
         StorageError::InvalidInput(InputError::BodyTooLarge { .. }) => 413,
         StorageError::InvalidInput(_) => 400,
-        StorageError::Forbidden { .. } => 403,
-        StorageError::NotFound { .. } => 404,
         StorageError::BlobTooLarge { .. } => 413,
-        StorageError::Throttled { .. } | StorageError::Credential { .. } => 503,
-        StorageError::Upstream(_) => 502,
-        StorageError::Timeout => 504,
+        StorageError::Call(error) => call_status(error),
+    }
+}
+
+/// Any Azure service call: 403 → 403 (the message names the role), 404 → 404, throttled → 503
+/// with Retry-After, a token failure → 503, other upstream failures → 502, timeout → 504.
+fn call_status<T>(error: &CallError<T>) -> u16 {
+    match error {
+        CallError::Forbidden { .. } => 403,
+        CallError::NotFound { .. } => 404,
+        CallError::Throttled { .. } | CallError::Credential { .. } => 503,
+        CallError::Upstream(_) => 502,
+        CallError::Timeout => 504,
+    }
+}
+
+/// A throttled call's wait: the service's Retry-After, else [`DEFAULT_RETRY_AFTER`].
+fn call_retry_after<T>(error: &CallError<T>) -> Option<Duration> {
+    match error {
+        CallError::Throttled { retry_after } => Some(retry_after.unwrap_or(DEFAULT_RETRY_AFTER)),
+        _ => None,
     }
 }
 
@@ -282,34 +295,38 @@ mod tests {
 
     #[test]
     fn upstream_failures_follow_the_documented_map() {
-        let forbidden = FunctionError::from(KeyVaultError::Forbidden {
-            name: "db".into(),
+        use crate::clients::keyvault::SecretRef;
+        let kv = |error: CallError<SecretRef>| FunctionError::from(KeyVaultError::from(error));
+        let forbidden = kv(CallError::Forbidden {
+            target: SecretRef::new("db", None),
             code: "Forbidden".into(),
         });
         assert_eq!(forbidden.status(), 403);
         assert!(forbidden.to_string().contains("Key Vault Secrets User"));
-        let missing = FunctionError::from(KeyVaultError::NotFound {
-            name: "db".into(),
-            version: None,
+        let missing = kv(CallError::NotFound {
+            target: SecretRef::new("db", None),
+            code: None,
         });
         assert_eq!(missing.status(), 404);
-        let throttled = FunctionError::from(KeyVaultError::Throttled {
+        let throttled = kv(CallError::Throttled {
             retry_after: Some(Duration::from_secs(7)),
         });
         let response = throttled.to_response();
         assert_eq!(response.status, 503);
         assert_eq!(response.header("Retry-After"), Some("7"));
-        let unsaid =
-            FunctionError::from(StorageError::Throttled { retry_after: None }).to_response();
+        let unsaid = FunctionError::from(StorageError::Call(CallError::Throttled {
+            retry_after: None,
+        }))
+        .to_response();
         assert_eq!(unsaid.header("Retry-After"), Some("5"));
         assert_eq!(
-            FunctionError::from(KeyVaultError::Credential {
+            kv(CallError::Credential {
                 message: "x".into()
             })
             .status(),
             503
         );
-        assert_eq!(FunctionError::from(KeyVaultError::Timeout).status(), 504);
+        assert_eq!(kv(CallError::Timeout).status(), 504);
         assert_eq!(
             FunctionError::from(StorageError::BlobTooLarge { limit: 1 }).status(),
             413
@@ -349,11 +366,16 @@ mod tests {
     #[test]
     fn service_call_failures_answer_their_status_code_message_and_retry_after() {
         use crate::clients::UpstreamDetail;
-        use crate::clients::blob::BlobOperation;
+        use crate::clients::blob::{BlobOperation, BlobRef};
+        use crate::clients::keyvault::SecretRef;
         const ROLE_KV: &str =
             "the managed identity needs the \"Key Vault Secrets User\" role on the vault";
         const VERSION: &str = "0123456789abcdef0123456789abcdef";
         let secs = Duration::from_secs;
+        let kv = |error: CallError<SecretRef>| FunctionError::from(KeyVaultError::from(error));
+        let storage = |error: CallError<BlobRef>| FunctionError::from(StorageError::from(error));
+        let secret = |version: Option<&str>| SecretRef::new("db", version);
+        let blob = |operation| BlobRef::new(operation, "data", "a.txt");
         check(vec![
             (
                 KeyVaultError::InvalidVaultUrl("it must use https").into(),
@@ -372,11 +394,10 @@ mod tests {
                 None,
             ),
             (
-                KeyVaultError::Forbidden {
-                    name: "db".into(),
+                kv(CallError::Forbidden {
+                    target: secret(None),
                     code: "ForbiddenByRbac".into(),
-                }
-                .into(),
+                }),
                 403,
                 "Forbidden",
                 &format!("access to secret 'db' was denied (ForbiddenByRbac): {ROLE_KV}"),
@@ -384,11 +405,10 @@ mod tests {
                 None,
             ),
             (
-                KeyVaultError::NotFound {
-                    name: "db".into(),
-                    version: Some(VERSION.into()),
-                }
-                .into(),
+                kv(CallError::NotFound {
+                    target: secret(Some(VERSION)),
+                    code: Some("SecretNotFound".into()),
+                }),
                 404,
                 "NotFound",
                 &format!("secret 'db' version {VERSION} was not found in the vault"),
@@ -396,11 +416,10 @@ mod tests {
                 None,
             ),
             (
-                KeyVaultError::NotFound {
-                    name: "db".into(),
-                    version: None,
-                }
-                .into(),
+                kv(CallError::NotFound {
+                    target: secret(None),
+                    code: None,
+                }),
                 404,
                 "NotFound",
                 "secret 'db' was not found in the vault",
@@ -408,10 +427,9 @@ mod tests {
                 None,
             ),
             (
-                KeyVaultError::Throttled {
+                kv(CallError::Throttled {
                     retry_after: Some(secs(7)),
-                }
-                .into(),
+                }),
                 503,
                 "ServiceUnavailable",
                 "Key Vault is throttling requests; retry after 7 s",
@@ -419,10 +437,9 @@ mod tests {
                 None,
             ),
             (
-                KeyVaultError::Throttled {
+                kv(CallError::Throttled {
                     retry_after: Some(secs(0)),
-                }
-                .into(),
+                }),
                 503,
                 "ServiceUnavailable",
                 "Key Vault is throttling requests; retry after 0 s",
@@ -430,7 +447,7 @@ mod tests {
                 None,
             ),
             (
-                KeyVaultError::Throttled { retry_after: None }.into(),
+                kv(CallError::Throttled { retry_after: None }),
                 503,
                 "ServiceUnavailable",
                 "Key Vault is throttling requests",
@@ -438,10 +455,9 @@ mod tests {
                 None,
             ),
             (
-                KeyVaultError::Credential {
+                kv(CallError::Credential {
                     message: "no identity".into(),
-                }
-                .into(),
+                }),
                 503,
                 "ServiceUnavailable",
                 "could not get a token for Key Vault: no identity",
@@ -449,8 +465,10 @@ mod tests {
                 None,
             ),
             (
-                KeyVaultError::Upstream(UpstreamDetail::status(502, Some("BadGateway".into())))
-                    .into(),
+                kv(CallError::Upstream(UpstreamDetail::status(
+                    502,
+                    Some("BadGateway".into()),
+                ))),
                 502,
                 "UpstreamFailed",
                 "Key Vault request failed: status 502, error code BadGateway",
@@ -458,7 +476,9 @@ mod tests {
                 None,
             ),
             (
-                KeyVaultError::Upstream(UpstreamDetail::reason("connection failed".into())).into(),
+                kv(CallError::Upstream(UpstreamDetail::reason(
+                    "connection failed".into(),
+                ))),
                 502,
                 "UpstreamFailed",
                 "Key Vault request failed: connection failed",
@@ -466,7 +486,7 @@ mod tests {
                 None,
             ),
             (
-                KeyVaultError::Timeout.into(),
+                kv(CallError::Timeout),
                 504,
                 "Timeout",
                 "Key Vault request timed out",
@@ -510,11 +530,10 @@ mod tests {
                 None,
             ),
             (
-                StorageError::Forbidden {
-                    operation: BlobOperation::Write,
+                storage(CallError::Forbidden {
+                    target: blob(BlobOperation::Write),
                     code: "AuthorizationPermissionMismatch".into(),
-                }
-                .into(),
+                }),
                 403,
                 "Forbidden",
                 "write access was denied (AuthorizationPermissionMismatch): the managed identity needs the \"Storage Blob Data Contributor\" role on the storage account",
@@ -522,11 +541,10 @@ mod tests {
                 None,
             ),
             (
-                StorageError::Forbidden {
-                    operation: BlobOperation::Read,
+                storage(CallError::Forbidden {
+                    target: blob(BlobOperation::Read),
                     code: "AuthorizationFailure".into(),
-                }
-                .into(),
+                }),
                 403,
                 "Forbidden",
                 "read access was denied (AuthorizationFailure): the managed identity needs the \"Storage Blob Data Reader\" role on the storage account",
@@ -534,10 +552,10 @@ mod tests {
                 None,
             ),
             (
-                StorageError::NotFound {
-                    what: "container 'data'".into(),
-                }
-                .into(),
+                storage(CallError::NotFound {
+                    target: blob(BlobOperation::Read),
+                    code: Some("ContainerNotFound".into()),
+                }),
                 404,
                 "NotFound",
                 "container 'data' was not found",
@@ -545,10 +563,10 @@ mod tests {
                 None,
             ),
             (
-                StorageError::NotFound {
-                    what: "blob 'a.txt' in container 'data'".into(),
-                }
-                .into(),
+                storage(CallError::NotFound {
+                    target: blob(BlobOperation::Read),
+                    code: Some("BlobNotFound".into()),
+                }),
                 404,
                 "NotFound",
                 "blob 'a.txt' in container 'data' was not found",
@@ -556,10 +574,9 @@ mod tests {
                 None,
             ),
             (
-                StorageError::Throttled {
+                storage(CallError::Throttled {
                     retry_after: Some(secs(2)),
-                }
-                .into(),
+                }),
                 503,
                 "ServiceUnavailable",
                 "Storage is throttling requests; retry after 2 s",
@@ -567,10 +584,9 @@ mod tests {
                 None,
             ),
             (
-                StorageError::Credential {
+                storage(CallError::Credential {
                     message: "no identity".into(),
-                }
-                .into(),
+                }),
                 503,
                 "ServiceUnavailable",
                 "could not get a token for Storage: no identity",
@@ -578,7 +594,7 @@ mod tests {
                 None,
             ),
             (
-                StorageError::Upstream(UpstreamDetail::status(500, None)).into(),
+                storage(CallError::Upstream(UpstreamDetail::status(500, None))),
                 502,
                 "UpstreamFailed",
                 "Storage request failed: status 500",
@@ -586,7 +602,7 @@ mod tests {
                 None,
             ),
             (
-                StorageError::Timeout.into(),
+                storage(CallError::Timeout),
                 504,
                 "Timeout",
                 "Storage request timed out",

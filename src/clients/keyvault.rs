@@ -15,7 +15,7 @@
 //!   challenge that cannot match `127.0.0.1`.
 
 use crate::clients::{
-    failure::{Failure, UpstreamDetail},
+    failure::{CallError, CallTarget, UpstreamDetail},
     http::AzureHttp,
     names::{InputError, validate_secret_name, validate_secret_version},
 };
@@ -115,69 +115,61 @@ pub enum KeyVaultError {
     /// The secret name or version is malformed; nothing was sent.
     #[error(transparent)]
     InvalidName(#[from] InputError),
-    /// 403: the identity lacks access.
-    #[error(
-        "access to secret '{name}' was denied ({code}): the managed identity needs the \"Key Vault Secrets User\" role on the vault"
-    )]
-    Forbidden {
-        /// The secret that was requested.
-        name: String,
-        /// The service's error code (e.g. `Forbidden`, with inner code `ForbiddenByRbac`).
-        code: String,
-    },
-    /// 404: no such secret (or no such version).
-    #[error("secret '{name}'{} was not found in the vault", version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default())]
-    NotFound {
-        /// The secret that was requested.
-        name: String,
-        /// The version that was requested, if any.
-        version: Option<String>,
-    },
-    /// 429: the vault is throttling; retry after the given time when it said so.
-    #[error("Key Vault is throttling requests{}", retry_after.map(|d| format!("; retry after {} s", d.as_secs())).unwrap_or_default())]
-    Throttled {
-        /// The service's Retry-After, when present.
-        retry_after: Option<Duration>,
-    },
-    /// The credential could not produce a token.
-    #[error("could not get a token for Key Vault: {message}")]
-    Credential {
-        /// The credential's own message.
-        message: String,
-    },
-    /// Any other status, or no usable response (transport, TLS, challenge verification).
-    #[error("Key Vault request failed: {0}")]
-    Upstream(UpstreamDetail),
-    /// The request or the whole call ran out of time.
-    #[error("Key Vault request timed out")]
-    Timeout,
+    /// The call was made and failed: refused, not found, throttled, no token, no usable answer
+    /// or out of time.
+    #[error(transparent)]
+    Call(#[from] CallError<SecretRef>),
+}
+
+/// The secret a Key Vault call was about, named by its 403 and 404 messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    /// The secret that was requested.
+    pub name: String,
+    /// The version that was requested, if any.
+    pub version: Option<String>,
+}
+
+impl SecretRef {
+    /// The secret `name`, at `version` when given.
+    pub fn new(name: &str, version: Option<&str>) -> Self {
+        Self {
+            name: name.to_string(),
+            version: version.map(str::to_string),
+        }
+    }
+}
+
+impl CallTarget for SecretRef {
+    const SERVICE: &'static str = "Key Vault";
+    const DENIED_CODE: &'static str = "Forbidden";
+
+    fn fmt_denied(&self, code: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "access to secret '{}' was denied ({code}): the managed identity needs the \"{SECRETS_READER_ROLE}\" role on the vault",
+            self.name
+        )
+    }
+
+    fn fmt_missing(&self, _code: Option<&str>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "secret '{}'", self.name)?;
+        if let Some(version) = &self.version {
+            write!(f, " version {version}")?;
+        }
+        f.write_str(" was not found in the vault")
+    }
 }
 
 impl KeyVaultError {
     fn from_sdk(error: &azure_core::Error, name: &str, version: Option<&str>) -> Self {
-        match Failure::from_sdk(error) {
-            Failure::Status {
-                status: 403, code, ..
-            } => Self::Forbidden {
-                name: name.to_string(),
-                code: code.unwrap_or_else(|| "Forbidden".to_string()),
-            },
-            Failure::Status { status: 404, .. } => Self::NotFound {
-                name: name.to_string(),
-                version: version.map(str::to_string),
-            },
-            Failure::Status {
-                status: 429,
-                retry_after,
-                ..
-            } => Self::Throttled { retry_after },
-            Failure::Status { status, code, .. } => {
-                Self::Upstream(UpstreamDetail::status(status, code))
-            }
-            Failure::Credential(message) => Self::Credential { message },
-            Failure::Timeout => Self::Timeout,
-            Failure::Transport(reason) => Self::Upstream(UpstreamDetail::reason(reason)),
-        }
+        Self::Call(CallError::from_sdk(error, SecretRef::new(name, version)))
+    }
+
+    fn upstream(reason: &str) -> Self {
+        Self::Call(CallError::Upstream(UpstreamDetail::reason(
+            reason.to_string(),
+        )))
     }
 }
 
@@ -250,7 +242,7 @@ impl KeyVault {
         let call = self.get_secret_learning_challenge_once(name, version);
         tokio::time::timeout(self.inner.operation_timeout, call)
             .await
-            .unwrap_or(Err(KeyVaultError::Timeout))
+            .unwrap_or(Err(KeyVaultError::Call(CallError::Timeout)))
     }
 
     async fn get_secret_learning_challenge_once(
@@ -295,11 +287,9 @@ impl KeyVault {
             .get_secret(name, Some(options))
             .await
             .map_err(|e| KeyVaultError::from_sdk(&e, name, version))?;
-        let model = response.into_model().map_err(|_| {
-            KeyVaultError::Upstream(UpstreamDetail::reason(
-                "the vault's response could not be decoded".to_string(),
-            ))
-        })?;
+        let model = response
+            .into_model()
+            .map_err(|_| KeyVaultError::upstream("the vault's response could not be decoded"))?;
         secret_from_model(model, name)
     }
 }
@@ -308,11 +298,9 @@ fn secret_from_model(
     model: azure_security_keyvault_secrets::models::Secret,
     requested_name: &str,
 ) -> Result<Secret, KeyVaultError> {
-    let value = model.value.ok_or_else(|| {
-        KeyVaultError::Upstream(UpstreamDetail::reason(
-            "the vault's response has no secret value".to_string(),
-        ))
-    })?;
+    let value = model
+        .value
+        .ok_or_else(|| KeyVaultError::upstream("the vault's response has no secret value"))?;
     let (name, version) = model
         .id
         .as_deref()
@@ -516,7 +504,10 @@ mod tests {
         use azure_core::http::StatusCode;
         let forbidden =
             KeyVaultError::from_sdk(&http_error(StatusCode::Forbidden, "Forbidden"), "db", None);
-        assert!(matches!(forbidden, KeyVaultError::Forbidden { .. }));
+        assert!(matches!(
+            forbidden,
+            KeyVaultError::Call(CallError::Forbidden { .. })
+        ));
         assert!(forbidden.to_string().contains(SECRETS_READER_ROLE));
         let missing = KeyVaultError::from_sdk(
             &http_error(StatusCode::NotFound, "SecretNotFound"),
