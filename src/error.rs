@@ -126,8 +126,8 @@ impl FunctionError {
             Self::IdentityNotConfigured(_) => 500,
             Self::KeyVault(error) => keyvault_status(error),
             Self::Storage(error) => storage_status(error),
-            Self::Auth(error) => error.status(),
-            Self::Downstream(error) => error.status(),
+            Self::Auth(error) => auth_status(error),
+            Self::Downstream(error) => downstream_status(error),
             Self::Upstream(_) => 502,
             Self::BadRequest(_) | Self::Payload(_) => 400,
             Self::Forbidden(_) => 403,
@@ -254,6 +254,29 @@ fn call_retry_after<T>(error: &CallError<T>) -> Option<Duration> {
     }
 }
 
+/// Whoami: 401 for a missing or invalid token, 403 for a missing role, 503 when the signing
+/// keys could not be fetched.
+fn auth_status(error: &AuthError) -> u16 {
+    match error {
+        AuthError::MissingToken | AuthError::Invalid(_) => 401,
+        AuthError::MissingRole { .. } => 403,
+        AuthError::Unavailable(_) => 503,
+    }
+}
+
+/// CallApi: 400 for a refused path, 502 when the API failed or answered too much, 504 on
+/// timeout, 500 for our own configuration.
+fn downstream_status(error: &DownstreamError) -> u16 {
+    match error {
+        DownstreamError::InvalidPath(_) => 400,
+        DownstreamError::Unreachable { .. } | DownstreamError::TooLarge { .. } => 502,
+        DownstreamError::Timeout { .. } => 504,
+        DownstreamError::InvalidBase(_)
+        | DownstreamError::InvalidToken
+        | DownstreamError::Client(_) => 500,
+    }
+}
+
 fn status_code_name(status: u16) -> &'static str {
     match status {
         400 => "BadRequest",
@@ -291,6 +314,16 @@ mod tests {
         );
         assert_eq!(FunctionError::PayloadTooLarge { limit: 10 }.status(), 413);
         assert_eq!(FunctionError::Timeout(Duration::from_secs(3)).status(), 504);
+    }
+
+    #[test]
+    fn each_auth_error_has_its_status() {
+        let status = |error: AuthError| FunctionError::from(error).status();
+        assert_eq!(status(AuthError::MissingToken), 401);
+        assert_eq!(status(AuthError::Invalid("x".into())), 401);
+        let role = AuthError::MissingRole { role: "R".into() };
+        assert_eq!(status(role), 403);
+        assert_eq!(status(AuthError::Unavailable("down".into())), 503);
     }
 
     #[test]

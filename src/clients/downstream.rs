@@ -107,19 +107,6 @@ pub enum DownstreamError {
     Client(String),
 }
 
-impl DownstreamError {
-    /// The HTTP status CallApi answers with: 400 for a refused path, 502 when the API failed or
-    /// answered too much, 504 on timeout, 500 for our own configuration.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::InvalidPath(_) => 400,
-            Self::Unreachable { .. } | Self::TooLarge { .. } => 502,
-            Self::Timeout { .. } => 504,
-            Self::InvalidBase(_) | Self::InvalidToken | Self::Client(_) => 500,
-        }
-    }
-}
-
 impl DownstreamApi {
     /// The API at `base` (DOWNSTREAM_API_URL) with the default limits. `base` must be https, or
     /// http on a loopback host, without credentials, query or fragment.
@@ -468,6 +455,7 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::FunctionError;
 
     fn api(base: &str) -> DownstreamApi {
         DownstreamApi::new(Url::parse(base).unwrap()).unwrap()
@@ -589,7 +577,7 @@ mod tests {
                 matches!(error, DownstreamError::InvalidPath(_)),
                 "{path}: {error:?}"
             );
-            assert_eq!(error.status(), 400);
+            assert_eq!(FunctionError::from(error).status(), 400);
         }
         let long = "a/".repeat(MAX_PATH_BYTES);
         assert!(matches!(
@@ -643,7 +631,7 @@ mod tests {
         ] {
             let error = DownstreamApi::new(Url::parse(base).unwrap()).unwrap_err();
             assert!(matches!(error, DownstreamError::InvalidBase(_)), "{base}");
-            assert_eq!(error.status(), 500);
+            assert_eq!(FunctionError::from(error).status(), 500);
         }
         for base in [
             "http://127.0.0.1:8080/api/",
