@@ -121,111 +121,100 @@ fn proxy_url(intercept: &Intercept) -> Option<Url> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
 
-    #[test]
-    fn loopback_names_and_addresses() {
-        for yes in [
-            "http://127.0.0.1:8080/",
-            "https://127.9.9.9/",
-            "http://[::1]:80/",
-            "http://[::ffff:127.0.0.1]/",
-            "http://localhost/",
-            "http://LOCALHOST./",
-            "http://api.localhost:7071/",
-        ] {
-            assert!(is_loopback(&Url::parse(yes).unwrap()), "{yes}");
+    /// Asserts `is_loopback` of each URL in `yes` and not of each in `no`.
+    fn assert_loopback(yes: &[&str], no: &[&str]) {
+        for url in yes {
+            assert!(is_loopback(&Url::parse(url).unwrap()), "{url}");
         }
-        for no in [
-            "https://vault.azure.net/",
-            "http://169.254.169.254/",
-            "http://10.0.0.1/",
-            "http://localhost.evil.com/",
-            "http://[::2]/",
-        ] {
-            assert!(!is_loopback(&Url::parse(no).unwrap()), "{no}");
+        for url in no {
+            assert!(!is_loopback(&Url::parse(url).unwrap()), "{url}");
         }
     }
 
     #[test]
+    fn loopback_names_and_addresses() {
+        assert_loopback(
+            &[
+                "http://127.0.0.1:8080/",
+                "https://127.9.9.9/",
+                "http://[::1]:80/",
+                "http://[::ffff:127.0.0.1]/",
+                "http://localhost/",
+                "http://LOCALHOST./",
+                "http://api.localhost:7071/",
+            ],
+            &[
+                "https://vault.azure.net/",
+                "http://169.254.169.254/",
+                "http://10.0.0.1/",
+                "http://localhost.evil.com/",
+                "http://[::2]/",
+            ],
+        );
+    }
+
+    #[test]
     fn only_loopback_hosts_count_as_loopback() {
-        for host in [
-            "https://127.0.0.1:8443/",
-            "https://127.1.2.3/",
-            "https://[::1]:8443/",
-            "https://localhost:8443/",
-            "https://LOCALHOST/",
-        ] {
-            assert!(is_loopback(&Url::parse(host).unwrap()), "{host}");
-        }
-        for host in [
-            "https://myvault.vault.azure.net/",
-            "https://128.0.0.1/",
-            "https://10.0.0.1/",
-            "https://localhost.evil.example/",
-            "https://[::2]/",
-        ] {
-            assert!(!is_loopback(&Url::parse(host).unwrap()), "{host}");
-        }
+        assert_loopback(
+            &[
+                "https://127.0.0.1:8443/",
+                "https://127.1.2.3/",
+                "https://[::1]:8443/",
+                "https://localhost:8443/",
+                "https://LOCALHOST/",
+            ],
+            &[
+                "https://myvault.vault.azure.net/",
+                "https://128.0.0.1/",
+                "https://10.0.0.1/",
+                "https://localhost.evil.example/",
+                "https://[::2]/",
+            ],
+        );
     }
 
     /// Each of these names this machine too, for every caller (proxy bypass, plain http,
     /// challenge-resource check).
     #[test]
     fn trailing_dots_names_under_localhost_and_mapped_addresses_are_loopback() {
-        for yes in [
-            "http://localhost./",
-            "https://Api.LocalHost./",
-            "http://[::ffff:127.0.0.1]:8080/",
-            "http://[::ffff:127.255.0.9]/",
-        ] {
-            assert!(is_loopback(&Url::parse(yes).unwrap()), "{yes}");
-        }
-        for no in [
-            "http://[::ffff:10.0.0.1]/",
-            "http://[::ffff:128.0.0.1]/",
-            "http://localhost.evil.example./",
-            "http://notlocalhost/",
-            "file:///etc/hosts",
-        ] {
-            assert!(!is_loopback(&Url::parse(no).unwrap()), "{no}");
-        }
-    }
-
-    /// A body that arrives in `chunks` with no length known up front (as a chunked answer does),
-    /// then fails if `fail_at_end`.
-    struct Chunked {
-        chunks: std::collections::VecDeque<&'static [u8]>,
-        fail_at_end: bool,
-    }
-
-    impl hyper::body::Body for Chunked {
-        type Data = bytes::Bytes;
-        type Error = std::io::Error;
-
-        fn poll_frame(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-            let next = match self.chunks.pop_front() {
-                Some(chunk) => Some(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(
-                    chunk,
-                )))),
-                None if self.fail_at_end => Some(Err(std::io::ErrorKind::ConnectionReset.into())),
-                None => None,
-            };
-            std::task::Poll::Ready(next)
-        }
+        assert_loopback(
+            &[
+                "http://localhost./",
+                "https://Api.LocalHost./",
+                "http://[::ffff:127.0.0.1]:8080/",
+                "http://[::ffff:127.255.0.9]/",
+            ],
+            &[
+                "http://[::ffff:10.0.0.1]/",
+                "http://[::ffff:128.0.0.1]/",
+                "http://localhost.evil.example./",
+                "http://notlocalhost/",
+                "file:///etc/hosts",
+            ],
+        );
     }
 
     fn response(body: impl Into<reqwest::Body>) -> reqwest::Response {
         reqwest::Response::from(::http::Response::new(body))
     }
 
+    /// A response whose body arrives in `chunks` with no length known up front (as a chunked
+    /// answer does), then fails if `fail_at_end`.
     fn chunked(chunks: &[&'static [u8]], fail_at_end: bool) -> reqwest::Response {
-        response(reqwest::Body::wrap(Chunked {
-            chunks: chunks.iter().copied().collect(),
-            fail_at_end,
-        }))
+        let mut frames: Vec<Result<Frame<Bytes>, std::io::Error>> = chunks
+            .iter()
+            .map(|chunk| Ok(Frame::data(Bytes::from_static(chunk))))
+            .collect();
+        if fail_at_end {
+            frames.push(Err(std::io::ErrorKind::ConnectionReset.into()));
+        }
+        response(reqwest::Body::wrap(StreamBody::new(futures::stream::iter(
+            frames,
+        ))))
     }
 
     #[tokio::test]
