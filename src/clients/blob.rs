@@ -9,7 +9,7 @@ use crate::clients::{
     failure::{CallError, CallTarget, Failure},
     http::AzureHttp,
     names::{
-        InputError, MAX_BLOB_BYTES, validate_blob_name, validate_body_size,
+        InputError, MAX_BLOB_BYTES, check_service_url, validate_blob_name, validate_body_size,
         validate_container_name, validate_content_type,
     },
 };
@@ -362,24 +362,11 @@ impl BlobStore {
 /// either empty (`https://<account>.blob.core.windows.net`) or one account segment (Azurite's
 /// path-style `/devstoreaccount1`). A trailing slash is dropped.
 pub fn validate_storage_url(raw: &str) -> Result<Url, StorageError> {
-    let mut url = Url::parse(raw.trim())
-        .map_err(|_| StorageError::InvalidStorageUrl("it is not an absolute URL"))?;
-    if url.scheme() != "https" {
-        return Err(StorageError::InvalidStorageUrl("it must use https"));
-    }
-    if url.host().is_none() {
-        return Err(StorageError::InvalidStorageUrl("it has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(StorageError::InvalidStorageUrl(
-            "it must not carry user info",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(StorageError::InvalidStorageUrl(
-            "it must not have a query or fragment (no SAS: the managed identity authorizes)",
-        ));
-    }
+    let mut url = check_service_url(
+        raw,
+        "it must not have a query or fragment (no SAS: the managed identity authorizes)",
+    )
+    .map_err(StorageError::InvalidStorageUrl)?;
     let path = url.path().trim_matches('/').to_string();
     if path.contains('/') {
         return Err(StorageError::InvalidStorageUrl(

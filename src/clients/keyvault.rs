@@ -17,7 +17,7 @@
 use crate::clients::{
     failure::{CallError, CallTarget, UpstreamDetail},
     http::AzureHttp,
-    names::{InputError, validate_secret_name, validate_secret_version},
+    names::{InputError, check_service_url, validate_secret_name, validate_secret_version},
 };
 use crate::net::is_loopback;
 use async_trait::async_trait;
@@ -331,24 +331,8 @@ fn name_and_version_from_id(id: &str) -> Option<(String, String)> {
 
 /// Checks the configured vault URL: https, a host, no user info, query or fragment, no path.
 pub fn validate_vault_url(raw: &str) -> Result<Url, KeyVaultError> {
-    let url = Url::parse(raw.trim())
-        .map_err(|_| KeyVaultError::InvalidVaultUrl("it is not an absolute URL"))?;
-    if url.scheme() != "https" {
-        return Err(KeyVaultError::InvalidVaultUrl("it must use https"));
-    }
-    if url.host().is_none() {
-        return Err(KeyVaultError::InvalidVaultUrl("it has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(KeyVaultError::InvalidVaultUrl(
-            "it must not carry user info",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(KeyVaultError::InvalidVaultUrl(
-            "it must not have a query or fragment",
-        ));
-    }
+    let url = check_service_url(raw, "it must not have a query or fragment")
+        .map_err(KeyVaultError::InvalidVaultUrl)?;
     if url.path() != "/" {
         return Err(KeyVaultError::InvalidVaultUrl(
             "it must be the vault's root, e.g. https://<vault>.vault.azure.net/",
