@@ -382,7 +382,17 @@ mod tests {
         )
     }
 
-    fn check(cases: Vec<(FunctionError, u16, &str, &str, Option<&str>, Option<&str>)>) {
+    /// An error, then the status, code, message, Retry-After and WWW-Authenticate it answers.
+    type Case<'a> = (
+        FunctionError,
+        u16,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+
+    fn check(cases: Vec<Case<'_>>) {
         for (error, status, code, message, retry_after, challenge) in cases {
             let expected = (
                 status,
