@@ -1,5 +1,7 @@
 //! Reads an `azure_core::Error` into the facts both clients classify on, without ever copying a
-//! response body or a header value other than Retry-After into a message.
+//! response body or a header value other than Retry-After into a message, and turns them into
+//! [`CallError`]: the failures every Azure service call shares, so that `src/error.rs` maps them
+//! to statuses once for Key Vault and Storage alike.
 
 use azure_core::{error::ErrorKind, http::headers::Headers};
 use managed_identity::error_chain::chain;
@@ -111,6 +113,111 @@ pub(crate) fn retry_after(headers: &Headers) -> Option<Duration> {
             .and_then(parse_retry_after)
             .map(|asked| asked.wait_from(azure_core::time::OffsetDateTime::now_utc()))
     })
+}
+
+/// What an Azure service call was about: it names the service and the thing a 403 or a 404
+/// speaks of, so that one [`CallError`] carries each service's own messages.
+pub trait CallTarget: fmt::Debug {
+    /// The service's name as messages give it, e.g. `Key Vault`.
+    const SERVICE: &'static str;
+    /// The error code a 403 that names none is reported with.
+    const DENIED_CODE: &'static str;
+    /// Writes the message of a 403 with the service's error `code`: what was denied and the role
+    /// the managed identity needs.
+    fn fmt_denied(&self, code: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    /// Writes the message of a 404 with the service's error `code`, when it sent one.
+    fn fmt_missing(&self, code: Option<&str>, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    /// Whether an error status (with its code) means the service is throttling: 429 everywhere.
+    fn is_throttling(status: u16, _code: Option<&str>) -> bool {
+        status == 429
+    }
+}
+
+/// Why a call to an Azure service failed once it was made: what every service shares. `T` is
+/// what the call was about (a secret, a blob), which the 403 and 404 messages name. No message
+/// carries a token, a secret value or a response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError<T> {
+    /// 403: the identity lacks access (or its token was refused).
+    Forbidden {
+        /// What the call was about.
+        target: T,
+        /// The service's error code (e.g. `Forbidden`, `AuthorizationPermissionMismatch`).
+        code: String,
+    },
+    /// 404: what the call was about does not exist.
+    NotFound {
+        /// What the call was about.
+        target: T,
+        /// The service's error code (e.g. `ContainerNotFound`), when it sent one.
+        code: Option<String>,
+    },
+    /// The service is throttling; retry after the given time when it said so.
+    Throttled {
+        /// The service's Retry-After, when present.
+        retry_after: Option<Duration>,
+    },
+    /// The credential could not produce a token.
+    Credential {
+        /// The credential's own message.
+        message: String,
+    },
+    /// Any other status, or no usable response (transport, TLS, challenge verification).
+    Upstream(UpstreamDetail),
+    /// The request or the whole call ran out of time.
+    Timeout,
+}
+
+impl<T: CallTarget> fmt::Display for CallError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let service = T::SERVICE;
+        match self {
+            Self::Forbidden { target, code } => target.fmt_denied(code, f),
+            Self::NotFound { target, code } => target.fmt_missing(code.as_deref(), f),
+            Self::Throttled { retry_after } => {
+                write!(f, "{service} is throttling requests")?;
+                match retry_after {
+                    Some(wait) => write!(f, "; retry after {} s", wait.as_secs()),
+                    None => Ok(()),
+                }
+            }
+            Self::Credential { message } => {
+                write!(f, "could not get a token for {service}: {message}")
+            }
+            Self::Upstream(detail) => write!(f, "{service} request failed: {detail}"),
+            Self::Timeout => write!(f, "{service} request timed out"),
+        }
+    }
+}
+
+impl<T: CallTarget> std::error::Error for CallError<T> {}
+
+impl<T: CallTarget> CallError<T> {
+    /// Classifies an SDK error from a call about `target`.
+    pub(crate) fn from_sdk(error: &azure_core::Error, target: T) -> Self {
+        match Failure::from_sdk(error) {
+            Failure::Status {
+                status: 403, code, ..
+            } => Self::Forbidden {
+                target,
+                code: code.unwrap_or_else(|| T::DENIED_CODE.to_string()),
+            },
+            Failure::Status {
+                status: 404, code, ..
+            } => Self::NotFound { target, code },
+            Failure::Status {
+                status,
+                code,
+                retry_after,
+            } if T::is_throttling(status, code.as_deref()) => Self::Throttled { retry_after },
+            Failure::Status { status, code, .. } => {
+                Self::Upstream(UpstreamDetail::status(status, code))
+            }
+            Failure::Credential(message) => Self::Credential { message },
+            Failure::Timeout => Self::Timeout,
+            Failure::Transport(reason) => Self::Upstream(UpstreamDetail::reason(reason)),
+        }
+    }
 }
 
 /// The status and error code of an upstream failure, for messages and the error type.
