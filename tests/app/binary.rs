@@ -1,12 +1,10 @@
 //! The shipped binary, started as the Functions host starts it.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{AppRoot, JsonBody, RunningHandler, handler_binary, http_payload};
 use serde_json::{Value, json};
+use test_kit::handler::{AppRoot, JsonBody, RunningHandler, handler_binary, http_payload};
 
 fn run_without_serving(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut command = Command::new(handler_binary());
@@ -155,7 +153,10 @@ fn the_repositorys_function_folders_match_the_functions_the_binary_implements() 
 fn handler_check_names_a_drifted_folder_and_fails() {
     let root = AppRoot::new(
         json!({}),
-        &[("TokenInfo", common::http_function("tokens", &["get"]))],
+        &[(
+            "TokenInfo",
+            test_kit::handler::http_function("tokens", &["get"]),
+        )],
     );
     let output = Command::new(handler_binary())
         .arg("check")

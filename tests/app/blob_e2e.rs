@@ -1,12 +1,10 @@
 //! WriteBlob and ReadBlob end to end: the real binary, the identity emulator and Azurite over
 //! HTTPS with OAuth (Azurite checks each token's audience, issuer and lifetime).
 
-mod common;
-
 use base64::Engine as _;
-use common::stack::Stack;
-use common::{RunningHandler, http_output, http_payload};
 use serde_json::{Value, json};
+use test_kit::handler::{RunningHandler, http_output, http_payload};
+use test_kit::stack::Stack;
 
 fn blob_request(method: &str, container: &str, name: &str, body: Option<(&str, &str)>) -> Value {
     let url = format!("http://localhost:7071/api/blobs/{container}/{name}");

@@ -3,14 +3,12 @@
 //! turns forwarding on; timers stay in JSON mode), with the identity and Key Vault emulators and
 //! Azurite behind. Some tests turn forwarding off to check what JSON mode does to bodies.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::JsonBody;
-use common::emulator::Running;
-use common::stack::{Stack, app_root_with_forwarding};
 use serde_json::Value;
+use test_kit::emulator::Running;
+use test_kit::handler::JsonBody;
+use test_kit::stack::{Stack, app_root_with_forwarding};
 
 struct Host {
     running: Running,

@@ -1,14 +1,14 @@
 //! The identity module end to end: the real `handler` binary, spoken to as the host speaks,
 //! getting its tokens from the identity emulator over the App Service protocol.
 
-mod common;
-
 use std::process::Command;
 use std::sync::Arc;
 
-use common::stack::{READER_CLIENT_ID, READER_OID, SYSTEM_OID, Stack};
-use common::{JsonBody, RunningHandler, handler_binary, http_output, http_payload, timer_payload};
 use serde_json::{Value, json};
+use test_kit::handler::{
+    JsonBody, RunningHandler, handler_binary, http_output, http_payload, timer_payload,
+};
+use test_kit::stack::{READER_CLIENT_ID, READER_OID, SYSTEM_OID, Stack};
 
 fn token_info(query: Value) -> Value {
     let mut payload = http_payload("GET", "http://localhost:7071/api/token", json!({}), None);

@@ -1,13 +1,11 @@
 //! GetSecret end to end: the real binary, the identity emulator and the Key Vault emulator
 //! (which validates every token's signature, audience and expiry, and enforces access per identity).
 
-mod common;
-
 use std::sync::Arc;
 
-use common::stack::{FIRST_VERSION, Stack};
-use common::{RunningHandler, http_output, http_payload};
 use serde_json::{Value, json};
+use test_kit::handler::{RunningHandler, http_output, http_payload};
+use test_kit::stack::{FIRST_VERSION, Stack};
 
 fn get_secret(name: &str, version: Option<&str>) -> Value {
     let mut payload = http_payload(

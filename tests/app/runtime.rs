@@ -1,20 +1,20 @@
 //! The runtime as the host sees it: readiness, JSON mode, forwarding, logs, limits and shutdown,
 //! exercised with functions of the test's own (the shipped binary does not contain them).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{
-    AppRoot, JsonBody, TestApp, http_function, http_payload, timer_function, timer_payload,
-};
 use futures::future::{BoxFuture, FutureExt};
 use handler::contract::TimerInfo;
 use handler::error::FunctionError;
 use handler::http::{HttpRequest, HttpResponse};
 use handler::registry::{Implemented, ImplementedTrigger, Mismatch, compare, load_declared};
 use serde_json::{Value, json};
+use test_kit::handler::{
+    AppRoot, JsonBody, http_function, http_payload, timer_function, timer_payload, uuid_like,
+    wait_ready,
+};
+use tokio::sync::oneshot;
 
 fn echo(
     _: Arc<()>,
@@ -611,4 +611,69 @@ fn a_broken_function_json_is_reported_and_the_others_still_load() {
     assert_eq!(declared.len(), 1);
     assert_eq!(broken.len(), 1);
     assert!(broken[0].to_string().contains("Bad"));
+}
+
+/// An in-process runtime on an ephemeral port, with functions of the test's own: what only
+/// these tests need, since it links the library (the test kit never does).
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// A client for it.
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _root: AppRoot,
+}
+
+impl TestApp {
+    /// Starts serving `functions` declared by `root`.
+    pub async fn spawn<S: Send + Sync + 'static>(
+        root: AppRoot,
+        state: S,
+        functions: Vec<Implemented<S>>,
+    ) -> Self {
+        handler::logging::init();
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind");
+        let addr: std::net::SocketAddr = listener.local_addr().expect("addr");
+        let runtime = handler::app::runtime(root.path(), Arc::new(state), functions);
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(handler::server::run(listener, Arc::new(runtime), async {
+            let _ = rx.await;
+        }));
+        let base = format!("http://{addr}");
+        wait_ready(&base).await;
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            server: Some(server),
+            _root: root,
+        }
+    }
+
+    /// POSTs a JSON-mode invocation of `function` and returns the host envelope.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/{function}", self.base))
+            .header("Content-Type", "application/json; charset=utf-8")
+            .header("X-Azure-Functions-InvocationId", uuid_like())
+            .body(payload.to_string())
+            .send()
+            .await
+            .expect("invocation");
+        let status = response.status().as_u16();
+        let body = response.bytes().await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// Asks the server to stop, and returns the task that completes when it has.
+    pub fn stop(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.take().expect("server already stopped")
+    }
 }

@@ -2,15 +2,11 @@
 //! managed-identity token for the API's Application ID URI, and Whoami validates incoming tokens
 //! itself against the identity emulator acting as the Entra ID authority.
 
-mod common;
-
 use aws_lc_rs::hmac;
-use base64::Engine as _;
-use common::emulator::Running;
-use common::stack::{API_ID_URI, API_ROLE, SYSTEM_OID, Stack, TENANT};
 use serde_json::{Value, json};
-
-const URL_SAFE: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use test_kit::emulator::Running;
+use test_kit::jwt::{b64, decode_claims, decode_header};
+use test_kit::stack::{API_ROLE, SYSTEM_OID, Stack, TENANT};
 
 struct App {
     host: Running,
@@ -65,38 +61,15 @@ impl App {
     }
 }
 
-/// A token signed by the identity emulator, with claims overridden as given.
-async fn mint(stack: &Stack, overrides: Value) -> String {
-    let mut request = json!({"aud": API_ID_URI, "roles": [API_ROLE]});
-    request
-        .as_object_mut()
-        .unwrap()
-        .extend(overrides.as_object().unwrap().clone());
-    let response = reqwest::Client::new()
-        .post(format!("{}/_emulator/mint", stack.identity.base_url))
-        .body(request.to_string())
-        .send()
-        .await
-        .unwrap();
-    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    body["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("mint refused: {body}"))
-        .to_owned()
-}
-
 fn parts(token: &str) -> (Value, Value) {
-    let mut pieces = token.split('.');
-    let header = serde_json::from_slice(&URL_SAFE.decode(pieces.next().unwrap()).unwrap()).unwrap();
-    let claims = serde_json::from_slice(&URL_SAFE.decode(pieces.next().unwrap()).unwrap()).unwrap();
-    (header, claims)
+    (decode_header(token), decode_claims(token))
 }
 
 fn encode(header: &Value, claims: &Value) -> String {
     format!(
         "{}.{}",
-        URL_SAFE.encode(header.to_string()),
-        URL_SAFE.encode(claims.to_string())
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
     )
 }
 
@@ -150,7 +123,7 @@ async fn whoami_refuses_every_kind_of_bad_token_with_the_right_status() {
     let stack = Stack::start(false);
     let app = App::start(&stack);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let good = mint(&stack, json!({})).await;
+    let good = stack.mint(json!({})).await;
     let (status, _, body) = app.whoami(Some(&good)).await;
     assert_eq!(status, 200, "{body}");
 
@@ -177,19 +150,19 @@ async fn whoami_refuses_every_kind_of_bad_token_with_the_right_status() {
     let hs_key = hmac::Key::new(hmac::HMAC_SHA256, jwks.as_bytes());
     let hs256 = format!(
         "{hs_input}.{}",
-        URL_SAFE.encode(hmac::sign(&hs_key, hs_input.as_bytes()).as_ref())
+        b64(hmac::sign(&hs_key, hs_input.as_bytes()).as_ref())
     );
 
-    let cases: Vec<(&str, String, u16)> = vec![
+    let cases: Vec<(&str, String, u16)> =
+        vec![
         (
             "wrong audience",
-            mint(&stack, json!({"aud": "api://someone-else"})).await,
+            stack.mint(json!({"aud": "api://someone-else"})).await,
             401,
         ),
         (
             "wrong issuer",
-            mint(
-                &stack,
+            stack.mint(
                 json!({"iss": "https://sts.windows.net/11111111-1111-4111-8111-111111111111/"}),
             )
             .await,
@@ -197,25 +170,25 @@ async fn whoami_refuses_every_kind_of_bad_token_with_the_right_status() {
         ),
         (
             "expired",
-            mint(&stack, json!({"lifetime_secs": -3600})).await,
+            stack.mint(json!({"lifetime_secs": -3600})).await,
             401,
         ),
         (
             "not yet valid",
-            mint(&stack, json!({"nbf": now + 3600, "iat": now + 3600})).await,
+            stack.mint(json!({"nbf": now + 3600, "iat": now + 3600})).await,
             401,
         ),
         ("bad signature", tampered, 401),
         (
             "unknown kid",
-            mint(&stack, json!({"kid": "not-a-published-kid"})).await,
+            stack.mint(json!({"kid": "not-a-published-kid"})).await,
             401,
         ),
         ("alg none", none, 401),
         ("HS256 with the public key", hs256, 401),
         (
             "missing role",
-            mint(&stack, json!({"roles": null})).await,
+            stack.mint(json!({"roles": null})).await,
             403,
         ),
     ];
@@ -246,7 +219,7 @@ async fn whoami_refuses_every_kind_of_bad_token_with_the_right_status() {
 async fn after_a_key_rotation_the_new_key_is_fetched_once_and_accepted() {
     let stack = Stack::start(false);
     let app = App::start(&stack);
-    let (status, _, _) = app.whoami(Some(&mint(&stack, json!({})).await)).await;
+    let (status, _, _) = app.whoami(Some(&stack.mint(json!({})).await)).await;
     assert_eq!(status, 200);
     let before = jwks_fetches(&stack);
     let rotated = reqwest::Client::new()
@@ -256,7 +229,7 @@ async fn after_a_key_rotation_the_new_key_is_fetched_once_and_accepted() {
         .unwrap();
     assert!(rotated.status().is_success());
     for _ in 0..5 {
-        let (status, _, body) = app.whoami(Some(&mint(&stack, json!({})).await)).await;
+        let (status, _, body) = app.whoami(Some(&stack.mint(json!({})).await)).await;
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(

@@ -1,24 +1,24 @@
 //! DownstreamApi (the CallApi client, issue 7 with the auth work) against servers on 127.0.0.1:
 //! the bearer header, redirects handed back unfollowed, the body limit, timeouts and failures.
 
-mod auth_support;
-
 use std::time::Duration;
 
-use auth_support::{Reply, TestServer, captured_logs};
 use handler::clients::downstream::{
     DownstreamApi, DownstreamError, DownstreamOptions, MAX_RESPONSE_BYTES,
 };
+use test_kit::logs as captured_logs;
+use test_kit::recorder::Reply;
+use test_kit::server::FakeServer;
 use url::Url;
 
 const TOKEN: &str = "eyJ0eXAiOiJKV1QifQ.eyJhdWQiOiJhcGk6Ly94In0.c2lnbmF0dXJlLXNlY3JldA";
 
-fn api_at(server: &TestServer, options: DownstreamOptions) -> DownstreamApi {
+fn api_at(server: &FakeServer, options: DownstreamOptions) -> DownstreamApi {
     let base = Url::parse(&format!("{}/api/", server.base)).unwrap();
     DownstreamApi::with_options(base, options).unwrap()
 }
 
-fn api(server: &TestServer) -> DownstreamApi {
+fn api(server: &FakeServer) -> DownstreamApi {
     api_at(server, DownstreamOptions::default())
 }
 
@@ -35,7 +35,7 @@ fn assert_no_token(error: &DownstreamError) {
 #[tokio::test]
 async fn the_token_is_sent_as_a_bearer_header_to_the_joined_url() {
     let server =
-        TestServer::start(|_| Reply::bytes(200, "application/json", br#"{"ok":true}"#.to_vec()))
+        FakeServer::http(|_| Reply::bytes(200, "application/json", br#"{"ok":true}"#.to_vec()))
             .await;
     let query = vec![
         ("filter".to_owned(), "a b".to_owned()),
@@ -59,7 +59,7 @@ async fn the_token_is_sent_as_a_bearer_header_to_the_joined_url() {
 
 #[tokio::test]
 async fn error_statuses_are_answers_not_errors() {
-    let server = TestServer::start(|_| {
+    let server = FakeServer::http(|_| {
         Reply::bytes(
             403,
             "application/json",
@@ -74,11 +74,10 @@ async fn error_statuses_are_answers_not_errors() {
 
 #[tokio::test]
 async fn redirects_are_returned_and_never_followed() {
-    let elsewhere =
-        TestServer::start(|_| Reply::bytes(200, "text/plain", b"stolen".to_vec())).await;
+    let elsewhere = FakeServer::http(|_| Reply::bytes(200, "text/plain", b"stolen".to_vec())).await;
     let location = format!("{}/collect", elsewhere.base);
     let redirect_to = location.clone();
-    let server = TestServer::start(move |request| {
+    let server = FakeServer::http(move |request| {
         if request.target == "/api/moved" {
             let mut reply = Reply::bytes(302, "text/plain", b"moved".to_vec());
             reply.headers.push(("location".into(), redirect_to.clone()));
@@ -102,7 +101,7 @@ async fn redirects_are_returned_and_never_followed() {
 
 #[tokio::test]
 async fn a_body_over_the_default_limit_is_refused() {
-    let server = TestServer::start(|request| {
+    let server = FakeServer::http(|request| {
         let size = if request.target.ends_with("/big") {
             MAX_RESPONSE_BYTES + 1
         } else {
@@ -126,7 +125,7 @@ async fn a_body_over_the_default_limit_is_refused() {
 
 #[tokio::test]
 async fn a_chunked_body_is_cut_off_at_the_limit() {
-    let server = TestServer::start(|_| {
+    let server = FakeServer::http(|_| {
         let mut reply = Reply::bytes(200, "text/plain", vec![b'y'; 200 * 1024]);
         reply.chunked = true;
         reply
@@ -155,7 +154,7 @@ async fn a_chunked_body_is_cut_off_at_the_limit() {
 
 #[tokio::test]
 async fn a_slow_api_times_out_with_504() {
-    let server = TestServer::start(|_| {
+    let server = FakeServer::http(|_| {
         let mut reply = Reply::bytes(200, "text/plain", b"late".to_vec());
         reply.delay = Duration::from_secs(10);
         reply
@@ -198,7 +197,7 @@ async fn an_unreachable_api_is_502_without_the_token() {
 
 #[tokio::test]
 async fn a_refused_path_never_reaches_the_server() {
-    let server = TestServer::start(|_| Reply::bytes(200, "text/plain", b"hit".to_vec())).await;
+    let server = FakeServer::http(|_| Reply::bytes(200, "text/plain", b"hit".to_vec())).await;
     let api = api(&server);
     for path in [
         "../admin",
@@ -219,7 +218,7 @@ async fn a_refused_path_never_reaches_the_server() {
 #[tokio::test]
 async fn the_token_never_reaches_a_log_line() {
     captured_logs::install();
-    let server = TestServer::start(|_| Reply::bytes(200, "text/plain", b"logged".to_vec())).await;
+    let server = FakeServer::http(|_| Reply::bytes(200, "text/plain", b"logged".to_vec())).await;
     let response = api(&server).get("logged/call", &[], TOKEN).await.unwrap();
     assert_eq!(response.status, 200);
     let lines = captured_logs::lines();

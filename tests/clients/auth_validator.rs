@@ -1,17 +1,18 @@
 //! TokenValidator against an authority served from 127.0.0.1: discovery, JWKS, key rotation and
 //! every way a token can be refused.
 
-mod auth_support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auth_support::{Reply, TestKey, TestServer, b64, captured_logs, jwks, now};
 use handler::auth::{
     AuthConfig, AuthError, Caller, TokenValidator, ValidatorOptions, default_http_client,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use test_kit::jwt::{TestKey, b64, jwks, now, with};
+use test_kit::logs as captured_logs;
+use test_kit::recorder::Reply;
+use test_kit::server::FakeServer;
 use url::Url;
 
 const TENANT: &str = "11111111-2222-3333-4444-555555555555";
@@ -35,7 +36,7 @@ fn jwks_path() -> String {
 
 /// An authority for TENANT whose JWKS the test can change and slow down.
 struct Authority {
-    server: TestServer,
+    server: FakeServer,
     keys: Arc<Mutex<Value>>,
     delay: Arc<Mutex<Duration>>,
 }
@@ -45,7 +46,7 @@ impl Authority {
         let keys = Arc::new(Mutex::new(jwks(published)));
         let delay = Arc::new(Mutex::new(Duration::ZERO));
         let (served_keys, served_delay) = (keys.clone(), delay.clone());
-        let server = TestServer::start(move |request| {
+        let server = FakeServer::http(move |request| {
             let path = request.target.as_str();
             let host = request.header("host").unwrap_or_default();
             if path == format!("/{TENANT}/v2.0/.well-known/openid-configuration") {
@@ -124,17 +125,6 @@ fn claims() -> Value {
         "roles": ["Api.Read"],
         "ver": "1.0",
     })
-}
-
-fn with(mut claims: Value, changes: Value) -> Value {
-    for (name, value) in changes.as_object().unwrap() {
-        if value.is_null() {
-            claims.as_object_mut().unwrap().remove(name);
-        } else {
-            claims[name] = value.clone();
-        }
-    }
-    claims
 }
 
 async fn accept(validator: &TokenValidator, token: &str) -> Caller {
@@ -615,7 +605,7 @@ async fn a_failing_jwks_endpoint_is_503_and_retried_only_after_a_cool_down() {
 #[tokio::test]
 async fn a_plain_http_jwks_uri_elsewhere_than_loopback_is_not_fetched() {
     let key = TestKey::generate("key-a");
-    let server = TestServer::start(|_| {
+    let server = FakeServer::http(|_| {
         Reply::json(
             200,
             &json!({"issuer": v2_issuer(TENANT), "jwks_uri": "http://keys.example.com/keys"}),

@@ -1,10 +1,12 @@
 //! Blob client against a socket-free fake Storage account: container creation on first write,
 //! content types, API version, error classification and limits.
 
-mod clients_support;
-
 use bytes::Bytes;
-use clients_support::{Action, FakeCredential, FakeService, Recorded, Reply, TOKEN};
+use test_kit::azure::{Action, FakeCredential, FakeService, TOKEN};
+use test_kit::recorder::{Recorded, Reply};
+use test_kit::server::storage_error;
+
+use crate::fake_http;
 use handler::clients::{
     blob::{
         BEARER_MIN_API_VERSION, BLOB_API_VERSION, BLOB_READER_ROLE, BLOB_WRITER_ROLE,
@@ -23,15 +25,6 @@ const ACCOUNT: &str = "https://acct.blob.core.windows.net";
 #[derive(Default)]
 struct Account {
     containers: HashMap<String, HashMap<String, (Vec<u8>, String)>>,
-}
-
-fn storage_error(status: u16, code: &str) -> Reply {
-    Reply::new(status)
-        .header("x-ms-error-code", code)
-        .header("content-type", "application/xml")
-        .body(format!(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code><Message>fake</Message></Error>"
-        ))
 }
 
 /// A fake account in memory: create container, Put Blob, Get Blob (with x-ms-range), and a few
@@ -59,7 +52,7 @@ fn storage_script(account: Arc<Mutex<Account>>) -> impl Fn(&Recorded) -> Action 
         }
         let mut account = account.lock().unwrap();
         let reply = match (request.method.as_str(), segments.get(1)) {
-            ("PUT", None) if request.query("restype").as_deref() == Some("container") => {
+            ("PUT", None) if request.query_param("restype").as_deref() == Some("container") => {
                 create_container(&mut account, &container)
             }
             ("PUT", Some(blob)) => put_blob(&mut account, &container, blob, request),
@@ -139,7 +132,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let fake = FakeService::new(storage_script(Arc::default()));
     let credential = FakeCredential::new();
-    let store = BlobStore::new(ACCOUNT, credential.clone(), &fake.http()).unwrap();
+    let store = BlobStore::new(ACCOUNT, credential.clone(), &fake_http(&fake)).unwrap();
     Fixture {
         fake,
         credential,
@@ -281,7 +274,7 @@ async fn every_request_sends_a_bearer_token_and_a_new_enough_api_version() {
             request.header("authorization"),
             Some(format!("Bearer {TOKEN}").as_str())
         );
-        assert_eq!(request.url.scheme(), "https");
+        assert_eq!(request.url().scheme(), "https");
     }
     assert!(
         f.credential
@@ -298,7 +291,7 @@ async fn azurite_style_account_path_is_kept() {
     let store = BlobStore::new(
         "https://127.0.0.1:10000/devstoreaccount1/",
         FakeCredential::new(),
-        &fake.http(),
+        &fake_http(&fake),
     )
     .unwrap();
     // The fake treats the first segment as the container, so expect a 404 from the account path.
@@ -404,7 +397,7 @@ fn storage_url_is_validated_at_construction() {
         "https://acct.blob.core.windows.net/c/b",
         "https://acct.blob.core.windows.net/?sig=abc",
     ] {
-        let err = BlobStore::new(bad, FakeCredential::new(), &fake.http()).unwrap_err();
+        let err = BlobStore::new(bad, FakeCredential::new(), &fake_http(&fake)).unwrap_err();
         assert!(matches!(err, StorageError::InvalidStorageUrl(_)), "{bad}");
     }
 }
@@ -423,7 +416,7 @@ async fn oversized_blob_is_refused_after_reading_at_most_the_limit() {
                 .body(vec![7u8; end + 1 - start]),
         )
     });
-    let store = BlobStore::new(ACCOUNT, FakeCredential::new(), &fake.http()).unwrap();
+    let store = BlobStore::new(ACCOUNT, FakeCredential::new(), &fake_http(&fake)).unwrap();
     let err = store.get_blob("data", "huge").await.unwrap_err();
     assert!(matches!(err, StorageError::BlobTooLarge { limit } if limit == MAX_BLOB_BYTES));
     let requests = fake.requests();

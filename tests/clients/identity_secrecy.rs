@@ -1,71 +1,48 @@
 //! Runs the identity module's success and failure paths with a trace-level capturing logger and
 //! checks that neither the access token nor the endpoint's header secret appears in any log line,
-//! error message (Display or Debug) or `Debug` output. Own test binary: it installs a global logger.
+//! error message (Display or Debug) or `Debug` output, with the test kit's capturing logger (this
+//! binary's only logger).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use handler::identity::{
     IDENTITY_ENDPOINT, IDENTITY_HEADER, IdentityConfig, ManagedIdentity, RetryPolicy, Timing,
     UserAssignedId,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use test_kit::logs as captured_logs;
+use test_kit::recorder::Reply;
+use test_kit::server::FakeServer;
 use tokio::net::TcpListener;
 
 const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL3ZhdWx0LmF6dXJlLm5ldCJ9.c2lnbmF0dXJlLXNlY3JldA";
 const HEADER_SECRET: &str = "hdr-SECRET-7f3a9c";
 
 /// One scripted answer: status, extra header lines, body.
-type Reply = (u16, &'static str, String);
+type Scripted = (u16, &'static str, String);
 
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record) {
-        let line = format!("{} {} {}", record.level(), record.target(), record.args());
-        LINES.lock().unwrap().push(line);
-    }
-    fn flush(&self) {}
-}
-
-/// A one-answer-per-request HTTP endpoint on 127.0.0.1.
-async fn endpoint(replies: Vec<Reply>) -> (String, Arc<Mutex<usize>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let count = Arc::new(Mutex::new(0usize));
-    let seen = count.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut buffer = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let index = {
-                let mut n = seen.lock().unwrap();
-                *n += 1;
-                *n - 1
-            };
-            let (status, extra, body) = &replies[index.min(replies.len() - 1)];
-            let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        }
-    });
-    (base, count)
+/// A one-answer-per-request HTTP endpoint on 127.0.0.1: the n-th request gets the n-th answer,
+/// the last one repeating.
+async fn endpoint(scripted: Vec<Scripted>) -> FakeServer {
+    let replies: Vec<Reply> = scripted
+        .into_iter()
+        .map(|(status, extra, body)| {
+            extra
+                .split("\r\n")
+                .filter_map(|line| line.split_once(": "))
+                .fold(Reply::new(status), |reply, (name, value)| {
+                    reply.header(name, value)
+                })
+                .body(body)
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    FakeServer::http(move |_| {
+        let index = next.fetch_add(1, Ordering::SeqCst);
+        replies[index.min(replies.len() - 1)].clone()
+    })
+    .await
 }
 
 fn identity(base: &str, client_id: Option<&str>) -> ManagedIdentity {
@@ -91,11 +68,7 @@ fn identity(base: &str, client_id: Option<&str>) -> ManagedIdentity {
 }
 
 fn expires_later() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-        + 86400
+    test_kit::jwt::now() + 86400
 }
 
 fn assert_clean(what: &str, text: &str) {
@@ -112,16 +85,15 @@ fn assert_clean(what: &str, text: &str) {
 
 #[tokio::test]
 async fn no_token_or_header_secret_in_logs_or_errors() {
-    log::set_logger(&Capture).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    captured_logs::install();
     let ok_body = format!(
         r#"{{"access_token":"{TOKEN}","expires_on":"{}","resource":"https://vault.azure.net","token_type":"Bearer"}}"#,
         expires_later()
     );
 
     // Success: the token is delivered, but nothing prints it.
-    let (base, count) = endpoint(vec![(200, "", ok_body.clone())]).await;
-    let mi = identity(&base, None);
+    let server = endpoint(vec![(200, "", ok_body.clone())]).await;
+    let mi = identity(&server.base, None);
     let token = mi
         .get_token("https://vault.azure.net/.default", None)
         .await
@@ -131,10 +103,10 @@ async fn no_token_or_header_secret_in_logs_or_errors() {
     assert_clean("ManagedIdentity Debug", &format!("{mi:?}"));
     let cached = mi.get_token("https://vault.azure.net", None).await.unwrap();
     assert_eq!(cached.access_token.expose(), TOKEN);
-    assert_eq!(*count.lock().unwrap(), 1);
+    assert_eq!(server.count(), 1);
 
     // Failures, each quoting a body that carries the token or echoes the header secret.
-    let failures: Vec<(&str, Vec<Reply>)> = vec![
+    let failures: Vec<(&str, Vec<Scripted>)> = vec![
         (
             "400 echoing the secret",
             vec![(
@@ -195,8 +167,8 @@ async fn no_token_or_header_secret_in_logs_or_errors() {
         ),
     ];
     for (name, replies) in failures {
-        let (base, _) = endpoint(replies).await;
-        let mi = identity(&base, Some("cid-1"));
+        let server = endpoint(replies).await;
+        let mi = identity(&server.base, Some("cid-1"));
         let err = mi
             .get_token("https://vault.azure.net", None)
             .await
@@ -228,7 +200,7 @@ async fn no_token_or_header_secret_in_logs_or_errors() {
         .unwrap_err();
     assert_clean("connection refused", &err.to_string());
 
-    let lines = LINES.lock().unwrap().clone();
+    let lines = captured_logs::lines();
     assert!(
         lines.iter().any(|l| l.contains("handler::identity")),
         "the capture saw no identity log lines, so it proves nothing: {lines:?}"

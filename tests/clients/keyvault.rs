@@ -1,10 +1,11 @@
 //! Key Vault client against a socket-free fake vault: challenge economy, error classification,
 //! redaction, challenge-resource verification, validation and deadlines.
 
-mod clients_support;
-
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
-use clients_support::{Action, FakeCredential, FakeService, Recorded, Reply, TOKEN};
+use test_kit::azure::{Action, FakeCredential, FakeService, TOKEN};
+use test_kit::recorder::{Recorded, Reply};
+
+use crate::fake_http;
 use handler::clients::{
     http::HttpSettings,
     keyvault::{KeyVault, KeyVaultError, SECRETS_READER_ROLE},
@@ -25,12 +26,13 @@ fn challenge(resource: &str) -> Action {
                     r#"Bearer authorization="https://login.microsoftonline.com/tenant", resource="{resource}""#
                 ),
             )
-            .json(json!({"error":{"code":"Unauthorized","message":"AKV10000: Request is missing a Bearer or PoP token."}})),
+            .with_json(&json!({"error":{"code":"Unauthorized","message":"AKV10000: Request is missing a Bearer or PoP token."}})),
     )
 }
 
 fn error(status: u16, code: &str) -> Reply {
-    Reply::new(status).json(json!({"error":{"code": code, "message": "fake service message"}}))
+    Reply::new(status)
+        .with_json(&json!({"error":{"code": code, "message": "fake service message"}}))
 }
 
 /// A fake vault: 401 challenge without a token, otherwise secrets by name, with a few names that
@@ -48,14 +50,14 @@ fn vault_script(request: &Recorded) -> Action {
         .get(2)
         .cloned()
         .unwrap_or_else(|| VERSION.to_string());
-    let host = request.url.host_str().unwrap_or_default().to_string();
+    let host = request.url().host_str().unwrap_or_default().to_string();
     Action::Reply(match name.as_str() {
-        "forbidden" => Reply::new(403).json(json!({"error":{"code":"Forbidden","message":"Caller is not authorized","innererror":{"code":"ForbiddenByRbac"}}})),
+        "forbidden" => Reply::new(403).with_json(&json!({"error":{"code":"Forbidden","message":"Caller is not authorized","innererror":{"code":"ForbiddenByRbac"}}})),
         "missing" => error(404, "SecretNotFound"),
         "throttled" => error(429, "Throttled").header("retry-after", "7"),
         "broken" => Reply::new(500).body(format!("<html>oops {SECRET_VALUE}</html>")),
         "hang" => return Action::Hang,
-        _ => Reply::new(200).json(json!({
+        _ => Reply::new(200).with_json(&json!({
             "value": SECRET_VALUE,
             "id": format!("https://{host}/secrets/{name}/{version}"),
             "contentType": "text/plain",
@@ -65,7 +67,7 @@ fn vault_script(request: &Recorded) -> Action {
 }
 
 fn vault(fake: &FakeService, credential: &Arc<FakeCredential>) -> KeyVault {
-    KeyVault::new(VAULT, credential.clone(), &fake.http()).unwrap()
+    KeyVault::new(VAULT, credential.clone(), &fake_http(fake)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +104,7 @@ async fn hundred_concurrent_cold_reads_pay_one_challenge() {
 async fn bare_sdk_client_probes_once_per_concurrent_cold_call() {
     let fake = FakeService::new(vault_script);
     let options = SecretClientOptions {
-        client_options: fake.http().client_options(Vec::new()),
+        client_options: fake_http(&fake).client_options(Vec::new()),
         ..Default::default()
     };
     let client = SecretClient::new(VAULT, FakeCredential::new(), Some(options)).unwrap();
@@ -150,7 +152,7 @@ async fn secret_carries_name_version_and_content_type() {
     assert_eq!(secret.content_type.as_deref(), Some("text/plain"));
     let last = fake.requests().pop().unwrap();
     assert_eq!(last.path_segments(), ["secrets", "db-password", VERSION]);
-    assert!(last.query("api-version").is_some());
+    assert!(last.query_param("api-version").is_some());
 }
 
 #[tokio::test]
@@ -265,7 +267,7 @@ async fn challenge_for_another_domain_is_refused_before_any_token_is_fetched() {
     let kv = KeyVault::new(
         "https://vault.evil.example/",
         credential.clone(),
-        &fake.http(),
+        &fake_http(&fake),
     )
     .unwrap();
     assert!(kv.verifies_challenge_resource());
@@ -295,7 +297,7 @@ async fn loopback_vault_skips_challenge_verification() {
         "https://[::1]:8443/",
     ] {
         let fake = FakeService::new(vault_script);
-        let kv = KeyVault::new(url, FakeCredential::new(), &fake.http()).unwrap();
+        let kv = KeyVault::new(url, FakeCredential::new(), &fake_http(&fake)).unwrap();
         assert!(!kv.verifies_challenge_resource());
         let secret = kv.get_secret("db", None).await.unwrap();
         assert_eq!(secret.value.expose(), SECRET_VALUE, "{url}");
@@ -323,7 +325,7 @@ fn vault_url_is_validated_at_construction() {
         "not a url",
         "https://v.vault.azure.net/secrets/x",
     ] {
-        let err = KeyVault::new(bad, FakeCredential::new(), &fake.http()).unwrap_err();
+        let err = KeyVault::new(bad, FakeCredential::new(), &fake_http(&fake)).unwrap_err();
         assert!(matches!(err, KeyVaultError::InvalidVaultUrl(_)), "{bad}");
     }
 }

@@ -3,12 +3,10 @@
 //! deployment gets its FAIL line with what to do and a non-zero exit; no run prints a token or a
 //! secret value.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::stack::{API_ID_URI, READER_CLIENT_ID, Stack};
+use test_kit::stack::{API_ID_URI, READER_CLIENT_ID, Stack};
 
 /// What a run printed, and whether it passed.
 struct Run {
@@ -49,7 +47,7 @@ fn set(env: &mut Vec<(String, String)>, name: &str, value: Option<&str>) {
 /// Runs `handler doctor` on the repository's own folders with exactly `env` (nothing inherited, so
 /// no developer setting and no real identity endpoint is ever reached).
 fn doctor(env: &[(String, String)]) -> Run {
-    let output = Command::new(common::handler_binary())
+    let output = Command::new(test_kit::handler::handler_binary())
         .arg("doctor")
         .arg("--app-root")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")))
@@ -84,7 +82,7 @@ fn stack_header_secret(env: &[(String, String)]) -> String {
 }
 
 fn closed_port_url(path: &str) -> String {
-    format!("https://127.0.0.1:{}{path}", common::free_port())
+    format!("https://127.0.0.1:{}{path}", test_kit::handler::free_port())
 }
 
 #[test]
@@ -207,7 +205,7 @@ fn an_unreachable_vault_or_identity_endpoint_fails_with_what_to_check() {
         "IDENTITY_ENDPOINT",
         Some(&format!(
             "http://127.0.0.1:{}/msi/token",
-            common::free_port()
+            test_kit::handler::free_port()
         )),
     );
     let run = doctor(&env);
@@ -235,7 +233,7 @@ fn folders_that_do_not_match_the_code_fail() {
         r#"{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"]},{"type":"http","direction":"out","name":"res"}]}"#,
     )
     .unwrap();
-    let output = Command::new(common::handler_binary())
+    let output = Command::new(test_kit::handler::handler_binary())
         .args(["doctor", "--app-root"])
         .arg(root.path())
         .env_clear()

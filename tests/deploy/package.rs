@@ -3,19 +3,18 @@
 //! package (`scripts/package` → dist/app.zip and `handler` at the root), unpacked and run under
 //! the host emulator.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use regex::Regex;
 
-use common::emulator::spawn_emulator_with_env;
-use common::stack::Stack;
+use test_kit::emulator::spawn_emulator_with_env;
+use test_kit::handler::repo_root;
+use test_kit::stack::Stack;
 
 fn package() -> PathBuf {
-    let zip = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/app.zip");
+    let zip = repo_root().join("dist/app.zip");
     assert!(
         zip.exists(),
         "{} is missing: run scripts/package (scripts/test does)",
@@ -273,10 +272,6 @@ fn core_tools_selection(root: &Path) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// host.json, each declared function's function.json and `handler`: what the host needs.
 fn what_the_host_needs() -> BTreeSet<String> {
     let (declared, broken) = handler::registry::load_declared(repo_root()).unwrap();
@@ -480,7 +475,7 @@ fn glibc_floor(binary: &Path, floor: &str) -> std::process::Output {
 #[test]
 fn the_glibc_floor_check_reads_the_binarys_needs_and_fails_above_the_floor() {
     // The test build of handler links against this machine's glibc, so it needs some GLIBC_2.x.
-    let binary = common::handler_binary();
+    let binary = test_kit::handler::handler_binary();
     let above = glibc_floor(&binary, "2.0");
     assert_eq!(
         above.status.code(),

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 /// to stay under any in-flight cap of the runtime.
 const IN_FLIGHT: usize = 16;
 
-use crate::common::stack::{READER_CLIENT_ID, Stack};
-use crate::common::{JsonBody, RunningHandler, http_output, http_payload};
+use test_kit::handler::{JsonBody, RunningHandler, http_output, http_payload};
+use test_kit::stack::{READER_CLIENT_ID, Stack};
 
 fn token_info(query: Value) -> Value {
     let mut payload = http_payload("GET", "http://localhost:7071/api/token", json!({}), None);

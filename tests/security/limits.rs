@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use handler::dispatch::{ENVELOPE_OVERHEAD_BYTES, MAX_FUNCTION_BODY_BYTES};
 
-use crate::common::{
+use test_kit::handler::{
     JsonBody, RawConnection, RunningHandler, head_header, head_status, http_payload,
 };
 

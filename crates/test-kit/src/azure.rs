@@ -1,8 +1,10 @@
-//! Socket-free fakes for the client tests: an `HttpClient` that records every request and answers
-//! from a script, and a `TokenCredential` that counts its calls.
-#![allow(dead_code)]
+//! Socket-free fakes for the client tests: azure_core's `HttpClient` recording every request in
+//! the one [`Recorder`] and answering from a script, and a `TokenCredential` that counts its calls.
 
-pub mod tls;
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use async_trait::async_trait;
 use azure_core::{
@@ -11,98 +13,15 @@ use azure_core::{
     http::{AsyncRawResponse, Body, HttpClient, Request, StatusCode, headers::Headers},
     time::{Duration as SdkDuration, OffsetDateTime},
 };
-use handler::clients::http::{AzureHttp, HttpSettings};
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
-use url::Url;
+
+use crate::recorder::{Recorded, Recorder, Reply};
 
 /// The token the fake credential hands out.
 pub const TOKEN: &str = "fake-access-token-value";
 
-/// One request as the fake transport saw it.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub url: Url,
-    pub headers: HashMap<String, String>,
-    pub body: Vec<u8>,
-}
-
-impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-
-    pub fn is_authorized(&self) -> bool {
-        self.header("authorization").is_some()
-    }
-
-    /// The path, percent-decoded, split on '/', without empty segments.
-    pub fn path_segments(&self) -> Vec<String> {
-        self.url
-            .path()
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(percent_decode)
-            .collect()
-    }
-
-    pub fn query(&self, key: &str) -> Option<String> {
-        self.url
-            .query_pairs()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.into_owned())
-    }
-}
-
-fn percent_decode(segment: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
-/// A scripted answer.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn new(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_string(), value.to_string()));
-        self
-    }
-
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    pub fn json(self, body: serde_json::Value) -> Self {
-        self.header("content-type", "application/json")
-            .body(body.to_string())
-    }
-}
-
 /// What the fake does with a request.
 pub enum Action {
+    /// Answer.
     Reply(Reply),
     /// Never answer (for timeout tests).
     Hang,
@@ -114,7 +33,8 @@ type Script = dyn Fn(&Recorded) -> Action + Send + Sync;
 /// really interleave, as they would on a network), then answers from the script.
 #[derive(Clone)]
 pub struct FakeService {
-    log: Arc<Mutex<Vec<Recorded>>>,
+    /// What it received.
+    pub recorder: Recorder,
     script: Arc<Script>,
 }
 
@@ -125,47 +45,37 @@ impl std::fmt::Debug for FakeService {
 }
 
 impl FakeService {
+    /// A fake answering with `script`.
     pub fn new(script: impl Fn(&Recorded) -> Action + Send + Sync + 'static) -> Self {
         Self {
-            log: Arc::default(),
+            recorder: Recorder::default(),
             script: Arc::new(script),
         }
     }
 
+    /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.log.lock().unwrap().clone()
+        self.recorder.requests()
     }
 
+    /// How many requests so far.
     pub fn count(&self) -> usize {
-        self.log.lock().unwrap().len()
+        self.recorder.count()
     }
 
+    /// How many requests came without an Authorization header.
     pub fn unauthenticated_count(&self) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| !r.is_authorized())
-            .count()
+        self.recorder.unauthenticated_count()
     }
 
+    /// Forgets every request so far.
     pub fn clear(&self) {
-        self.log.lock().unwrap().clear();
-    }
-
-    /// Plumbing for the clients with this fake as transport and fast, short retries.
-    pub fn http(&self) -> AzureHttp {
-        AzureHttp::with_client(Arc::new(self.clone()), test_settings())
-    }
-}
-
-/// Settings for tests: production timeouts, two retries with a 1 ms pause.
-pub fn test_settings() -> HttpSettings {
-    HttpSettings {
-        retry_delay: Duration::from_millis(1),
-        ..HttpSettings::default()
+        self.recorder.clear();
     }
 }
 
 fn record(request: &Request) -> Recorded {
+    let url = request.url();
     let headers = request
         .headers()
         .iter()
@@ -177,7 +87,8 @@ fn record(request: &Request) -> Recorded {
     };
     Recorded {
         method: request.method().to_string(),
-        url: request.url().clone(),
+        origin: url.origin().ascii_serialization(),
+        target: url[url::Position::BeforePath..].to_string(),
         headers,
         body,
     }
@@ -187,7 +98,7 @@ fn record(request: &Request) -> Recorded {
 impl HttpClient for FakeService {
     async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
         let recorded = record(request);
-        self.log.lock().unwrap().push(recorded.clone());
+        self.recorder.record(recorded.clone());
         tokio::task::yield_now().await;
         match (self.script)(&recorded) {
             Action::Reply(reply) => Ok(to_response(reply)),
@@ -213,6 +124,7 @@ pub struct FakeCredential {
 }
 
 impl FakeCredential {
+    /// A credential that always succeeds.
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
@@ -224,12 +136,14 @@ impl FakeCredential {
         Arc::new(credential)
     }
 
+    /// How many tokens were asked for.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 
+    /// Every scope asked for, in order.
     pub fn scopes(&self) -> Vec<String> {
-        self.scopes.lock().unwrap().clone()
+        self.scopes.lock().expect("scopes").clone()
     }
 }
 
@@ -243,7 +157,7 @@ impl TokenCredential for FakeCredential {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.scopes
             .lock()
-            .unwrap()
+            .expect("scopes")
             .extend(scopes.iter().map(|s| s.to_string()));
         let failing = self
             .failures_left

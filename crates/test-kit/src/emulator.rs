@@ -1,13 +1,11 @@
-//! Shared helper for the emulator integration tests: start an `emulators` subcommand, wait for
-//! its ready line, keep its log lines, and kill it when the test ends.
+//! An `emulators` subcommand started for a test: wait for its ready line, keep its log lines,
+//! and kill it when the test ends.
 //!
-//! ```ignore
-//! mod common;
-//! let emulator = common::spawn_emulator(&["identity", "--config", path, "--port", "0"]);
+//! ```no_run
+//! let emulator = test_kit::emulator::spawn_emulator(&["identity", "--config", "identity.json", "--port", "0"]);
 //! let url = format!("{}/msi/token", emulator.base_url);
 //! let secret = emulator.ready_str("header_secret");
 //! ```
-#![allow(dead_code)] // each test crate uses a different subset
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -46,6 +44,22 @@ impl Running {
             .to_string()
     }
 
+    /// `base_url` + `path_and_query`.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base_url)
+    }
+
+    /// Waits (up to 30 s) for the process to exit on its own and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..1200 {
+            if let Some(status) = self.child.try_wait().expect("wait for the emulator") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the emulator did not exit within 30 s");
+    }
+
     /// The stdout lines printed after the ready line so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
@@ -81,13 +95,10 @@ impl Drop for Running {
     }
 }
 
-/// The `emulators` binary: Cargo's own path in this crate's tests; in the handler's tests (which
-/// include this file but cannot name another package's binary), the one the workspace build put
-/// beside the test executable.
+/// The `emulators` binary the workspace build put beside the test executable
+/// (`<target>/<profile>/emulators`): Cargo builds a package's binaries for its integration tests,
+/// and `cargo build --workspace` (scripts/test) builds it for the handler's.
 pub fn emulators_binary() -> PathBuf {
-    if let Some(path) = option_env!("CARGO_BIN_EXE_emulators") {
-        return PathBuf::from(path);
-    }
     let exe = std::env::current_exe().expect("the test executable's path");
     let profile_dir = exe
         .parent()

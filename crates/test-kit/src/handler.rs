@@ -1,17 +1,14 @@
-//! The one place integration tests get what they need: a free port, the real binary started as
-//! the Functions host starts it, an in-process runtime with test-only functions, and requests
-//! shaped the way the host sends them.
-#![allow(dead_code)] // each test file uses a different part of this helper
+//! The `handler` binary as the Functions host sees it: a free port, the binary started with the
+//! host's variables, a temporary app root, requests shaped the way the host sends them, and a raw
+//! connection for requests no HTTP client would send.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use handler::registry::Implemented;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// A port nobody listens on right now, found the way the host finds one: bind and let go.
 pub fn free_port() -> u16 {
@@ -74,71 +71,7 @@ pub fn timer_function(schedule: &str) -> Value {
     json!({"bindings": [{"type": "timerTrigger", "direction": "in", "name": "myTimer", "schedule": schedule}]})
 }
 
-/// An in-process runtime on an ephemeral port, with functions of the test's own.
-pub struct TestApp {
-    /// `http://127.0.0.1:<port>`.
-    pub base: String,
-    /// A client for it.
-    pub client: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
-    _root: AppRoot,
-}
-
-impl TestApp {
-    /// Starts serving `functions` declared by `root`.
-    pub async fn spawn<S: Send + Sync + 'static>(
-        root: AppRoot,
-        state: S,
-        functions: Vec<Implemented<S>>,
-    ) -> Self {
-        handler::logging::init();
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("bind");
-        let addr: SocketAddr = listener.local_addr().expect("addr");
-        let runtime = handler::app::runtime(root.path(), Arc::new(state), functions);
-        let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(handler::server::run(listener, Arc::new(runtime), async {
-            let _ = rx.await;
-        }));
-        let base = format!("http://{addr}");
-        wait_ready(&base).await;
-        Self {
-            base,
-            client: reqwest::Client::new(),
-            shutdown: Some(tx),
-            server: Some(server),
-            _root: root,
-        }
-    }
-
-    /// POSTs a JSON-mode invocation of `function` and returns the host envelope.
-    pub async fn invoke(&self, function: &str, payload: &Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(format!("{}/{function}", self.base))
-            .header("Content-Type", "application/json; charset=utf-8")
-            .header("X-Azure-Functions-InvocationId", uuid_like())
-            .body(payload.to_string())
-            .send()
-            .await
-            .expect("invocation");
-        let status = response.status().as_u16();
-        let body = response.bytes().await.expect("body");
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-    }
-
-    /// Asks the server to stop, and returns the task that completes when it has.
-    pub fn stop(&mut self) -> tokio::task::JoinHandle<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.server.take().expect("server already stopped")
-    }
-}
-
-/// A host-shaped JSON-mode payload for an HTTP trigger named `req` (contract spec §2.4).
+/// A host-shaped JSON-mode payload for an HTTP trigger named `req`, as the host sends it.
 pub fn http_payload(method: &str, url: &str, params: Value, body: Option<&str>) -> Value {
     let mut req = json!({
         "Url": url, "Method": method, "Query": {},
@@ -152,7 +85,7 @@ pub fn http_payload(method: &str, url: &str, params: Value, body: Option<&str>) 
     json!({"Data": {"req": req}, "Metadata": {"sys": {"MethodName": "x", "UtcNow": "2024-10-24T17:42:07.5123456Z", "RandGuid": uuid_like()}}})
 }
 
-/// A host-shaped timer payload (contract spec §2.5).
+/// A host-shaped timer payload, as the host sends it.
 pub fn timer_payload(status: Value) -> Value {
     json!({"Data": {"myTimer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": status, "IsPastDue": false}},
            "Metadata": {"sys": {"MethodName": "Tick", "UtcNow": "2024-10-24T17:45:00.0211583Z", "RandGuid": uuid_like()}}})
@@ -168,9 +101,32 @@ pub fn uuid_like() -> String {
     )
 }
 
-/// The `handler` binary Cargo built for this test run.
+/// The repository's root: host.json, the function folders, node_modules/.
+pub fn repo_root() -> &'static Path {
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .canonicalize()
+            .expect("the repository root")
+    })
+}
+
+/// The `handler` binary Cargo built for this test run, beside the test executable
+/// (`<target>/<profile>/handler`): Cargo builds a package's binaries for its integration tests.
 pub fn handler_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_handler"))
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let binary = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable sits in <target>/<profile>/deps")
+        .join("handler");
+    assert!(
+        binary.exists(),
+        "{} is missing: run the handler's tests through cargo",
+        binary.display()
+    );
+    binary
 }
 
 /// The real binary, started as the host starts it, and stopped when dropped. Its stdout and
@@ -185,7 +141,7 @@ pub struct RunningHandler {
 }
 
 impl RunningHandler {
-    /// Starts the binary with only the host's variables (spec §1.3) plus `extra`, and waits for `GET /`.
+    /// Starts the binary with only the host's variables plus `extra`, and waits for `GET /`.
     pub async fn start(app_root: &Path, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut command = Command::new(handler_binary());
@@ -221,7 +177,7 @@ impl RunningHandler {
     /// Starts the binary on the repository's own function folders with `env` (owned pairs).
     pub async fn start_in_repo(env: &[(String, String)]) -> Self {
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Self::start(Path::new(env!("CARGO_MANIFEST_DIR")), &pairs).await
+        Self::start(repo_root(), &pairs).await
     }
 
     /// Sends SIGTERM, as the host does when it stops.
@@ -392,7 +348,7 @@ pub fn http_output(envelope: &Value) -> (u16, Value) {
 /// Reads a response body as JSON (null when it is not JSON), for assertions.
 pub trait JsonBody {
     /// The body as JSON.
-    async fn json_body(self) -> Value;
+    fn json_body(self) -> impl std::future::Future<Output = Value> + Send;
 }
 
 impl JsonBody for reqwest::Response {
@@ -400,10 +356,3 @@ impl JsonBody for reqwest::Response {
         serde_json::from_slice(&self.bytes().await.expect("body")).unwrap_or(Value::Null)
     }
 }
-
-/// The emulators' own test helper (spawn an `emulators` subcommand and read its ready line),
-/// shared rather than copied.
-#[path = "../../emulators/tests/common/mod.rs"]
-pub mod emulator;
-pub mod fake_server;
-pub mod stack;

@@ -1,94 +1,30 @@
-//! A recording fake server for the security tests: every request it receives is kept, so a test
-//! can assert that a refusal cost zero requests, and a scripted answer goes back. Plain HTTP (a
-//! downstream API on loopback) or HTTPS with the test PKI's leaf (a Storage account, which the
-//! handler only reaches over https). [`storage_account`] scripts an in-memory blob account.
+//! A recording fake HTTP server on 127.0.0.1 (an ephemeral port): every request it receives is
+//! kept in a [`Recorder`], so a test can assert that a refusal cost zero requests, and a scripted
+//! [`Reply`] goes back, late or chunked when the test asks. Plain HTTP (a downstream API, a token
+//! endpoint, a JWKS on loopback) or HTTPS with the test PKI's leaf (a Storage account or a vault,
+//! which the handler only reaches over https). [`storage_account`] scripts an in-memory blob
+//! account.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+use crate::recorder::{Recorded, Recorder, Reply};
 
 /// Largest request the fake reads (head and body).
 const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
-/// One request as the fake received it.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    /// The method.
-    pub method: String,
-    /// The request target: path and query, still percent-encoded.
-    pub target: String,
-    /// Headers, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl Recorded {
-    /// The path, without the query.
-    pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or_default()
-    }
-
-    /// The query, when there is one.
-    pub fn query(&self) -> Option<&str> {
-        self.target.split_once('?').map(|(_, query)| query)
-    }
-
-    /// A header's first value, by lower-case name.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(candidate, _)| candidate == name)
-            .map(|(_, value)| value.as_str())
-    }
-}
-
-/// What the fake answers.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// The status.
-    pub status: u16,
-    /// Headers (Content-Length and Connection are added).
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    /// An answer with `status`, no headers and no body.
-    pub fn new(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-
-    /// Adds a header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    /// Sets the body.
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
-        self
-    }
-}
-
 type Script = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 
-/// A running fake on 127.0.0.1 (an ephemeral port), until the test's runtime ends.
+/// A running fake, until the test's runtime ends.
 pub struct FakeServer {
     /// `http://127.0.0.1:<port>` or `https://127.0.0.1:<port>`.
     pub base: String,
-    requests: Arc<Mutex<Vec<Recorded>>>,
+    /// What it received.
+    pub recorder: Recorder,
 }
 
 impl FakeServer {
@@ -98,25 +34,12 @@ impl FakeServer {
     }
 
     /// HTTPS with the leaf certificate of the test PKI in `pki_dir` (`leaf.pem`, `leaf.key`, as
-    /// `emulators pki` writes them), answering with `script`.
+    /// `emulators pki` and [`crate::pki::TestPki`] write them), answering with `script`.
     pub async fn https(
         pki_dir: &Path,
         script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(pki_dir.join("leaf.pem"))
-                .expect("read leaf.pem")
-                .collect::<Result<_, _>>()
-                .expect("parse leaf.pem");
-        let key = PrivateKeyDer::from_pem_file(pki_dir.join("leaf.key")).expect("read leaf.key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("leaf certificate and key");
+        let config = crate::pki::server_config(pki_dir);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         Self::start(Some(acceptor), Arc::new(script)).await
     }
@@ -125,8 +48,8 @@ impl FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let log = requests.clone();
+        let recorder = Recorder::default();
+        let log = recorder.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (tls, script, log) = (tls.clone(), script.clone(), log.clone());
@@ -134,56 +57,73 @@ impl FakeServer {
                     match tls {
                         Some(acceptor) => {
                             if let Ok(stream) = acceptor.accept(tcp).await {
-                                serve_one(stream, &script, &log).await;
+                                serve_one(stream, scheme, &script, &log).await;
                             }
                         }
-                        None => serve_one(tcp, &script, &log).await,
+                        None => serve_one(tcp, scheme, &script, &log).await,
                     }
                 });
             }
         });
         Self {
             base: format!("{scheme}://127.0.0.1:{port}"),
-            requests,
+            recorder,
         }
     }
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().expect("request log").clone()
+        self.recorder.requests()
     }
 
     /// How many requests arrived so far.
     pub fn count(&self) -> usize {
-        self.requests.lock().expect("request log").len()
+        self.recorder.count()
+    }
+
+    /// How many requests had exactly this path (query ignored).
+    pub fn hits(&self, path: &str) -> usize {
+        self.recorder.hits(path)
     }
 }
 
 /// Reads one request, records it, answers it and closes the connection.
 async fn serve_one(
     mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    scheme: &str,
     script: &Script,
-    log: &Mutex<Vec<Recorded>>,
+    log: &Recorder,
 ) {
-    let Some(request) = read_request(&mut stream).await else {
+    let Some(request) = read_request(&mut stream, scheme).await else {
         return;
     };
-    log.lock().expect("request log").push(request.clone());
+    log.record(request.clone());
     let reply = script(&request);
-    let mut head = format!("HTTP/1.1 {} Fake\r\n", reply.status);
+    tokio::time::sleep(reply.delay).await;
+    let mut head = format!("HTTP/1.1 {} Fake\r\nconnection: close\r\n", reply.status);
     for (name, value) in &reply.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n",
-        reply.body.len()
-    ));
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(&reply.body).await;
+    if reply.chunked {
+        head.push_str("transfer-encoding: chunked\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes()).await;
+        for chunk in reply.body.chunks(64 * 1024) {
+            let _ = stream
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await;
+            let _ = stream.write_all(chunk).await;
+            let _ = stream.write_all(b"\r\n").await;
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    } else {
+        head.push_str(&format!("content-length: {}\r\n\r\n", reply.body.len()));
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(&reply.body).await;
+    }
     let _ = stream.shutdown().await;
 }
 
-async fn read_request(stream: &mut (impl AsyncRead + Unpin)) -> Option<Recorded> {
+async fn read_request(stream: &mut (impl AsyncRead + Unpin), scheme: &str) -> Option<Recorded> {
     let mut buffer = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let head_end = loop {
@@ -215,8 +155,13 @@ async fn read_request(stream: &mut (impl AsyncRead + Unpin)) -> Option<Recorded>
         let read = stream.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
         body.extend_from_slice(&chunk[..read]);
     }
+    let host = headers
+        .iter()
+        .find(|(name, _)| name == "host")
+        .map_or("127.0.0.1", |(_, value)| value.as_str());
     Some(Recorded {
         method,
+        origin: format!("{scheme}://{host}"),
         target,
         headers,
         body,
@@ -268,7 +213,8 @@ pub fn storage_account() -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static 
     }
 }
 
-fn storage_error(status: u16, code: &str) -> Reply {
+/// A Storage error answer: the code in `x-ms-error-code` and in the XML body, as the service sends it.
+pub fn storage_error(status: u16, code: &str) -> Reply {
     Reply::new(status)
         .header("x-ms-error-code", code)
         .header("content-type", "application/xml")

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::JsonBody;
-use super::emulator::{Running, spawn_emulator, spawn_emulator_with_env, temp_json};
+use crate::emulator::{Running, spawn_emulator, spawn_emulator_with_env, temp_json};
+use crate::handler::{JsonBody, free_port, handler_binary, repo_root};
+use crate::pki::{TestPki, https_client};
 
 /// The tenant of every test identity and of the test vault.
 pub const TENANT: &str = "00000000-0000-4000-8000-0000000e2e00";
@@ -52,8 +53,8 @@ pub fn vault_config() -> Value {
 
 /// The running emulators and what the handler needs to reach them.
 pub struct Stack {
-    /// The test PKI directory (ca.pem, leaf.pem, leaf.key).
-    pub pki: tempfile::TempDir,
+    /// The test PKI (ca.pem, leaf.pem, leaf.key).
+    pub pki: TestPki,
     /// The identity emulator.
     pub identity: Running,
     /// The Key Vault emulator.
@@ -66,14 +67,8 @@ pub struct Stack {
 impl Stack {
     /// Starts the identity and Key Vault emulators (and Azurite when `with_azurite`).
     pub fn start(with_azurite: bool) -> Self {
-        let pki = tempfile::tempdir().expect("pki dir");
-        let pki_dir = pki.path().to_str().expect("utf-8 path");
-        let status = Command::new(super::emulator::emulators_binary())
-            .args(["pki", "--out", pki_dir])
-            .stdout(Stdio::null())
-            .status()
-            .expect("run emulators pki");
-        assert!(status.success(), "emulators pki failed");
+        let pki = TestPki::generate();
+        let pki_dir = pki.dir().to_str().expect("utf-8 path");
         let identity_file = temp_json(&identity_config());
         let vault_file = temp_json(&vault_config());
         let identity =
@@ -94,7 +89,7 @@ impl Stack {
             "--jwks-url",
             &jwks,
         ]);
-        let azurite = with_azurite.then(|| Azurite::start(pki.path()));
+        let azurite = with_azurite.then(|| Azurite::start(pki.dir()));
         Self {
             pki,
             identity,
@@ -134,7 +129,7 @@ impl Stack {
 
     /// The test CA's certificate.
     pub fn ca(&self) -> PathBuf {
-        self.pki.path().join("ca.pem")
+        self.pki.ca_path.clone()
     }
 
     /// The identity emulator's count of token requests.
@@ -207,7 +202,7 @@ impl Stack {
     /// Starts the host emulator on the repository's own function folders, running `handler`, on a
     /// port chosen here so that CallApi can be pointed at the app's own Whoami.
     pub fn host(&self, extra_env: &[(&str, &str)]) -> (Running, tempfile::TempDir) {
-        self.host_in(Path::new(env!("CARGO_MANIFEST_DIR")), extra_env)
+        self.host_in(repo_root(), extra_env)
     }
 
     /// Like [`Stack::host`], for the function folders and host.json under `app_root`.
@@ -218,7 +213,7 @@ impl Stack {
     ) -> (Running, tempfile::TempDir) {
         let keys = tempfile::tempdir().expect("keys dir");
         let keys_file = keys.path().join("host-keys.json");
-        let port = super::free_port();
+        let port = free_port();
         let mut env: Vec<(String, String)> = self.handler_env();
         env.extend(self.service_to_service_env(&format!("http://127.0.0.1:{port}/api")));
         env.extend(
@@ -234,7 +229,7 @@ impl Stack {
                 "--app-root",
                 app_root.to_str().expect("utf-8 path"),
                 "--handler",
-                super::handler_binary().to_str().expect("utf-8 path"),
+                handler_binary().to_str().expect("utf-8 path"),
                 "--port",
                 &port.to_string(),
                 "--keys-file",
@@ -249,37 +244,30 @@ impl Stack {
 /// A copy of the repository's host.json and function folders with forwarding on or off, for
 /// running the same functions through the host emulator in either mode.
 pub fn app_root_with_forwarding(forwarding: bool) -> tempfile::TempDir {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = repo_root();
     let app_root = tempfile::tempdir().expect("app root");
     let mut host_json: Value =
         serde_json::from_slice(&std::fs::read(repo.join("host.json")).expect("host.json"))
             .expect("host.json is JSON");
     host_json["customHandler"]["enableForwardingHttpRequest"] = Value::Bool(forwarding);
     std::fs::write(app_root.path().join("host.json"), host_json.to_string()).expect("write");
-    let (declared, _) = handler::registry::load_declared(repo).expect("function folders");
-    for function in &declared {
-        std::fs::create_dir_all(app_root.path().join(&function.name)).expect("folder");
-        std::fs::copy(
-            repo.join(&function.name).join("function.json"),
-            app_root.path().join(&function.name).join("function.json"),
-        )
-        .expect("function.json");
+    for entry in std::fs::read_dir(repo).expect("the repository root") {
+        let name = entry.expect("a directory entry").file_name();
+        let function_json = repo.join(&name).join("function.json");
+        if function_json.is_file() {
+            std::fs::create_dir_all(app_root.path().join(&name)).expect("folder");
+            std::fs::copy(
+                &function_json,
+                app_root.path().join(&name).join("function.json"),
+            )
+            .expect("function.json");
+        }
     }
     app_root
 }
 
 fn path(file: &tempfile::NamedTempFile) -> &str {
     file.path().to_str().expect("utf-8 temp path")
-}
-
-/// A client that trusts the test CA.
-pub fn https_client(ca: &Path) -> reqwest::Client {
-    let pem = std::fs::read(ca).expect("read the test CA");
-    let certificate = reqwest::Certificate::from_pem(&pem).expect("parse the test CA");
-    reqwest::Client::builder()
-        .tls_certs_merge([certificate])
-        .build()
-        .expect("https client")
 }
 
 async fn admin_count(base: &str, ca: &Path, field: &str) -> u64 {
@@ -303,14 +291,18 @@ pub struct Azurite {
 }
 
 impl Azurite {
-    fn start(pki: &Path) -> Self {
-        let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/azurite-blob");
+    /// Starts Azurite with the leaf of the test PKI in `pki` and waits until it listens. The
+    /// binary is `AZURITE_BLOB_BIN` when set, else the repository's `node_modules/.bin/azurite-blob`.
+    pub fn start(pki: &Path) -> Self {
+        let binary = std::env::var_os("AZURITE_BLOB_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("node_modules/.bin/azurite-blob"));
         assert!(
             binary.exists(),
             "{} is missing: run scripts/install-test-deps (scripts/test does)",
             binary.display()
         );
-        let port = super::free_port();
+        let port = free_port();
         let child = Command::new(binary)
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
             .arg("--cert")

@@ -1,11 +1,11 @@
 //! End-to-end tests of `emulators host` driving the `fake_handler` example.
 
-mod host_support;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 
-use host_support::{Emulator, app_root, host_json, http_function, timer_function};
+use crate::support::host::{
+    Emulator, app_root, echo_app, handler_port, host_json, http_function, timer_function,
+};
 use serde_json::{Value, json};
 
 fn is_guid(text: &str) -> bool {
@@ -49,7 +49,7 @@ async fn json_mode_payload_has_the_hosts_shape() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-echo"], "1");
-    let echoed: Value = host_support::json_body(response).await;
+    let echoed: Value = crate::support::host::json_body(response).await;
 
     // The HTTP request the handler received.
     let request = &echoed["request"];
@@ -182,20 +182,12 @@ async fn json_mode_payload_has_the_hosts_shape() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn body_is_absent_without_content_and_base64_for_binary() {
-    let app = app_root(
-        &host_json(false),
-        &[("EchoAnon", http_function("anonymous", None, None))],
-    );
+    let app = echo_app();
     let emulator = Emulator::start(app.path(), &[], &[]).await;
 
-    let response = emulator
-        .client
-        .get(emulator.url("/api/echoanon"))
-        .send()
-        .await
-        .unwrap();
+    let response = emulator.get("/api/echoanon").await;
     assert_eq!(response.status(), 200);
-    let echoed: Value = host_support::json_body(response).await;
+    let echoed: Value = crate::support::host::json_body(response).await;
     let req = &echoed["document"]["Data"]["req"];
     assert!(
         req.get("Body").is_none(),
@@ -220,7 +212,7 @@ async fn body_is_absent_without_content_and_base64_for_binary() {
         .send()
         .await
         .unwrap();
-    let echoed: Value = host_support::json_body(response).await;
+    let echoed: Value = crate::support::host::json_body(response).await;
     assert_eq!(echoed["document"]["Data"]["req"]["Body"], "AAEC/w==");
 
     let response = emulator
@@ -231,7 +223,7 @@ async fn body_is_absent_without_content_and_base64_for_binary() {
         .send()
         .await
         .unwrap();
-    let echoed: Value = host_support::json_body(response).await;
+    let echoed: Value = crate::support::host::json_body(response).await;
     assert_eq!(echoed["document"]["Data"]["req"]["Body"], "plain text");
     assert_eq!(echoed["document"]["Data"]["req"]["Method"], "PUT");
 }
@@ -490,13 +482,8 @@ async fn setting_references_are_resolved_or_the_function_is_refused() {
     )
     .await;
     // local.settings.json values reach the handler; the environment wins over them.
-    let response = emulator
-        .client
-        .get(emulator.url("/api/EchoAnon"))
-        .send()
-        .await
-        .unwrap();
-    let echoed = host_support::json_body(response).await;
+    let response = emulator.get("/api/EchoAnon").await;
+    let echoed = crate::support::host::json_body(response).await;
     assert_eq!(echoed["env"]["FAKE_INHERITED"], "from-local");
     let names: Vec<&str> = emulator.ready["functions"]
         .as_array()
@@ -561,7 +548,7 @@ async fn forwarding_sends_the_clients_request_and_relays_any_status() {
         .unwrap();
     assert_eq!(response.status(), 418);
     assert_eq!(response.headers()["x-fake-forwarded"], "1");
-    let seen: Value = host_support::json_body(response).await;
+    let seen: Value = crate::support::host::json_body(response).await;
     assert_eq!(seen["method"], "POST");
     assert_eq!(seen["path"], "/api/FWD/7");
     assert_eq!(seen["query"], format!("status=418&x=1%2C2&code={key}"));
@@ -594,19 +581,14 @@ async fn forwarding_sends_the_clients_request_and_relays_any_status() {
         .send()
         .await
         .unwrap();
-    let seen: Value = host_support::json_body(response).await;
+    let seen: Value = crate::support::host::json_body(response).await;
     assert_eq!(seen["body"], "");
     assert!(seen["headers"].get("content-length").is_none());
 
     // A function with an extra binding stays in JSON mode.
-    let response = emulator
-        .client
-        .get(emulator.url("/api/EchoQueue"))
-        .send()
-        .await
-        .unwrap();
+    let response = emulator.get("/api/EchoQueue").await;
     assert_eq!(response.status(), 200);
-    let echoed: Value = host_support::json_body(response).await;
+    let echoed: Value = crate::support::host::json_body(response).await;
     assert_eq!(echoed["request"]["path"], "/EchoQueue");
     let modes: Vec<Value> = emulator.ready["functions"]
         .as_array()
@@ -621,12 +603,7 @@ async fn forwarding_sends_the_clients_request_and_relays_any_status() {
 
     // The forwarded-mode key check happens before the handler is called.
     let before = recorded(record.path()).len();
-    let response = emulator
-        .client
-        .get(emulator.url("/api/fwd/9"))
-        .send()
-        .await
-        .unwrap();
+    let response = emulator.get("/api/fwd/9").await;
     assert_eq!(response.status(), 401);
     assert_eq!(recorded(record.path()).len(), before);
 }
@@ -804,29 +781,18 @@ async fn admin_invoke_runs_a_timer_by_hand() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readiness_waits_for_a_slow_handler() {
-    let app = app_root(
-        &host_json(false),
-        &[("EchoAnon", http_function("anonymous", None, None))],
-    );
+    let app = echo_app();
     let emulator =
         Emulator::start(app.path(), &[], &[("FAKE_HANDLER_START_DELAY_MS", "1500")]).await;
     // Right after the ready line the handler must already answer.
-    let response = emulator
-        .client
-        .get(emulator.url("/api/EchoAnon"))
-        .send()
-        .await
-        .unwrap();
+    let response = emulator.get("/api/EchoAnon").await;
     assert_eq!(response.status(), 200);
     assert_eq!(emulator.invocations().await[0]["status"], "succeeded");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dying_handler_is_restarted_twice_then_the_emulator_stops() {
-    let app = app_root(
-        &host_json(false),
-        &[("EchoAnon", http_function("anonymous", None, None))],
-    );
+    let app = echo_app();
     // Every start of the fake handler exits 3 after 1.5 s (time to get ready even on a busy
     // machine): as the host does, the emulator starts it again after the first and second
     // error and stops at the third.
@@ -854,10 +820,7 @@ async fn a_dying_handler_is_restarted_twice_then_the_emulator_stops() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_that_never_listens_fails_the_start() {
-    let app = app_root(
-        &host_json(false),
-        &[("EchoAnon", http_function("anonymous", None, None))],
-    );
+    let app = echo_app();
     let failure = Emulator::try_start(app.path(), std::path::Path::new("/bin/false"), &[], &[])
         .await
         .err()
@@ -876,7 +839,7 @@ async fn missing_description_is_refused_like_the_host() {
         &json!({"version": "2.0", "customHandler": {}}),
         &[("EchoAnon", http_function("anonymous", None, None))],
     );
-    let failure = Emulator::try_start(app.path(), &host_support::fake_handler(), &[], &[])
+    let failure = Emulator::try_start(app.path(), &crate::support::host::fake_handler(), &[], &[])
         .await
         .err()
         .expect("the emulator must not get ready");
@@ -890,23 +853,11 @@ async fn missing_description_is_refused_like_the_host() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_cleanly() {
-    let app = app_root(
-        &host_json(false),
-        &[("EchoAnon", http_function("anonymous", None, None))],
-    );
+    let app = echo_app();
     let mut emulator = Emulator::start(app.path(), &[], &[]).await;
-    let response = emulator
-        .client
-        .get(emulator.url("/api/EchoAnon"))
-        .send()
-        .await
-        .unwrap();
-    let echoed: Value = host_support::json_body(response).await;
-    let handler_port: u16 = echoed["env"]["FUNCTIONS_CUSTOMHANDLER_PORT"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let response = emulator.get("/api/EchoAnon").await;
+    let echoed: Value = crate::support::host::json_body(response).await;
+    let handler_port = handler_port(&echoed);
     emulator.signal(libc::SIGTERM);
     let (status, stderr) = emulator.wait_exit().await;
     assert!(status.success(), "{status}: {stderr}");
@@ -916,10 +867,7 @@ async fn sigterm_stops_cleanly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_bodies_get_413_before_the_handler() {
-    let app = app_root(
-        &host_json(false),
-        &[("EchoAnon", http_function("anonymous", None, None))],
-    );
+    let app = echo_app();
     let emulator = Emulator::start(app.path(), &[], &[]).await;
     let address = emulator.base.trim_start_matches("http://").to_string();
     let response = tokio::task::spawn_blocking(move || {
@@ -941,27 +889,15 @@ async fn oversized_bodies_get_413_before_the_handler() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_emulator_takes_its_handler_down() {
-    let app = app_root(
-        &host_json(false),
-        &[("EchoAnon", http_function("anonymous", None, None))],
-    );
+    let app = echo_app();
     let mut emulator =
         Emulator::start(app.path(), &[], &[("FAKE_HANDLER_NO_ORPHAN_CHECK", "1")]).await;
-    let response = emulator
-        .client
-        .get(emulator.url("/api/EchoAnon"))
-        .send()
-        .await
-        .unwrap();
-    let echoed = host_support::json_body(response).await;
-    let handler_port: u16 = echoed["env"]["FUNCTIONS_CUSTOMHANDLER_PORT"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let response = emulator.get("/api/EchoAnon").await;
+    let echoed = crate::support::host::json_body(response).await;
+    let handler_port = handler_port(&echoed);
     emulator.signal(libc::SIGKILL);
     let _ = emulator.wait_exit().await;
-    let deadline = tokio::time::Instant::now() + host_support::WAIT;
+    let deadline = tokio::time::Instant::now() + crate::support::host::WAIT;
     while std::net::TcpStream::connect(("127.0.0.1", handler_port)).is_ok() {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -987,19 +923,17 @@ async fn host_json_description_picks_executable_arguments_and_directory() {
     );
     std::fs::create_dir_all(app.path().join("bin")).unwrap();
     std::fs::create_dir_all(app.path().join("work")).unwrap();
-    std::os::unix::fs::symlink(host_support::fake_handler(), app.path().join("bin/handler"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        crate::support::host::fake_handler(),
+        app.path().join("bin/handler"),
+    )
+    .unwrap();
     let emulator = match Emulator::try_start_with(app.path(), None, &[], &[]).await {
         Ok(emulator) => emulator,
         Err(failure) => panic!("did not start: {failure:?}"),
     };
-    let response = emulator
-        .client
-        .get(emulator.url("/api/EchoAnon"))
-        .send()
-        .await
-        .unwrap();
-    let echoed = host_support::json_body(response).await;
+    let response = emulator.get("/api/EchoAnon").await;
+    let echoed = crate::support::host::json_body(response).await;
     let port = echoed["env"]["FUNCTIONS_CUSTOMHANDLER_PORT"]
         .as_str()
         .unwrap()
@@ -1028,7 +962,7 @@ async fn routes_honour_constraints_catch_alls_and_the_prefix() {
     let emulator = Emulator::start(app.path(), &[], &[]).await;
     let get = |path: &str| emulator.client.get(emulator.url(path)).send();
 
-    let echoed = host_support::json_body(get("/V1/Items/42").await.unwrap()).await;
+    let echoed = crate::support::host::json_body(get("/V1/Items/42").await.unwrap()).await;
     assert_eq!(
         echoed["document"]["Data"]["req"]["Params"],
         json!({"id": "42"})
@@ -1037,7 +971,7 @@ async fn routes_honour_constraints_catch_alls_and_the_prefix() {
     assert_eq!(get("/v1/items/abc").await.unwrap().status(), 404);
     assert_eq!(get("/api/items/42").await.unwrap().status(), 404);
 
-    let echoed = host_support::json_body(get("/v1/files/a/b%20c.txt").await.unwrap()).await;
+    let echoed = crate::support::host::json_body(get("/v1/files/a/b%20c.txt").await.unwrap()).await;
     assert_eq!(
         echoed["document"]["Data"]["req"]["Params"],
         json!({"path": "a/b c.txt"})

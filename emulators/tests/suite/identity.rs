@@ -1,9 +1,6 @@
 //! The identity emulator as a process: the three token protocols, their selectors and refusals.
 
-mod common;
-mod identity_support;
-
-use identity_support::*;
+use crate::support::identity::*;
 use serde_json::json;
 
 #[tokio::test]

@@ -1,9 +1,6 @@
 //! The OpenID authority of the identity emulator: discovery, JWKS, key rotation and minting.
 
-mod common;
-mod identity_support;
-
-use identity_support::*;
+use crate::support::identity::*;
 use reqwest::Method;
 use serde_json::json;
 

@@ -1,9 +1,6 @@
 //! Fault rules and response-shape knobs of the identity emulator (`/_emulator/faults`).
 
-mod common;
-mod identity_support;
-
-use identity_support::*;
+use crate::support::identity::*;
 use reqwest::Method;
 use serde_json::json;
 use time::OffsetDateTime;

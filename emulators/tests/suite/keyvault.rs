@@ -1,10 +1,10 @@
 //! End-to-end tests of `emulators keyvault`: the real binary over HTTPS with real RS256 tokens.
 
-mod keyvault_support;
-
-use keyvault_support::*;
+use crate::support::keyvault::*;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
+use test_kit::jwt::{TestKey, now, with};
+use test_kit::pki::TestPki;
 
 const API: &str = "api-version=7.4";
 
@@ -340,7 +340,7 @@ async fn access_is_enforced_per_object_id_and_secret() {
 async fn bad_tokens_get_401_with_a_fresh_challenge() {
     let f = Fixture::start(&standard_config()).await;
     let good = vault_claims(READER_OID);
-    let impostor = SigningKey::generate("key-1");
+    let impostor = TestKey::generate("key-1");
     let now = now();
     let hs256 = {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
@@ -456,13 +456,13 @@ async fn unknown_kid_triggers_one_refetch() {
     let (status, _, _) = get(&f, &path, Some(&f.token(READER_OID))).await;
     assert_eq!((status, f.jwks.fetches()), (200, 1), "keys are cached");
 
-    let rotated = SigningKey::generate("key-2");
+    let rotated = TestKey::generate("key-2");
     f.jwks.publish(rotated.jwk());
     let (status, _, body) = get(&f, &path, Some(&rotated.sign(&vault_claims(READER_OID)))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(f.jwks.fetches(), 2, "an unknown kid refetches the JWKS");
 
-    let unpublished = SigningKey::generate("key-3").sign(&vault_claims(READER_OID));
+    let unpublished = TestKey::generate("key-3").sign(&vault_claims(READER_OID));
     let (status, _, body) = get(&f, &path, Some(&unpublished)).await;
     assert_eq!(status, 401);
     assert!(
@@ -678,7 +678,7 @@ async fn logs_name_the_caller_but_never_values_or_tokens() {
 async fn exits_cleanly_on_sigterm() {
     let mut f = Fixture::start(&standard_config()).await;
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &f.vault.pid().to_string()])
+        .args(["-TERM", &f.vault.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -688,7 +688,7 @@ async fn exits_cleanly_on_sigterm() {
 #[test]
 fn invalid_config_fails_fast_with_a_message() {
     let pki = TestPki::generate();
-    let config = pki.dir.join("bad.json");
+    let config = pki.dir().join("bad.json");
     std::fs::write(
         &config,
         r#"{"tenant_id": "t", "secrets": {"bad_name": []}}"#,

@@ -2,12 +2,10 @@
 //! emulator, through `tests/reference/keyvault_check.py`. Needs `<workspace>/.venv` with the
 //! pinned reference clients (`scripts/test` creates it).
 
-mod keyvault_support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use keyvault_support::*;
+use crate::support::keyvault::*;
 use serde_json::{Value, json};
 
 const REFERENCE_OID: &str = "cccccccc-0000-0000-0000-000000000001";

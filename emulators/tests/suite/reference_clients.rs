@@ -5,13 +5,10 @@
 //! Needs `<workspace root>/.venv` with those packages: `scripts/test` creates it, or
 //! `python3 -m venv .venv && .venv/bin/pip install -r scripts/reference-clients/requirements.txt`.
 
-mod common;
-mod identity_support;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use identity_support::*;
+use crate::support::identity::*;
 use serde_json::Value;
 
 fn workspace_root() -> PathBuf {

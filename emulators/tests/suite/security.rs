@@ -2,12 +2,7 @@
 //! is not loopback (DNS rebinding), and the host emulator keeps `%2F` encoded in route values, as
 //! the real host does.
 
-mod common;
-mod host_support;
-mod identity_support;
-mod keyvault_support;
-
-use host_support::{Emulator, app_root, host_json, http_function, timer_function};
+use crate::support::host::{Emulator, app_root, host_json, http_function, timer_function};
 use serde_json::{Value, json};
 
 const REBOUND_HOSTS: &[&str] = &[
@@ -46,7 +41,7 @@ async fn the_host_emulator_keeps_an_encoded_slash_in_route_values() {
                 .await
                 .unwrap();
             assert_eq!(response.status(), 200, "{path}");
-            let echoed = host_support::json_body(response).await;
+            let echoed = crate::support::host::json_body(response).await;
             echoed["document"]["Data"]["req"]["Params"].clone()
         }
     };
@@ -144,7 +139,7 @@ async fn the_host_emulators_admin_endpoints_answer_only_a_loopback_host() {
 
 #[tokio::test]
 async fn the_identity_emulators_admin_and_mint_answer_only_a_loopback_host() {
-    let emu = identity_support::Emu::start(&[]);
+    let emu = crate::support::identity::Emu::start(&[]);
     let mint = || Some(json!({"identity": "system"}));
     for host in REBOUND_HOSTS {
         for (method, path, body) in [
@@ -182,7 +177,9 @@ async fn the_identity_emulators_admin_and_mint_answer_only_a_loopback_host() {
 
 #[tokio::test]
 async fn the_key_vault_emulators_admin_answers_only_a_loopback_host() {
-    let fixture = keyvault_support::Fixture::start(&keyvault_support::standard_config()).await;
+    let fixture =
+        crate::support::keyvault::Fixture::start(&crate::support::keyvault::standard_config())
+            .await;
     let url = fixture.vault.url("/_emulator/requests");
     for host in REBOUND_HOSTS {
         let status = status_with_host(

@@ -1,8 +1,6 @@
 //! Helpers for the `emulators host` integration tests: a temporary app root, the fake handler's
 //! path, and a running emulator whose ready line, output and exit can be inspected.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -25,6 +23,15 @@ pub fn app_root(host_json: &Value, functions: &[(&str, Value)]) -> tempfile::Tem
         std::fs::write(folder.join("function.json"), function_json.to_string()).unwrap();
     }
     dir
+}
+
+/// An app root with one anonymous HTTP function, `EchoAnon`, and forwarding off: what most
+/// tests need from the fake handler.
+pub fn echo_app() -> tempfile::TempDir {
+    app_root(
+        &host_json(false),
+        &[("EchoAnon", http_function("anonymous", None, None))],
+    )
 }
 
 /// A host.json for a custom handler, with forwarding on or off.
@@ -224,6 +231,11 @@ impl Emulator {
         format!("{}{path}", self.base)
     }
 
+    /// `GET` of `path` on the emulator.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
     /// `GET /_emulator/invocations`.
     pub async fn invocations(&self) -> Vec<Value> {
         let response = self
@@ -314,6 +326,15 @@ impl Drop for Emulator {
             }
         }
     }
+}
+
+/// The port the fake handler was given, from the environment it echoes.
+pub fn handler_port(echoed: &Value) -> u16 {
+    echoed["env"]["FUNCTIONS_CUSTOMHANDLER_PORT"]
+        .as_str()
+        .expect("the echoed environment names the handler's port")
+        .parse()
+        .expect("a port number")
 }
 
 /// Reads a response body as JSON (panics with the text when it is not JSON).

@@ -1,10 +1,9 @@
 //! Fixtures for the identity emulator tests: a fixed configuration and a small client.
-#![allow(dead_code)] // each test crate uses a different subset
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::common::{Running, spawn_emulator, temp_json};
+use test_kit::emulator::{Running, spawn_emulator, temp_json};
+pub use test_kit::jwt::{decode_claims, decode_header};
 
 pub const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 pub const SYSTEM_CLIENT: &str = "11111111-1111-4111-8111-111111111111";
@@ -53,23 +52,6 @@ impl Answer {
     pub fn claims(&self) -> Value {
         decode_claims(self.json["access_token"].as_str().expect("access_token"))
     }
-}
-
-/// Decodes the payload of a compact JWT without verifying it.
-pub fn decode_claims(token: &str) -> Value {
-    decode_segment(token.split('.').nth(1).expect("payload segment"))
-}
-
-/// Decodes the header of a compact JWT.
-pub fn decode_header(token: &str) -> Value {
-    decode_segment(token.split('.').next().expect("header segment"))
-}
-
-fn decode_segment(segment: &str) -> Value {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(segment)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 /// A running identity emulator plus a client.
