@@ -16,15 +16,11 @@ fn blob_request(method: &str, container: &str, name: &str, body: Option<(&str, &
     payload
 }
 
-async fn start(stack: &Stack) -> RunningHandler {
-    RunningHandler::start_in_repo(&stack.handler_env()).await
-}
-
 #[tokio::test]
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn a_text_blob_round_trips_with_its_content_type_creating_the_container() {
     let stack = Stack::start(true);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     let write = blob_request(
         "PUT",
         "notes",
@@ -50,7 +46,7 @@ async fn a_text_blob_round_trips_with_its_content_type_creating_the_container() 
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn a_binary_blob_is_written_whole_from_base64_but_never_read_back_as_text() {
     let stack = Stack::start(true);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     let bytes: Vec<u8> = (0..=255u8).chain([0, 159, 146, 150]).collect();
     let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let write = blob_request(
@@ -109,7 +105,7 @@ async fn a_json_mode_body_the_host_read_as_text_is_refused_before_any_storage_ca
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn a_missing_blob_is_404_and_bad_names_are_400() {
     let stack = Stack::start(true);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     let (status, body) = http_output(
         &handler
             .invoke(
@@ -137,7 +133,7 @@ async fn a_missing_blob_is_404_and_bad_names_are_400() {
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn a_body_over_the_documented_limit_is_refused_with_413() {
     let stack = Stack::start(true);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     let too_big = vec![7u8; handler::clients::names::MAX_BLOB_BYTES + 1];
     let encoded = base64::engine::general_purpose::STANDARD.encode(&too_big);
     let write = blob_request(

@@ -5,28 +5,18 @@ use std::process::Command;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use test_kit::handler::{
-    JsonBody, RunningHandler, handler_binary, http_output, http_payload, timer_payload,
-};
+use test_kit::handler::{JsonBody, handler_binary, http_output, timer_payload, token_info};
 use test_kit::stack::{READER_CLIENT_ID, READER_OID, SYSTEM_OID, Stack};
-
-fn token_info(query: Value) -> Value {
-    let mut payload = http_payload("GET", "http://localhost:7071/api/token", json!({}), None);
-    payload["Data"]["req"]["Query"] = query;
-    payload
-}
-
-async fn start(stack: &Stack, extra: &[(&str, &str)]) -> RunningHandler {
-    let mut env = stack.handler_env();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    RunningHandler::start_in_repo(&env).await
-}
 
 #[tokio::test]
 async fn two_hundred_concurrent_cold_invocations_make_one_endpoint_request() {
     let stack = Stack::start(false);
     // Above the default in-flight cap (64), which would answer some of them 503.
-    let handler = Arc::new(start(&stack, &[("MAX_CONCURRENT_INVOCATIONS", "200")]).await);
+    let handler = Arc::new(
+        stack
+            .start_handler(&[("MAX_CONCURRENT_INVOCATIONS", "200")])
+            .await,
+    );
     let calls = (0..200).map(|_| {
         let handler = handler.clone();
         async move { handler.invoke("TokenInfo", &token_info(json!({}))).await }
@@ -47,7 +37,7 @@ async fn two_hundred_concurrent_cold_invocations_make_one_endpoint_request() {
 #[tokio::test]
 async fn a_scope_and_its_resource_share_one_cached_token_and_other_resources_get_their_own() {
     let stack = Stack::start(false);
-    let handler = start(&stack, &[]).await;
+    let handler = stack.start_handler(&[]).await;
     for resource in [
         "https://storage.azure.com",
         "https://storage.azure.com/.default",
@@ -67,7 +57,9 @@ async fn a_scope_and_its_resource_share_one_cached_token_and_other_resources_get
 #[tokio::test]
 async fn a_user_assigned_identity_can_be_the_default_or_named_per_call() {
     let stack = Stack::start(false);
-    let handler = start(&stack, &[("AZURE_CLIENT_ID", READER_CLIENT_ID)]).await;
+    let handler = stack
+        .start_handler(&[("AZURE_CLIENT_ID", READER_CLIENT_ID)])
+        .await;
     let (_, body) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
     assert_eq!(body["claims"]["oid"], READER_OID);
     assert_eq!(
@@ -77,11 +69,13 @@ async fn a_user_assigned_identity_can_be_the_default_or_named_per_call() {
     let system = Stack::start(false);
     let named = token_info(json!({"client_id": READER_CLIENT_ID}));
     // A call may name only the identities TOKEN_INFO_IDENTITIES lists.
-    let plain = start(&system, &[]).await;
+    let plain = system.start_handler(&[]).await;
     let (status, _) = http_output(&plain.invoke("TokenInfo", &named).await);
     assert_eq!(status, 403);
     assert_eq!(system.token_requests().await, 0);
-    let listed = start(&system, &[("TOKEN_INFO_IDENTITIES", READER_CLIENT_ID)]).await;
+    let listed = system
+        .start_handler(&[("TOKEN_INFO_IDENTITIES", READER_CLIENT_ID)])
+        .await;
     let (_, body) = http_output(&listed.invoke("TokenInfo", &named).await);
     assert_eq!(body["claims"]["oid"], READER_OID);
 }
@@ -92,7 +86,7 @@ async fn transient_failures_are_retried_and_the_token_still_arrives() {
     stack
         .fault(&stack.identity, json!([{"status": 500, "times": 2}]))
         .await;
-    let handler = start(&stack, &[]).await;
+    let handler = stack.start_handler(&[]).await;
     let (status, _) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
     assert_eq!(status, 200);
     assert_eq!(stack.token_requests().await, 3, "500, 500, then 200");
@@ -109,14 +103,12 @@ async fn transient_failures_are_retried_and_the_token_still_arrives() {
 #[tokio::test]
 async fn refusals_are_not_retried_and_answer_503_with_a_message_that_says_what_to_check() {
     let stack = Stack::start(false);
-    let handler = start(
-        &stack,
-        &[(
+    let handler = stack
+        .start_handler(&[(
             "TOKEN_INFO_IDENTITIES",
             "11111111-2222-4333-8444-555555555555",
-        )],
-    )
-    .await;
+        )])
+        .await;
     stack
         .fault(
             &stack.identity,
@@ -146,7 +138,7 @@ async fn a_malformed_answer_is_a_clear_error() {
     stack
         .fault(&stack.identity, json!({"malformed": true}))
         .await;
-    let handler = start(&stack, &[]).await;
+    let handler = stack.start_handler(&[]).await;
     let (status, body) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
     assert_eq!(status, 503);
     assert!(
@@ -168,7 +160,7 @@ async fn every_expires_on_form_the_platform_sends_is_read() {
                 json!({"expires_on_format": format, "lifetime_secs": 7200}),
             )
             .await;
-        let handler = start(&stack, &[]).await;
+        let handler = stack.start_handler(&[]).await;
         let (status, body) =
             http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
         assert_eq!(status, 200, "{format}: {body}");
@@ -188,11 +180,9 @@ async fn the_2019_endpoint_answering_unsupported_api_version_falls_back_to_2017_
             json!({"protocol": "appservice2019", "unsupported_api_version": true}),
         )
         .await;
-    let handler = start(
-        &stack,
-        &[("MSI_ENDPOINT", &endpoint), ("MSI_SECRET", &secret)],
-    )
-    .await;
+    let handler = stack
+        .start_handler(&[("MSI_ENDPOINT", &endpoint), ("MSI_SECRET", &secret)])
+        .await;
     let (status, body) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
     assert_eq!(status, 200, "{body}");
     let storage = token_info(json!({"resource": "https://storage.azure.com"}));
@@ -219,7 +209,7 @@ async fn the_2019_endpoint_answering_unsupported_api_version_falls_back_to_2017_
 #[tokio::test]
 async fn refresh_tokens_answers_a_host_shaped_timer_payload_with_each_tokens_life_in_logs() {
     let stack = Stack::start(false);
-    let handler = start(&stack, &[]).await;
+    let handler = stack.start_handler(&[]).await;
     let status = json!({"Last": "0001-01-01T00:00:00+00:00", "Next": "2024-10-24T17:45:00+00:00", "LastUpdated": "0001-01-01T00:00:00+00:00"});
     let envelope = handler
         .invoke("RefreshTokens", &timer_payload(status))
@@ -248,7 +238,7 @@ async fn refresh_tokens_answers_a_host_shaped_timer_payload_with_each_tokens_lif
 async fn no_token_or_identity_header_reaches_any_log_line_even_at_trace_level() {
     let stack = Stack::start(false);
     let secret = stack.identity.ready_str("header_secret");
-    let mut handler = start(&stack, &[("RUST_LOG", "trace")]).await;
+    let mut handler = stack.start_handler(&[("RUST_LOG", "trace")]).await;
     handler.invoke("TokenInfo", &token_info(json!({}))).await;
     stack
         .fault(

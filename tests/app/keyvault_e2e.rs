@@ -20,10 +20,6 @@ fn get_secret(name: &str, version: Option<&str>) -> Value {
     payload
 }
 
-async fn start(stack: &Stack) -> RunningHandler {
-    RunningHandler::start_in_repo(&stack.handler_env()).await
-}
-
 /// The handler with every stack setting but `setting`.
 async fn start_without(stack: &Stack, setting: &str) -> RunningHandler {
     let env: Vec<(String, String)> = stack
@@ -31,13 +27,6 @@ async fn start_without(stack: &Stack, setting: &str) -> RunningHandler {
         .into_iter()
         .filter(|(k, _)| k != setting)
         .collect();
-    RunningHandler::start_in_repo(&env).await
-}
-
-/// The handler with every stack setting plus `extra` (later entries win).
-async fn start_with(stack: &Stack, extra: &[(&str, &str)]) -> RunningHandler {
-    let mut env = stack.handler_env();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     RunningHandler::start_in_repo(&env).await
 }
 
@@ -73,7 +62,7 @@ fn message(body: &Value) -> &str {
 #[tokio::test]
 async fn an_allowed_secret_is_read_with_its_version_and_never_cached_by_the_client() {
     let stack = Stack::start(false);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     let envelope = handler
         .invoke("GetSecret", &get_secret("app-greeting", None))
         .await;
@@ -110,7 +99,7 @@ async fn an_allowed_secret_is_read_with_its_version_and_never_cached_by_the_clie
 #[tokio::test]
 async fn a_secret_outside_allowed_secrets_is_refused_before_any_call_to_key_vault() {
     let stack = Stack::start(false);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     let (status, body) = http_output(
         &handler
             .invoke("GetSecret", &get_secret("other-secret", None))
@@ -136,7 +125,7 @@ async fn with_allowed_secrets_unset_nothing_is_allowed_and_the_message_says_how_
 #[tokio::test]
 async fn a_secret_the_identity_has_no_role_for_is_403_naming_the_role() {
     let stack = Stack::start(false);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     let (status, body) = http_output(
         &handler
             .invoke("GetSecret", &get_secret("db-password", None))
@@ -150,7 +139,7 @@ async fn a_secret_the_identity_has_no_role_for_is_403_naming_the_role() {
 #[tokio::test]
 async fn a_missing_secret_is_404() {
     let stack = Stack::start(false);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     let (status, body) = http_output(
         &handler
             .invoke("GetSecret", &get_secret("app-missing", None))
@@ -163,7 +152,7 @@ async fn a_missing_secret_is_404() {
 #[tokio::test]
 async fn bad_names_and_versions_are_400_before_any_call() {
     let stack = Stack::start(false);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     let too_long = "a".repeat(128);
     for (name, version) in [
         ("bad_name", None),
@@ -184,7 +173,7 @@ async fn bad_names_and_versions_are_400_before_any_call() {
 #[tokio::test]
 async fn throttling_answers_503_with_retry_after() {
     let stack = Stack::start(false);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     stack
         .fault(&stack.keyvault, json!({"status": 429, "retry_after": "2"}))
         .await;
@@ -199,7 +188,7 @@ async fn throttling_answers_503_with_retry_after() {
 #[tokio::test]
 async fn concurrent_cold_reads_pay_the_challenge_once_then_one_request_per_read() {
     let stack = Stack::start(false);
-    let handler = Arc::new(start_with(&stack, NO_CACHE).await);
+    let handler = Arc::new(stack.start_handler(NO_CACHE).await);
     let reads = (0..50).map(|_| {
         let handler = handler.clone();
         async move {
@@ -228,7 +217,7 @@ async fn a_token_that_runs_short_during_the_run_is_refreshed_and_the_call_succee
     stack
         .fault(&stack.identity, json!({"lifetime_secs": 302}))
         .await;
-    let handler = start_with(&stack, NO_CACHE).await;
+    let handler = stack.start_handler(NO_CACHE).await;
     let (status, _) = http_output(
         &handler
             .invoke("GetSecret", &get_secret("app-greeting", None))
@@ -264,7 +253,7 @@ async fn a_missing_setting_fails_only_the_functions_that_need_it() {
 #[tokio::test]
 async fn concurrent_cold_misses_of_one_secret_make_one_vault_read() {
     let stack = Stack::start(false);
-    let handler = Arc::new(start(&stack).await);
+    let handler = Arc::new(stack.start_handler(&[]).await);
     let envelopes = concurrent_reads(&handler, "app-greeting", 50).await;
     for envelope in &envelopes {
         let (status, body) = http_output(envelope);
@@ -281,7 +270,7 @@ async fn concurrent_cold_misses_of_one_secret_make_one_vault_read() {
 #[tokio::test]
 async fn warm_reads_within_the_ttl_are_served_from_memory_with_an_age() {
     let stack = Stack::start(false);
-    let handler = Arc::new(start(&stack).await);
+    let handler = Arc::new(stack.start_handler(&[]).await);
     let first = handler
         .invoke("GetSecret", &get_secret("app-greeting", None))
         .await;
@@ -312,7 +301,7 @@ async fn warm_reads_within_the_ttl_are_served_from_memory_with_an_age() {
 #[tokio::test]
 async fn after_the_ttl_the_latest_version_is_read_again() {
     let stack = Stack::start(false);
-    let handler = start_with(&stack, &[("SECRET_CACHE_SECONDS", "1")]).await;
+    let handler = stack.start_handler(&[("SECRET_CACHE_SECONDS", "1")]).await;
     assert_eq!(read_greeting(&handler).await.0, 200);
     let (all, _) = stack.vault_requests().await;
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
@@ -327,7 +316,7 @@ async fn after_the_ttl_the_latest_version_is_read_again() {
 #[tokio::test]
 async fn a_version_pinned_read_is_cached_apart_from_the_latest() {
     let stack = Stack::start(false);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     let pinned = get_secret("app-greeting", Some(FIRST_VERSION));
     let (_, first) = http_output(&handler.invoke("GetSecret", &pinned).await);
     assert_eq!(first["value"], "first");
@@ -343,7 +332,7 @@ async fn a_version_pinned_read_is_cached_apart_from_the_latest() {
 #[tokio::test]
 async fn refusals_and_misses_are_never_cached() {
     let stack = Stack::start(false);
-    let handler = start(&stack).await;
+    let handler = stack.start_handler(&[]).await;
     for (name, status) in [("app-missing", 404), ("db-password", 403)] {
         let (before, _) = stack.vault_requests().await;
         for _ in 0..2 {
@@ -371,7 +360,7 @@ async fn refusals_and_misses_are_never_cached() {
 #[tokio::test]
 async fn zero_turns_the_cache_off() {
     let stack = Stack::start(false);
-    let handler = start_with(&stack, NO_CACHE).await;
+    let handler = stack.start_handler(NO_CACHE).await;
     for _ in 0..3 {
         let envelope = handler
             .invoke("GetSecret", &get_secret("app-greeting", None))
@@ -389,7 +378,9 @@ async fn zero_turns_the_cache_off() {
 #[tokio::test]
 async fn a_bad_cache_setting_fails_get_secret_naming_it() {
     let stack = Stack::start(false);
-    let handler = start_with(&stack, &[("SECRET_CACHE_SECONDS", "ten")]).await;
+    let handler = stack
+        .start_handler(&[("SECRET_CACHE_SECONDS", "ten")])
+        .await;
     let (status, body) = read_greeting(&handler).await;
     assert_eq!(status, 500);
     assert!(message(&body).contains("SECRET_CACHE_SECONDS"), "{body}");

@@ -157,6 +157,30 @@ async fn refuse(validator: &TokenValidator, token: &str) -> AuthError {
     error
 }
 
+/// Validates `token` from `n` tasks at once; every one must pass.
+async fn accept_concurrently(validator: &TokenValidator, token: &str, n: usize) {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (validator, token) = (validator.clone(), token.to_owned());
+            tokio::spawn(async move { validator.validate(Some(&format!("Bearer {token}"))).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+}
+
+/// A token of `key` is refused as unavailable because a key source is neither https nor
+/// loopback, and no key was fetched.
+async fn refused_as_not_loopback_without_a_fetch(validator: &TokenValidator, key: &TestKey) {
+    let error = refuse(validator, &key.sign(&claims())).await;
+    assert!(
+        matches!(&error, AuthError::Unavailable(reason) if reason.contains("loopback")),
+        "{error:?}"
+    );
+    assert_eq!(validator.jwks_fetches(), 0);
+}
+
 fn invalid(description: &str) -> AuthError {
     AuthError::Invalid(description.to_owned())
 }
@@ -514,15 +538,7 @@ async fn concurrent_requests_with_a_new_kid_share_one_fetch() {
     authority.publish(&[&old, &new]);
     authority.slow_down(Duration::from_millis(200));
     let token = new.sign(&claims());
-    let tasks: Vec<_> = (0..32)
-        .map(|_| {
-            let (validator, token) = (validator.clone(), token.clone());
-            tokio::spawn(async move { validator.validate(Some(&format!("Bearer {token}"))).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    accept_concurrently(&validator, &token, 32).await;
     assert_eq!(validator.jwks_fetches(), 2);
     assert_eq!(authority.jwks_hits(), 2);
 }
@@ -534,15 +550,7 @@ async fn concurrent_first_requests_share_one_discovery_and_one_jwks_fetch() {
     authority.slow_down(Duration::from_millis(200));
     let validator = authority.validator(None);
     let token = key.sign(&claims());
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let (validator, token) = (validator.clone(), token.clone());
-            tokio::spawn(async move { validator.validate(Some(&format!("Bearer {token}"))).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    accept_concurrently(&validator, &token, 16).await;
     assert_eq!(validator.jwks_fetches(), 1);
     assert_eq!(
         authority.server.requests().len(),
@@ -617,12 +625,7 @@ async fn a_plain_http_jwks_uri_elsewhere_than_loopback_is_not_fetched() {
         None,
         ValidatorOptions::default(),
     );
-    let error = refuse(&validator, &key.sign(&claims())).await;
-    assert!(
-        matches!(&error, AuthError::Unavailable(reason) if reason.contains("loopback")),
-        "{error:?}"
-    );
-    assert_eq!(validator.jwks_fetches(), 0);
+    refused_as_not_loopback_without_a_fetch(&validator, &key).await;
 }
 
 #[tokio::test]
@@ -633,12 +636,7 @@ async fn an_authority_that_is_not_https_or_loopback_is_never_fetched() {
         None,
         ValidatorOptions::default(),
     );
-    let error = refuse(&validator, &key.sign(&claims())).await;
-    assert!(
-        matches!(&error, AuthError::Unavailable(reason) if reason.contains("loopback")),
-        "{error:?}"
-    );
-    assert_eq!(validator.jwks_fetches(), 0);
+    refused_as_not_loopback_without_a_fetch(&validator, &key).await;
 }
 
 #[tokio::test]

@@ -85,6 +85,13 @@ pub fn http_payload(method: &str, url: &str, params: Value, body: Option<&str>) 
     json!({"Data": {"req": req}, "Metadata": {"sys": {"MethodName": "x", "UtcNow": "2024-10-24T17:42:07.5123456Z", "RandGuid": uuid_like()}}})
 }
 
+/// A host-shaped invocation of TokenInfo (`GET /api/token`) with `query`.
+pub fn token_info(query: Value) -> Value {
+    let mut payload = http_payload("GET", "http://localhost:7071/api/token", json!({}), None);
+    payload["Data"]["req"]["Query"] = query;
+    payload
+}
+
 /// A host-shaped timer payload, as the host sends it.
 pub fn timer_payload(status: Value) -> Value {
     json!({"Data": {"myTimer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": status, "IsPastDue": false}},

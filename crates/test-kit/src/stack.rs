@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::emulator::{Running, spawn_emulator, spawn_emulator_with_env, temp_json};
-use crate::handler::{JsonBody, free_port, handler_binary, repo_root};
+use crate::handler::{JsonBody, RunningHandler, free_port, handler_binary, repo_root};
 use crate::pki::{TestPki, https_client};
 
 /// The tenant of every test identity and of the test vault.
@@ -125,6 +125,14 @@ impl Stack {
             ));
         }
         env
+    }
+
+    /// The binary on the repository's function folders with [`Stack::handler_env`] plus `extra`
+    /// (later entries win).
+    pub async fn start_handler(&self, extra: &[(&str, &str)]) -> RunningHandler {
+        let mut env = self.handler_env();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        RunningHandler::start_in_repo(&env).await
     }
 
     /// The test CA's certificate.
