@@ -11,7 +11,7 @@ use handler::http::{HttpRequest, HttpResponse};
 use handler::registry::{Implemented, ImplementedTrigger, Mismatch, compare, load_declared};
 use serde_json::{Value, json};
 use test_kit::handler::{
-    AppRoot, JsonBody, http_function, http_payload, timer_function, timer_payload, uuid_like,
+    AppRoot, JsonBody, http_function, http_payload, post_invocation, timer_function, timer_payload,
     wait_ready,
 };
 use tokio::sync::oneshot;
@@ -655,15 +655,7 @@ impl TestApp {
 
     /// POSTs a JSON-mode invocation of `function` and returns the host envelope.
     pub async fn invoke(&self, function: &str, payload: &Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(format!("{}/{function}", self.base))
-            .header("Content-Type", "application/json; charset=utf-8")
-            .header("X-Azure-Functions-InvocationId", uuid_like())
-            .body(payload.to_string())
-            .send()
-            .await
-            .expect("invocation");
+        let response = post_invocation(&self.client, &self.base, function, payload).await;
         let status = response.status().as_u16();
         let body = response.bytes().await.expect("body");
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))

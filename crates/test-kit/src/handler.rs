@@ -71,6 +71,24 @@ pub fn timer_function(schedule: &str) -> Value {
     json!({"bindings": [{"type": "timerTrigger", "direction": "in", "name": "myTimer", "schedule": schedule}]})
 }
 
+/// POSTs a JSON-mode invocation of `function` to `base` as the host does: JSON content type and
+/// a fresh invocation id.
+pub async fn post_invocation(
+    client: &reqwest::Client,
+    base: &str,
+    function: &str,
+    payload: &Value,
+) -> reqwest::Response {
+    client
+        .post(format!("{base}/{function}"))
+        .header("Content-Type", "application/json; charset=utf-8")
+        .header("X-Azure-Functions-InvocationId", uuid_like())
+        .body(payload.to_string())
+        .send()
+        .await
+        .expect("invocation")
+}
+
 /// A host-shaped JSON-mode payload for an HTTP trigger named `req`, as the host sends it.
 pub fn http_payload(method: &str, url: &str, params: Value, body: Option<&str>) -> Value {
     let mut req = json!({
@@ -225,14 +243,8 @@ impl RunningHandler {
 
     /// POSTs a JSON-mode invocation, as the host does, and returns the envelope.
     pub async fn invoke(&self, function: &str, payload: &Value) -> Value {
-        let response = reqwest::Client::new()
-            .post(format!("{}/{function}", self.base))
-            .header("Content-Type", "application/json; charset=utf-8")
-            .header("X-Azure-Functions-InvocationId", uuid_like())
-            .body(payload.to_string())
-            .send()
-            .await
-            .expect("invocation");
+        let response =
+            post_invocation(&reqwest::Client::new(), &self.base, function, payload).await;
         assert_eq!(
             response.status(),
             200,

@@ -719,27 +719,20 @@ async fn admin_invoke_runs_a_timer_by_hand() {
         }
         request.send()
     };
-    assert_eq!(
-        post("/admin/functions/Manual", None)
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        post("/admin/functions/Manual", Some(emulator.function_key()))
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        post("/admin/functions/Nope", Some(emulator.master_key()))
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    let refusals = [
+        ("/admin/functions/Manual", None, 401),
+        (
+            "/admin/functions/Manual",
+            Some(emulator.function_key()),
+            401,
+        ),
+        ("/admin/functions/Nope", Some(emulator.master_key()), 404),
+    ];
+    for (path, key, status) in refusals {
+        let with_key = key.is_some();
+        let answer = post(path, key).await.unwrap().status();
+        assert_eq!(answer, status, "{path} (with a key: {with_key})");
+    }
     assert!(
         emulator.invocations().await.is_empty(),
         "rejected admin calls invoked something"
