@@ -1,10 +1,10 @@
 //! The Functions host's wire format for custom handlers, and nothing else.
 //!
-//! Written from `custom-handler-contract.md` (the host's own source and tests), which differs from
-//! the public docs where it matters: scalars in `Data` and `Metadata` arrive JSON-encoded twice,
-//! `Query` and `Identities` were strings before 2020, and timer timestamps vary in format. Decoding
-//! here is lenient so that no shape the host has ever sent fails an invocation. This module imports
-//! nothing else of ours.
+//! Written to the host's own source (docs/host-contract.md, 'The JSON-mode request'), which differs
+//! from the public docs where it matters: scalars in `Data` and `Metadata` arrive JSON-encoded
+//! twice, `Query` and `Identities` were strings before 2020, and timer timestamps vary in format.
+//! Decoding here is lenient so that no shape the host has ever sent fails an invocation. This
+//! module imports nothing else of ours.
 
 mod decode;
 mod raw;
