@@ -138,7 +138,8 @@ impl TestApp {
     }
 }
 
-/// A host-shaped JSON-mode payload for an HTTP trigger named `req` (contract spec §2.4).
+/// A host-shaped JSON-mode payload for an HTTP trigger named `req`
+/// (docs/host-contract.md, 'The HTTP trigger in Data').
 pub fn http_payload(method: &str, url: &str, params: Value, body: Option<&str>) -> Value {
     let mut req = json!({
         "Url": url, "Method": method, "Query": {},
@@ -152,7 +153,7 @@ pub fn http_payload(method: &str, url: &str, params: Value, body: Option<&str>) 
     json!({"Data": {"req": req}, "Metadata": {"sys": {"MethodName": "x", "UtcNow": "2024-10-24T17:42:07.5123456Z", "RandGuid": uuid_like()}}})
 }
 
-/// A host-shaped timer payload (contract spec §2.5).
+/// A host-shaped timer payload (docs/host-contract.md, 'Timer input').
 pub fn timer_payload(status: Value) -> Value {
     json!({"Data": {"myTimer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": status, "IsPastDue": false}},
            "Metadata": {"sys": {"MethodName": "Tick", "UtcNow": "2024-10-24T17:45:00.0211583Z", "RandGuid": uuid_like()}}})
@@ -185,7 +186,8 @@ pub struct RunningHandler {
 }
 
 impl RunningHandler {
-    /// Starts the binary with only the host's variables (spec §1.3) plus `extra`, and waits for `GET /`.
+    /// Starts the binary with only the host's variables plus `extra`, and waits for `GET /`
+    /// (docs/host-contract.md, 'The worker's environment' and 'Readiness: `GET /`').
     pub async fn start(app_root: &Path, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut command = Command::new(handler_binary());
