@@ -1,4 +1,4 @@
-//! The timer trigger's `TimerInfo` input (docs/host-contract.md, 'Timer input').
+//! The timer trigger's `TimerInfo` input (the repository's docs/host-contract.md, 'Timer input').
 
 use serde_json::{Map, Value};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
