@@ -18,9 +18,9 @@ use crate::clients::secret_cache::SecretCache;
 use crate::config::{AppSettings, ServerConfig};
 use crate::error::FunctionError;
 use crate::functions::token_info::TokenInfoPolicy;
-use crate::identity::ManagedIdentity;
 use custom_handler::dispatch::Runtime;
 use custom_handler::registry::{self, Implemented, Registry};
+use managed_identity::ManagedIdentity;
 
 /// The state every function receives: the identity and the clients, each built once at
 /// start-up and shared. A piece whose setting is missing or bad is kept as the reason, so only
@@ -76,7 +76,9 @@ impl App {
     pub fn new(settings: AppSettings) -> Self {
         let identity = settings
             .identity
-            .and_then(ManagedIdentity::new)
+            .and_then(|config| {
+                ManagedIdentity::with_tls_config(config, crate::clients::tls::client_config())
+            })
             .map_err(|e| Unconfigured::Identity(e.to_string()));
         let http = AzureHttp::new(HttpSettings::default()).map_err(|e| Unconfigured::Setting {
             setting: "SSL_CERT_FILE",

@@ -356,7 +356,7 @@ pub struct AppSettings {
     /// DOWNSTREAM_API_SCOPE: the Application ID URI CallApi gets tokens for.
     pub downstream_api_scope: Option<String>,
     /// The managed-identity settings, detected and validated by the identity module.
-    pub identity: Result<crate::identity::IdentityConfig, crate::identity::IdentityConfigError>,
+    pub identity: Result<managed_identity::IdentityConfig, managed_identity::IdentityConfigError>,
     /// AUTH_AUTHORITY, AUTH_AUDIENCE, AUTH_REQUIRED_ROLE, validated by the auth module (Whoami).
     pub auth: Result<crate::auth::AuthConfig, crate::auth::AuthConfigError>,
 }
@@ -399,7 +399,7 @@ impl AppSettings {
             token_info_identities: get("TOKEN_INFO_IDENTITIES"),
             downstream_api_url: get("DOWNSTREAM_API_URL"),
             downstream_api_scope: get("DOWNSTREAM_API_SCOPE"),
-            identity: crate::identity::IdentityConfig::from_lookup(&lookup),
+            identity: managed_identity::IdentityConfig::from_lookup(&lookup),
             auth: crate::auth::AuthConfig::from_lookup(&lookup),
         }
     }

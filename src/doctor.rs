@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use crate::app::App;
+use crate::clients::CallError;
 use crate::clients::blob::StorageError;
 use crate::clients::keyvault::KeyVaultError;
 use crate::config::{AppSettings, ServerConfig};
@@ -485,13 +486,13 @@ async fn keyvault_check(
                     .unwrap_or_default()
             ),
         ),
-        Err(KeyVaultError::NotFound { .. }) => Finding::problem(
+        Err(KeyVaultError::Call(CallError::NotFound { .. })) => Finding::problem(
             Status::Warn,
             check,
             format!("{url} answered and let the identity in, but has no secret '{name}'"),
             "create it, or pass --secret with a secret that exists",
         ),
-        Err(error @ KeyVaultError::Forbidden { .. }) => Finding::problem(
+        Err(error @ KeyVaultError::Call(CallError::Forbidden { .. })) => Finding::problem(
             Status::Fail,
             check,
             format!("{url}: {error}"),
@@ -550,7 +551,7 @@ async fn storage_check(
         .await
     {
         let fix = match error {
-            StorageError::Forbidden { .. } => format!(
+            StorageError::Call(CallError::Forbidden { .. }) => format!(
                 "grant the identity on the identity line \"Storage Blob Data Contributor\" on the data storage account (the one STORAGE_BLOB_URL names); {PROPAGATION}"
             ),
             StorageError::InvalidInput(_) => "use a valid container name".to_owned(),

@@ -6,7 +6,10 @@
 //! for the local emulators, the identity endpoint or the app's own API. Clients that carry
 //! tokens therefore use [`proxy_unless_loopback`]: the environment's proxy rules exactly as
 //! reqwest reads them (the same matcher), except that loopback is always reached directly.
-//! The identity endpoint's client uses no proxy at all (`src/identity/transport.rs`).
+//! The identity endpoint's client uses no proxy at all (`crates/managed-identity/src/transport.rs`).
+//!
+//! Every body such a client reads goes through [`read_capped`], so no answer can make the
+//! handler hold more than the caller's limit in memory.
 
 use std::net::IpAddr;
 
@@ -32,7 +35,14 @@ fn proxy_with(matcher: Matcher) -> reqwest::Proxy {
     })
 }
 
-/// Whether `url` names this machine.
+/// Whether `url` names this machine: 127.0.0.0/8, `::1`, an IPv4-mapped 127.0.0.0/8
+/// (`::ffff:127.0.0.1`), `localhost` or a name under it (`api.localhost`: such names are
+/// reserved for loopback, <https://www.rfc-editor.org/rfc/rfc6761#section-6.3>), in any case
+/// and with or without the root's trailing dot.
+///
+/// The one rule for every caller: the proxy bypass here, plain http allowed only towards
+/// loopback (`AUTH_AUTHORITY`, `DOWNSTREAM_API_URL`), and Key Vault's challenge-resource check
+/// skipped only for a loopback vault (the local emulator).
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -45,6 +55,38 @@ pub fn is_loopback(url: &Url) -> bool {
         }
         None => false,
     }
+}
+
+/// Why [`read_capped`] returned no body.
+#[derive(Debug)]
+pub enum CappedBodyError {
+    /// The body is larger than the limit: its Content-Length says so, or more arrived.
+    TooLarge,
+    /// The body could not be read to its end (connection lost, timed out).
+    Read(reqwest::Error),
+}
+
+/// Reads a response's body, refusing one larger than `limit` bytes: at once when its
+/// Content-Length is over the limit, else as soon as what has arrived passes it, so a large or
+/// endless body never costs more than `limit` bytes of memory.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, CappedBodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(CappedBodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(CappedBodyError::Read)? {
+        if body.len() + chunk.len() > limit {
+            return Err(CappedBodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The proxy URL of an intercept, with its credentials put back in the URL (reqwest reads them
@@ -79,29 +121,126 @@ fn proxy_url(intercept: &Intercept) -> Option<Url> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    /// Asserts `is_loopback` of each URL in `yes` and not of each in `no`.
+    fn assert_loopback(yes: &[&str], no: &[&str]) {
+        for url in yes {
+            assert!(is_loopback(&Url::parse(url).unwrap()), "{url}");
+        }
+        for url in no {
+            assert!(!is_loopback(&Url::parse(url).unwrap()), "{url}");
+        }
+    }
 
     #[test]
     fn loopback_names_and_addresses() {
-        for yes in [
-            "http://127.0.0.1:8080/",
-            "https://127.9.9.9/",
-            "http://[::1]:80/",
-            "http://[::ffff:127.0.0.1]/",
-            "http://localhost/",
-            "http://LOCALHOST./",
-            "http://api.localhost:7071/",
-        ] {
-            assert!(is_loopback(&Url::parse(yes).unwrap()), "{yes}");
+        assert_loopback(
+            &[
+                "http://127.0.0.1:8080/",
+                "https://127.9.9.9/",
+                "http://[::1]:80/",
+                "http://[::ffff:127.0.0.1]/",
+                "http://localhost/",
+                "http://LOCALHOST./",
+                "http://api.localhost:7071/",
+            ],
+            &[
+                "https://vault.azure.net/",
+                "http://169.254.169.254/",
+                "http://10.0.0.1/",
+                "http://localhost.evil.com/",
+                "http://[::2]/",
+            ],
+        );
+    }
+
+    #[test]
+    fn only_loopback_hosts_count_as_loopback() {
+        assert_loopback(
+            &[
+                "https://127.0.0.1:8443/",
+                "https://127.1.2.3/",
+                "https://[::1]:8443/",
+                "https://localhost:8443/",
+                "https://LOCALHOST/",
+            ],
+            &[
+                "https://myvault.vault.azure.net/",
+                "https://128.0.0.1/",
+                "https://10.0.0.1/",
+                "https://localhost.evil.example/",
+                "https://[::2]/",
+            ],
+        );
+    }
+
+    /// Each of these names this machine too, for every caller (proxy bypass, plain http,
+    /// challenge-resource check).
+    #[test]
+    fn trailing_dots_names_under_localhost_and_mapped_addresses_are_loopback() {
+        assert_loopback(
+            &[
+                "http://localhost./",
+                "https://Api.LocalHost./",
+                "http://[::ffff:127.0.0.1]:8080/",
+                "http://[::ffff:127.255.0.9]/",
+            ],
+            &[
+                "http://[::ffff:10.0.0.1]/",
+                "http://[::ffff:128.0.0.1]/",
+                "http://localhost.evil.example./",
+                "http://notlocalhost/",
+                "file:///etc/hosts",
+            ],
+        );
+    }
+
+    fn response(body: impl Into<reqwest::Body>) -> reqwest::Response {
+        reqwest::Response::from(::http::Response::new(body))
+    }
+
+    /// A response whose body arrives in `chunks` with no length known up front (as a chunked
+    /// answer does), then fails if `fail_at_end`.
+    fn chunked(chunks: &[&'static [u8]], fail_at_end: bool) -> reqwest::Response {
+        let mut frames: Vec<Result<Frame<Bytes>, std::io::Error>> = chunks
+            .iter()
+            .map(|chunk| Ok(Frame::data(Bytes::from_static(chunk))))
+            .collect();
+        if fail_at_end {
+            frames.push(Err(std::io::ErrorKind::ConnectionReset.into()));
         }
-        for no in [
-            "https://vault.azure.net/",
-            "http://169.254.169.254/",
-            "http://10.0.0.1/",
-            "http://localhost.evil.com/",
-            "http://[::2]/",
-        ] {
-            assert!(!is_loopback(&Url::parse(no).unwrap()), "{no}");
-        }
+        response(reqwest::Body::wrap(StreamBody::new(futures::stream::iter(
+            frames,
+        ))))
+    }
+
+    #[tokio::test]
+    async fn bodies_up_to_the_limit_are_read_whole() {
+        let whole = read_capped(response("12345"), 5).await.unwrap();
+        assert_eq!(whole, b"12345");
+        let arrived = read_capped(chunked(&[b"12", b"", b"345"], false), 5).await;
+        assert_eq!(arrived.unwrap(), b"12345");
+        assert!(read_capped(response(""), 0).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_by_its_length_or_as_it_arrives() {
+        let announced = read_capped(response("123456"), 5).await;
+        assert!(matches!(announced, Err(CappedBodyError::TooLarge)));
+        let arriving = read_capped(chunked(&[b"123", b"456"], true), 5).await;
+        assert!(
+            matches!(arriving, Err(CappedBodyError::TooLarge)),
+            "refused before the end, so the failure after it is never reached"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_a_read_error() {
+        let cut = read_capped(chunked(&[b"12"], true), 5).await;
+        assert!(matches!(cut, Err(CappedBodyError::Read(_))), "{cut:?}");
     }
 
     #[test]

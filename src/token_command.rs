@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::config::AppSettings;
 use crate::functions::token_info::TokenReport;
-use crate::identity::{ManagedIdentity, UserAssignedId};
+use managed_identity::{ManagedIdentity, UserAssignedId};
 
 /// The command's usage line.
 pub const USAGE: &str = "handler token <resource-or-scope> [--client-id ID | --object-id ID | --resource-id ID] [--show-token]";
@@ -72,7 +72,8 @@ struct Printed<'a> {
 /// Runs the command; the JSON on success, the typed error's message on failure.
 pub async fn run(command: &TokenCommand, settings: AppSettings) -> Result<String, String> {
     let config = settings.identity.map_err(|e| e.to_string())?;
-    let identity = ManagedIdentity::new(config).map_err(|e| e.to_string())?;
+    let identity = ManagedIdentity::with_tls_config(config, crate::clients::tls::client_config())
+        .map_err(|e| e.to_string())?;
     let token = identity
         .get_token(&command.resource, command.identity.as_ref())
         .await

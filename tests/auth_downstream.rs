@@ -3,12 +3,14 @@
 
 mod auth_support;
 
+use custom_handler::Failure;
 use std::time::Duration;
 
 use auth_support::{Reply, TestServer, captured_logs};
 use handler::clients::downstream::{
     DownstreamApi, DownstreamError, DownstreamOptions, MAX_RESPONSE_BYTES,
 };
+use handler::error::FunctionError;
 use url::Url;
 
 const TOKEN: &str = "eyJ0eXAiOiJKV1QifQ.eyJhdWQiOiJhcGk6Ly94In0.c2lnbmF0dXJlLXNlY3JldA";
@@ -121,7 +123,7 @@ async fn a_body_over_the_default_limit_is_refused() {
             limit: MAX_RESPONSE_BYTES
         }
     );
-    assert_eq!(error.status(), 502);
+    assert_eq!(FunctionError::from(error.clone()).status(), 502);
 }
 
 #[tokio::test]
@@ -173,7 +175,7 @@ async fn a_slow_api_times_out_with_504() {
         matches!(error, DownstreamError::Timeout { .. }),
         "{error:?}"
     );
-    assert_eq!(error.status(), 504);
+    assert_eq!(FunctionError::from(error.clone()).status(), 504);
     assert_no_token(&error);
 }
 
@@ -192,7 +194,7 @@ async fn an_unreachable_api_is_502_without_the_token() {
         matches!(error, DownstreamError::Unreachable { .. }),
         "{error:?}"
     );
-    assert_eq!(error.status(), 502);
+    assert_eq!(FunctionError::from(error.clone()).status(), 502);
     assert_no_token(&error);
 }
 

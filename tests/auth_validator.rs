@@ -3,6 +3,7 @@
 
 mod auth_support;
 
+use custom_handler::Failure;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use auth_support::{Reply, TestKey, TestServer, b64, captured_logs, jwks, now};
 use handler::auth::{
     AuthConfig, AuthError, Caller, TokenValidator, ValidatorOptions, default_http_client,
 };
+use handler::error::FunctionError;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use url::Url;
@@ -238,7 +240,7 @@ async fn other_issuers_are_refused() {
             invalid("the token's issuer is not accepted"),
             "{issuer}"
         );
-        assert_eq!(error.status(), 401);
+        assert_eq!(FunctionError::from(error.clone()).status(), 401);
     }
 }
 
@@ -366,7 +368,7 @@ async fn alg_none_and_hs256_are_refused_before_any_key_is_fetched() {
     let hs256 = jsonwebtoken::encode(&hs_header, &claims(), &hs_secret).unwrap();
     let error = refuse(&validator, &hs256).await;
     assert_eq!(error, invalid("the token's algorithm is not allowed"));
-    assert_eq!(error.status(), 401);
+    assert_eq!(FunctionError::from(error.clone()).status(), 401);
 
     assert_eq!(
         validator.jwks_fetches(),
@@ -415,7 +417,7 @@ async fn a_required_role_must_be_held() {
                 role: "Api.Read".into()
             }
         );
-        assert_eq!(error.status(), 403);
+        assert_eq!(FunctionError::from(error.clone()).status(), 403);
     }
 }
 
@@ -434,7 +436,7 @@ async fn a_missing_header_or_another_scheme_is_401_with_a_challenge() {
     ] {
         let error = validator.validate(header.as_deref()).await.unwrap_err();
         assert_eq!(error, AuthError::MissingToken, "{header:?}");
-        assert_eq!(error.status(), 401);
+        assert_eq!(FunctionError::from(error.clone()).status(), 401);
         assert_eq!(
             error.www_authenticate().as_deref(),
             Some("Bearer error=\"invalid_token\", error_description=\"no bearer token\"")
@@ -591,7 +593,7 @@ async fn an_unreachable_authority_is_503_without_a_challenge() {
     );
     let error = refuse(&validator, &key.sign(&claims())).await;
     assert!(matches!(error, AuthError::Unavailable(_)), "{error:?}");
-    assert_eq!(error.status(), 503);
+    assert_eq!(FunctionError::from(error.clone()).status(), 503);
     assert_eq!(error.www_authenticate(), None);
 }
 
@@ -726,7 +728,7 @@ async fn only_access_tokens_are_accepted_never_id_tokens() {
     for (case, claims) in cases {
         let error = refuse(&validator, &key.sign(&claims)).await;
         assert!(matches!(error, AuthError::Invalid(_)), "{case}: {error:?}");
-        assert_eq!(error.status(), 401, "{case}");
+        assert_eq!(FunctionError::from(error.clone()).status(), 401, "{case}");
     }
     // The same shapes with what an access token carries are accepted.
     for (case, claims) in [

@@ -16,6 +16,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use clients_support::tls::TestPki;
 use handler::clients::{
+    CallError,
     blob::{BlobOperation, BlobStore, StorageError},
     http::{AzureHttp, HttpSettings},
 };
@@ -199,12 +200,14 @@ async fn exercise(account_url: String) {
 
     let err = store.get_blob("texts", "missing.txt").await.unwrap_err();
     assert!(
-        matches!(&err, StorageError::NotFound { what } if what.contains("missing.txt")),
+        matches!(&err, StorageError::Call(CallError::NotFound { target, .. }) if target.blob == "missing.txt")
+            && err.to_string().contains("missing.txt"),
         "{err:?}"
     );
     let err = store.get_blob("nocontainer", "x").await.unwrap_err();
     assert!(
-        matches!(&err, StorageError::NotFound { what } if what == "container 'nocontainer'"),
+        matches!(&err, StorageError::Call(CallError::NotFound { .. }))
+            && err.to_string() == "container 'nocontainer' was not found",
         "{err:?}"
     );
 
@@ -217,7 +220,7 @@ async fn exercise(account_url: String) {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, StorageError::Forbidden { operation: BlobOperation::Write, code } if code == "AuthenticationFailed"),
+        matches!(&err, StorageError::Call(CallError::Forbidden { target, code }) if target.operation == BlobOperation::Write && code == "AuthenticationFailed"),
         "{err:?}"
     );
 }

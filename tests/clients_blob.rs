@@ -6,6 +6,7 @@ mod clients_support;
 use bytes::Bytes;
 use clients_support::{Action, FakeCredential, FakeService, Recorded, Reply, TOKEN};
 use handler::clients::{
+    CallError,
     blob::{
         BEARER_MIN_API_VERSION, BLOB_API_VERSION, BLOB_READER_ROLE, BLOB_WRITER_ROLE,
         BlobOperation, BlobStore, StorageError,
@@ -312,7 +313,8 @@ async fn missing_blob_and_container_are_not_found() {
     let f = fixture();
     let err = f.store.get_blob("nothing", "a.txt").await.unwrap_err();
     assert!(
-        matches!(&err, StorageError::NotFound { what } if what == "container 'nothing'"),
+        matches!(&err, StorageError::Call(CallError::NotFound { .. }))
+            && err.to_string() == "container 'nothing' was not found",
         "{err:?}"
     );
     f.store
@@ -321,7 +323,8 @@ async fn missing_blob_and_container_are_not_found() {
         .unwrap();
     let err = f.store.get_blob("data", "b.txt").await.unwrap_err();
     assert!(
-        matches!(&err, StorageError::NotFound { what } if what == "blob 'b.txt' in container 'data'"),
+        matches!(&err, StorageError::Call(CallError::NotFound { .. }))
+            && err.to_string() == "blob 'b.txt' in container 'data' was not found",
         "{err:?}"
     );
 }
@@ -335,16 +338,13 @@ async fn forbidden_names_the_role_for_reads_and_writes() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, StorageError::Forbidden { operation: BlobOperation::Write, code } if code == "AuthorizationPermissionMismatch")
+        matches!(&err, StorageError::Call(CallError::Forbidden { target, code }) if target.operation == BlobOperation::Write && code == "AuthorizationPermissionMismatch")
     );
     assert!(err.to_string().contains(BLOB_WRITER_ROLE));
     let err = f.store.get_blob("forbidden", "a").await.unwrap_err();
     assert!(matches!(
         &err,
-        StorageError::Forbidden {
-            operation: BlobOperation::Read,
-            ..
-        }
+        StorageError::Call(CallError::Forbidden { target, .. }) if target.operation == BlobOperation::Read
     ));
     assert!(err.to_string().contains(BLOB_READER_ROLE));
 }
@@ -354,12 +354,12 @@ async fn throttling_carries_retry_after() {
     let f = fixture();
     let err = f.store.get_blob("throttled", "a").await.unwrap_err();
     assert!(
-        matches!(err, StorageError::Throttled { retry_after: Some(d) } if d == Duration::from_secs(5))
+        matches!(err, StorageError::Call(CallError::Throttled { retry_after: Some(d) }) if d == Duration::from_secs(5))
     );
     assert_eq!(f.fake.count(), 1, "429 is not retried");
     let err = f.store.get_blob("busy", "a").await.unwrap_err();
     assert!(
-        matches!(err, StorageError::Throttled { retry_after: Some(d) } if d == Duration::from_secs(2))
+        matches!(err, StorageError::Call(CallError::Throttled { retry_after: Some(d) }) if d == Duration::from_secs(2))
     );
 }
 

@@ -6,6 +6,7 @@ mod clients_support;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use clients_support::{Action, FakeCredential, FakeService, Recorded, Reply, TOKEN};
 use handler::clients::{
+    CallError,
     http::HttpSettings,
     keyvault::{KeyVault, KeyVaultError, SECRETS_READER_ROLE},
 };
@@ -160,7 +161,7 @@ async fn credential_failure_is_reported_and_the_next_call_needs_no_new_probe() {
     let kv = vault(&fake, &credential);
 
     let err = kv.get_secret("db", None).await.unwrap_err();
-    let KeyVaultError::Credential { message } = &err else {
+    let KeyVaultError::Call(CallError::Credential { message }) = &err else {
         panic!("expected a credential error, got {err:?}");
     };
     assert!(message.contains("managed identity endpoint unavailable"));
@@ -187,7 +188,7 @@ async fn forbidden_names_the_role() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, KeyVaultError::Forbidden { name, code } if name == "forbidden" && code == "Forbidden")
+        matches!(&err, KeyVaultError::Call(CallError::Forbidden { target, code }) if target.name == "forbidden" && code == "Forbidden")
     );
     assert!(err.to_string().contains(SECRETS_READER_ROLE));
 }
@@ -199,7 +200,11 @@ async fn missing_secret_is_not_found() {
         .get_secret("missing", None)
         .await
         .unwrap_err();
-    assert!(matches!(&err, KeyVaultError::NotFound { name, version: None } if name == "missing"));
+    assert!(matches!(
+        &err,
+        KeyVaultError::Call(CallError::NotFound { target, .. })
+            if target.name == "missing" && target.version.is_none()
+    ));
 }
 
 #[tokio::test]
@@ -211,7 +216,7 @@ async fn throttling_returns_retry_after_without_retrying() {
     let err = kv.get_secret("throttled", None).await.unwrap_err();
     assert!(matches!(
         err,
-        KeyVaultError::Throttled { retry_after: Some(d) } if d == Duration::from_secs(7)
+        KeyVaultError::Call(CallError::Throttled { retry_after: Some(d) }) if d == Duration::from_secs(7)
     ));
     assert_eq!(fake.count(), 1);
 }
@@ -223,7 +228,7 @@ async fn server_errors_are_retried_then_reported_without_the_body() {
     kv.get_secret("warm-up", None).await.unwrap();
     fake.clear();
     let err = kv.get_secret("broken", None).await.unwrap_err();
-    let KeyVaultError::Upstream(detail) = &err else {
+    let KeyVaultError::Call(CallError::Upstream(detail)) = &err else {
         panic!("expected an upstream error, got {err:?}");
     };
     assert_eq!(detail.status, Some(500));
@@ -271,7 +276,7 @@ async fn challenge_for_another_domain_is_refused_before_any_token_is_fetched() {
     assert!(kv.verifies_challenge_resource());
     let err = kv.get_secret("db", None).await.unwrap_err();
     assert!(
-        matches!(&err, KeyVaultError::Upstream(d) if d.status.is_none()),
+        matches!(&err, KeyVaultError::Call(CallError::Upstream(d)) if d.status.is_none()),
         "{err:?}"
     );
     assert!(
@@ -333,5 +338,8 @@ async fn a_call_that_never_answers_times_out() {
     let fake = FakeService::new(vault_script);
     let kv = vault(&fake, &FakeCredential::new());
     let err = kv.get_secret("hang", None).await.unwrap_err();
-    assert!(matches!(err, KeyVaultError::Timeout), "{err:?}");
+    assert!(
+        matches!(err, KeyVaultError::Call(CallError::Timeout)),
+        "{err:?}"
+    );
 }

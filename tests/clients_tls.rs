@@ -18,7 +18,7 @@ use handler::clients::{
     keyvault::KeyVault,
     tls::TrustRoots,
 };
-use handler::error_chain::error_chain;
+use managed_identity::error_chain::error_chain;
 use std::sync::{
     Arc,
     atomic::{AtomicUsize, Ordering},

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use handler::identity::{
+use managed_identity::{
     IDENTITY_ENDPOINT, IDENTITY_HEADER, IdentityConfig, ManagedIdentity, RetryPolicy, Timing,
     UserAssignedId,
 };
@@ -230,7 +230,7 @@ async fn no_token_or_header_secret_in_logs_or_errors() {
 
     let lines = LINES.lock().unwrap().clone();
     assert!(
-        lines.iter().any(|l| l.contains("handler::identity")),
+        lines.iter().any(|l| l.contains("managed_identity")),
         "the capture saw no identity log lines, so it proves nothing: {lines:?}"
     );
     for line in &lines {

@@ -3,6 +3,8 @@
 
 use url::Url;
 
+use crate::net::is_loopback;
+
 /// The setting naming the authority, e.g. `https://login.microsoftonline.com/<tenant>/v2.0`.
 pub const AUTHORITY_SETTING: &str = "AUTH_AUTHORITY";
 /// The setting listing the accepted audiences (comma-separated App ID URIs and/or client ids).
@@ -138,16 +140,6 @@ pub(crate) fn check_transport(url: &Url) -> Result<(), String> {
     }
 }
 
-/// Whether the URL's host is 127.0.0.0/8, ::1 or localhost.
-pub(crate) fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(address)) => address.is_loopback(),
-        Some(url::Host::Ipv6(address)) => address.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
 fn first_path_segment(url: &Url) -> Option<&str> {
     url.path_segments()?
         .next()
@@ -255,6 +247,9 @@ mod tests {
             "http://127.8.9.10/t/v2.0",
             "http://[::1]:99/t/v2.0",
             "http://localhost:5000/t/v2.0",
+            "http://localhost./t/v2.0",
+            "http://login.localhost/t/v2.0",
+            "http://[::ffff:127.0.0.1]:99/t/v2.0",
         ] {
             let config = AuthConfig::from_lookup(lookup(&[
                 (AUTHORITY_SETTING, value),

@@ -1,4 +1,5 @@
-//! Why a request's bearer token was refused, with the HTTP status and challenge to answer with.
+//! Why a request's bearer token was refused, with the challenge to answer with (its status is
+//! mapped in `src/error.rs`).
 //!
 //! Every message is a short fixed description (or a role name from the settings): none ever
 //! quotes the token or any part of it.
@@ -24,16 +25,6 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// The HTTP status to answer with: 401 for a missing or invalid token, 403 for a missing
-    /// role, 503 when the signing keys could not be fetched.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::MissingToken | Self::Invalid(_) => 401,
-            Self::MissingRole { .. } => 403,
-            Self::Unavailable(_) => 503,
-        }
-    }
-
     /// The `WWW-Authenticate` value (RFC 6750 §3): `error="invalid_token"` with a description for
     /// a missing or invalid token, `error="insufficient_scope"` for a missing role, none for 503.
     pub fn www_authenticate(&self) -> Option<String> {
@@ -69,15 +60,6 @@ fn quoted_string_content(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn each_error_has_its_status() {
-        assert_eq!(AuthError::MissingToken.status(), 401);
-        assert_eq!(AuthError::Invalid("x".into()).status(), 401);
-        let role = AuthError::MissingRole { role: "R".into() };
-        assert_eq!(role.status(), 403);
-        assert_eq!(AuthError::Unavailable("down".into()).status(), 503);
-    }
 
     #[test]
     fn the_challenge_names_the_error_and_escapes_quotes() {

@@ -21,6 +21,7 @@ use url::Url;
 
 use super::AuthError;
 use super::config::check_transport;
+use crate::net::{CappedBodyError, read_capped};
 
 /// The largest discovery document or JWKS read; real ones are a few KiB.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -297,9 +298,16 @@ impl KeyStore {
         if !status.is_success() {
             return Err(failed(format!("answered HTTP {}", status.as_u16())));
         }
-        let body = read_limited(response, MAX_DOCUMENT_BYTES)
+        let body = read_capped(response, MAX_DOCUMENT_BYTES)
             .await
-            .map_err(failed)?;
+            .map_err(|error| {
+                failed(match error {
+                    CappedBodyError::TooLarge => {
+                        format!("is larger than {MAX_DOCUMENT_BYTES} bytes")
+                    }
+                    CappedBodyError::Read(_) => "could not be read to the end".to_owned(),
+                })
+            })?;
         serde_json::from_slice(&body).map_err(|_| failed("is not the expected JSON".into()))
     }
 }
@@ -376,29 +384,6 @@ fn rsa_key(jwk: &Jwk) -> Option<SigningKey> {
         key: DecodingKey::from_rsa_raw_components(&modulus, &exponent),
         alg: jwk.alg.clone(),
     })
-}
-
-/// Reads a response body, refusing one larger than `limit` bytes.
-async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
-    let too_large = || format!("is larger than {limit} bytes");
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|_| "could not be read to the end".to_owned())?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// A short reason for a failed request, without headers.

@@ -6,10 +6,10 @@
 //! write creates it and retries once, so the common case costs nothing extra.
 
 use crate::clients::{
-    failure::{Failure, UpstreamDetail},
+    failure::{CallError, CallTarget, Failure},
     http::AzureHttp,
     names::{
-        InputError, MAX_BLOB_BYTES, validate_blob_name, validate_body_size,
+        InputError, MAX_BLOB_BYTES, check_service_url, validate_blob_name, validate_body_size,
         validate_container_name, validate_content_type,
     },
 };
@@ -85,80 +85,71 @@ pub enum StorageError {
     /// A container or blob name, content type or body size is unacceptable; nothing was sent.
     #[error(transparent)]
     InvalidInput(#[from] InputError),
-    /// 403: the identity lacks access (or its token was refused).
-    #[error(
-        "{operation} access was denied ({code}): the managed identity needs the \"{}\" role on the storage account",
-        operation.required_role()
-    )]
-    Forbidden {
-        /// What was attempted.
-        operation: BlobOperation,
-        /// The service's error code, e.g. `AuthorizationPermissionMismatch`.
-        code: String,
-    },
-    /// 404: the container or blob does not exist.
-    #[error("{what} was not found")]
-    NotFound {
-        /// What was missing, e.g. `blob 'reports/a.txt' in container 'data'`.
-        what: String,
-    },
-    /// 429, or 503 `ServerBusy`: Storage is throttling.
-    #[error("Storage is throttling requests{}", retry_after.map(|d| format!("; retry after {} s", d.as_secs())).unwrap_or_default())]
-    Throttled {
-        /// The service's Retry-After, when present.
-        retry_after: Option<Duration>,
-    },
     /// The blob is larger than the handler returns.
     #[error("the blob is larger than the {limit}-byte limit")]
     BlobTooLarge {
         /// [`MAX_BLOB_BYTES`].
         limit: usize,
     },
-    /// The credential could not produce a token.
-    #[error("could not get a token for Storage: {message}")]
-    Credential {
-        /// The credential's own message.
-        message: String,
-    },
-    /// Any other status, or no usable response.
-    #[error("Storage request failed: {0}")]
-    Upstream(UpstreamDetail),
-    /// The request or the whole call ran out of time.
-    #[error("Storage request timed out")]
-    Timeout,
+    /// The call was made and failed: refused, not found, throttled (429, or 503 `ServerBusy`),
+    /// no token, no usable answer or out of time.
+    #[error(transparent)]
+    Call(#[from] CallError<BlobRef>),
+}
+
+/// The container and blob a Storage call was about, and what it was doing: its 403 message
+/// names the role that operation needs, its 404 message the container or the blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRef {
+    /// What was attempted.
+    pub operation: BlobOperation,
+    /// The container.
+    pub container: String,
+    /// The blob's name.
+    pub blob: String,
+}
+
+impl BlobRef {
+    /// `blob` in `container`, for `operation`.
+    pub fn new(operation: BlobOperation, container: &str, blob: &str) -> Self {
+        Self {
+            operation,
+            container: container.to_string(),
+            blob: blob.to_string(),
+        }
+    }
+}
+
+impl CallTarget for BlobRef {
+    const SERVICE: &'static str = "Storage";
+    const DENIED_CODE: &'static str = "AuthorizationFailure";
+
+    fn fmt_denied(&self, code: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} access was denied ({code}): the managed identity needs the \"{}\" role on the storage account",
+            self.operation,
+            self.operation.required_role()
+        )
+    }
+
+    fn fmt_missing(&self, code: Option<&str>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match code {
+            Some("ContainerNotFound") => write!(f, "container '{}'", self.container)?,
+            _ => write!(f, "blob '{}' in container '{}'", self.blob, self.container)?,
+        }
+        f.write_str(" was not found")
+    }
+
+    /// Storage also throttles with 503 `ServerBusy`.
+    fn is_throttling(status: u16, code: Option<&str>) -> bool {
+        status == 429 || (status == 503 && code == Some("ServerBusy"))
+    }
 }
 
 impl StorageError {
-    fn from_sdk(error: &azure_core::Error, operation: BlobOperation, target: &Target<'_>) -> Self {
-        match Failure::from_sdk(error) {
-            Failure::Status {
-                status: 403, code, ..
-            } => Self::Forbidden {
-                operation,
-                code: code.unwrap_or_else(|| "AuthorizationFailure".to_string()),
-            },
-            Failure::Status {
-                status: 404, code, ..
-            } => Self::NotFound {
-                what: target.describe_missing(code.as_deref()),
-            },
-            Failure::Status {
-                status: 429,
-                retry_after,
-                ..
-            } => Self::Throttled { retry_after },
-            Failure::Status {
-                status: 503,
-                code: Some(code),
-                retry_after,
-            } if code == "ServerBusy" => Self::Throttled { retry_after },
-            Failure::Status { status, code, .. } => {
-                Self::Upstream(UpstreamDetail::status(status, code))
-            }
-            Failure::Credential(message) => Self::Credential { message },
-            Failure::Timeout => Self::Timeout,
-            Failure::Transport(reason) => Self::Upstream(UpstreamDetail::reason(reason)),
-        }
+    fn from_sdk(error: &azure_core::Error, target: BlobRef) -> Self {
+        Self::Call(CallError::from_sdk(error, target))
     }
 
     fn is_container_not_found(error: &azure_core::Error) -> bool {
@@ -173,21 +164,6 @@ impl StorageError {
             Failure::from_sdk(error),
             Failure::Status { status: 409, code: Some(code), .. } if code == "ContainerAlreadyExists"
         )
-    }
-}
-
-/// The container and blob a call is about, for error messages.
-struct Target<'a> {
-    container: &'a str,
-    blob: &'a str,
-}
-
-impl Target<'_> {
-    fn describe_missing(&self, code: Option<&str>) -> String {
-        match code {
-            Some("ContainerNotFound") => format!("container '{}'", self.container),
-            _ => format!("blob '{}' in container '{}'", self.blob, self.container),
-        }
     }
 }
 
@@ -270,16 +246,14 @@ impl BlobStore {
     pub async fn delete_blob(&self, container: &str, name: &str) -> Result<(), StorageError> {
         validate_container_name(container)?;
         validate_blob_name(name)?;
-        let target = Target {
-            container,
-            blob: name,
-        };
         let call = async {
             self.blob_client(container, name)
                 .delete(None)
                 .await
                 .map(|_| ())
-                .map_err(|e| StorageError::from_sdk(&e, BlobOperation::Write, &target))
+                .map_err(|e| {
+                    StorageError::from_sdk(&e, BlobRef::new(BlobOperation::Write, container, name))
+                })
         };
         self.with_deadline(call).await
     }
@@ -290,7 +264,7 @@ impl BlobStore {
     ) -> Result<T, StorageError> {
         tokio::time::timeout(self.inner.operation_timeout, call)
             .await
-            .unwrap_or(Err(StorageError::Timeout))
+            .unwrap_or(Err(StorageError::Call(CallError::Timeout)))
     }
 
     fn blob_client(&self, container: &str, name: &str) -> BlobClient {
@@ -304,12 +278,9 @@ impl BlobStore {
         bytes: Bytes,
         content_type: &str,
     ) -> Result<(), StorageError> {
-        let target = Target {
-            container,
-            blob: name,
+        let write_error = |e: &azure_core::Error| {
+            StorageError::from_sdk(e, BlobRef::new(BlobOperation::Write, container, name))
         };
-        let write_error =
-            |e: &azure_core::Error| StorageError::from_sdk(e, BlobOperation::Write, &target);
         match self
             .upload(container, name, bytes.clone(), content_type)
             .await
@@ -358,12 +329,9 @@ impl BlobStore {
     }
 
     async fn download(&self, container: &str, name: &str) -> Result<Blob, StorageError> {
-        let target = Target {
-            container,
-            blob: name,
+        let read_error = |e: &azure_core::Error| {
+            StorageError::from_sdk(e, BlobRef::new(BlobOperation::Read, container, name))
         };
-        let read_error =
-            |e: &azure_core::Error| StorageError::from_sdk(e, BlobOperation::Read, &target);
         let one_past_limit = MAX_BLOB_BYTES + 1;
         let options = BlobClientDownloadOptions {
             range: Some((0..one_past_limit).into()),
@@ -394,24 +362,11 @@ impl BlobStore {
 /// either empty (`https://<account>.blob.core.windows.net`) or one account segment (Azurite's
 /// path-style `/devstoreaccount1`). A trailing slash is dropped.
 pub fn validate_storage_url(raw: &str) -> Result<Url, StorageError> {
-    let mut url = Url::parse(raw.trim())
-        .map_err(|_| StorageError::InvalidStorageUrl("it is not an absolute URL"))?;
-    if url.scheme() != "https" {
-        return Err(StorageError::InvalidStorageUrl("it must use https"));
-    }
-    if url.host().is_none() {
-        return Err(StorageError::InvalidStorageUrl("it has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(StorageError::InvalidStorageUrl(
-            "it must not carry user info",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(StorageError::InvalidStorageUrl(
-            "it must not have a query or fragment (no SAS: the managed identity authorizes)",
-        ));
-    }
+    let mut url = check_service_url(
+        raw,
+        "it must not have a query or fragment (no SAS: the managed identity authorizes)",
+    )
+    .map_err(StorageError::InvalidStorageUrl)?;
     let path = url.path().trim_matches('/').to_string();
     if path.contains('/') {
         return Err(StorageError::InvalidStorageUrl(
@@ -468,15 +423,15 @@ mod tests {
 
     #[test]
     fn forbidden_names_the_role_for_the_operation() {
-        let write = StorageError::Forbidden {
-            operation: BlobOperation::Write,
-            code: "AuthorizationPermissionMismatch".into(),
+        let forbidden = |operation| {
+            StorageError::Call(CallError::Forbidden {
+                target: BlobRef::new(operation, "data", "a.txt"),
+                code: "AuthorizationPermissionMismatch".into(),
+            })
         };
+        let write = forbidden(BlobOperation::Write);
         assert!(write.to_string().contains(BLOB_WRITER_ROLE));
-        let read = StorageError::Forbidden {
-            operation: BlobOperation::Read,
-            code: "AuthorizationPermissionMismatch".into(),
-        };
+        let read = forbidden(BlobOperation::Read);
         assert!(read.to_string().contains(BLOB_READER_ROLE));
     }
 }

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION};
 use url::Url;
 
+use crate::net::{CappedBodyError, is_loopback, read_capped};
+
 /// The largest response body passed on (10 MiB): CallApi holds it in memory and the Functions
 /// host caps HTTP responses anyway; a larger one is refused with [`DownstreamError::TooLarge`].
 pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
@@ -103,19 +105,6 @@ pub enum DownstreamError {
     /// The HTTP client could not be built.
     #[error("the HTTP client for the downstream API could not be built: {0}")]
     Client(String),
-}
-
-impl DownstreamError {
-    /// The HTTP status CallApi answers with: 400 for a refused path, 502 when the API failed or
-    /// answered too much, 504 on timeout, 500 for our own configuration.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::InvalidPath(_) => 400,
-            Self::Unreachable { .. } | Self::TooLarge { .. } => 502,
-            Self::Timeout { .. } => 504,
-            Self::InvalidBase(_) | Self::InvalidToken | Self::Client(_) => 500,
-        }
-    }
 }
 
 impl DownstreamApi {
@@ -223,26 +212,13 @@ impl DownstreamApi {
         }
     }
 
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Bytes, DownstreamError> {
+    async fn read_body(&self, response: reqwest::Response) -> Result<Bytes, DownstreamError> {
         let limit = self.options.max_response_bytes;
-        if response
-            .content_length()
-            .is_some_and(|length| length > limit as u64)
-        {
-            return Err(DownstreamError::TooLarge { limit });
+        match read_capped(response, limit).await {
+            Ok(body) => Ok(Bytes::from(body)),
+            Err(CappedBodyError::TooLarge) => Err(DownstreamError::TooLarge { limit }),
+            Err(CappedBodyError::Read(error)) => Err(self.transport_error(&error)),
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|error| self.transport_error(&error))?
-        {
-            if body.len() + chunk.len() > limit {
-                return Err(DownstreamError::TooLarge { limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Bytes::from(body))
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> DownstreamError {
@@ -285,16 +261,6 @@ fn check_base(base: &Url) -> Result<(), &'static str> {
         return Err("the URL must not have a query or fragment");
     }
     Ok(())
-}
-
-/// Whether the URL's host is 127.0.0.0/8, ::1 or localhost.
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(address)) => address.is_loopback(),
-        Some(url::Host::Ipv6(address)) => address.is_loopback(),
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }
 
 /// The path's segments, percent-decoded once, or why the path is refused.
@@ -479,16 +445,17 @@ fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) 
 
 /// The innermost cause of an error: what actually failed, without reqwest's URL prefix.
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    cause.to_string()
+    managed_identity::error_chain::chain(error)
+        .last()
+        .unwrap_or(error)
+        .to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::FunctionError;
+    use custom_handler::Failure;
 
     fn api(base: &str) -> DownstreamApi {
         DownstreamApi::new(Url::parse(base).unwrap()).unwrap()
@@ -610,7 +577,7 @@ mod tests {
                 matches!(error, DownstreamError::InvalidPath(_)),
                 "{path}: {error:?}"
             );
-            assert_eq!(error.status(), 400);
+            assert_eq!(FunctionError::from(error).status(), 400);
         }
         let long = "a/".repeat(MAX_PATH_BYTES);
         assert!(matches!(
@@ -664,12 +631,14 @@ mod tests {
         ] {
             let error = DownstreamApi::new(Url::parse(base).unwrap()).unwrap_err();
             assert!(matches!(error, DownstreamError::InvalidBase(_)), "{base}");
-            assert_eq!(error.status(), 500);
+            assert_eq!(FunctionError::from(error).status(), 500);
         }
         for base in [
             "http://127.0.0.1:8080/api/",
             "http://localhost/",
             "http://[::1]:9/",
+            "http://api.localhost./",
+            "http://[::ffff:127.0.0.1]/",
         ] {
             assert!(
                 DownstreamApi::new(Url::parse(base).unwrap()).is_ok(),

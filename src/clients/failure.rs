@@ -1,7 +1,11 @@
 //! Reads an `azure_core::Error` into the facts both clients classify on, without ever copying a
-//! response body or a header value other than Retry-After into a message.
+//! response body or a header value other than Retry-After into a message, and turns them into
+//! [`CallError`]: the failures every Azure service call shares, so that `src/error.rs` maps them
+//! to statuses once for Key Vault and Storage alike.
 
 use azure_core::{error::ErrorKind, http::headers::Headers};
+use managed_identity::error_chain::chain;
+use managed_identity::parse_retry_after;
 use std::{fmt, time::Duration};
 
 /// What went wrong with a request that did not succeed, in the terms callers act on.
@@ -62,46 +66,36 @@ fn is_printable_code(code: &str) -> bool {
 /// The SDK wraps errors in context layers ("non-transport error occurred which will not be
 /// retried"); the innermost `azure_core::Error` is the one the credential itself returned.
 fn innermost_sdk_error(error: &azure_core::Error) -> &azure_core::Error {
-    let mut innermost = error;
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        if let Some(sdk_error) = inner.downcast_ref::<azure_core::Error>() {
-            innermost = sdk_error;
-        }
-        source = inner.source();
-    }
-    innermost
+    chain(error)
+        .filter_map(|inner| inner.downcast_ref::<azure_core::Error>())
+        .last()
+        .unwrap_or(error)
 }
 
+/// The chain's messages, each cause added only when the text so far does not already say it.
 fn describe(error: &azure_core::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
+    let mut causes = chain(error);
+    let mut text = causes.next().map(ToString::to_string).unwrap_or_default();
+    for inner in causes {
         let next = inner.to_string();
         if !text.contains(&next) {
             text.push_str(": ");
             text.push_str(&next);
         }
-        source = inner.source();
     }
     text
 }
 
 fn is_timeout(error: &azure_core::Error) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(inner) = current {
+    chain(error).any(|inner| {
         let reqwest_timeout = inner
             .downcast_ref::<reqwest::Error>()
             .is_some_and(reqwest::Error::is_timeout);
         let io_timeout = inner
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut);
-        if reqwest_timeout || io_timeout {
-            return true;
-        }
-        current = inner.source();
-    }
-    false
+        reqwest_timeout || io_timeout
+    })
 }
 
 /// Parses how long the service asked us to wait: `x-ms-retry-after-ms` / `retry-after-ms`
@@ -112,23 +106,118 @@ pub(crate) fn retry_after(headers: &Headers) -> Option<Duration> {
         .find_map(|name| headers.get_optional_str(&name.into()))
         .and_then(|value| value.trim().parse::<u64>().ok())
         .map(Duration::from_millis);
+    // Both forms count here: seconds, or an HTTP date counted from now.
     millis.or_else(|| {
         headers
             .get_optional_str(&"retry-after".into())
             .and_then(parse_retry_after)
+            .map(|asked| asked.wait_from(azure_core::time::OffsetDateTime::now_utc()))
     })
 }
 
-/// Reads a Key Vault or Storage `Retry-After` value: seconds or an HTTP date. Public (through
-/// `clients::parse_retry_after`) for `crates/fuzz`.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+/// What an Azure service call was about: it names the service and the thing a 403 or a 404
+/// speaks of, so that one [`CallError`] carries each service's own messages.
+pub trait CallTarget: fmt::Debug {
+    /// The service's name as messages give it, e.g. `Key Vault`.
+    const SERVICE: &'static str;
+    /// The error code a 403 that names none is reported with.
+    const DENIED_CODE: &'static str;
+    /// Writes the message of a 403 with the service's error `code`: what was denied and the role
+    /// the managed identity needs.
+    fn fmt_denied(&self, code: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    /// Writes the message of a 404 with the service's error `code`, when it sent one.
+    fn fmt_missing(&self, code: Option<&str>, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    /// Whether an error status (with its code) means the service is throttling: 429 everywhere.
+    fn is_throttling(status: u16, _code: Option<&str>) -> bool {
+        status == 429
     }
-    let at = azure_core::time::parse_rfc7231(value).ok()?;
-    let wait = at - azure_core::time::OffsetDateTime::now_utc();
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+/// Why a call to an Azure service failed once it was made: what every service shares. `T` is
+/// what the call was about (a secret, a blob), which the 403 and 404 messages name. No message
+/// carries a token, a secret value or a response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError<T> {
+    /// 403: the identity lacks access (or its token was refused).
+    Forbidden {
+        /// What the call was about.
+        target: T,
+        /// The service's error code (e.g. `Forbidden`, `AuthorizationPermissionMismatch`).
+        code: String,
+    },
+    /// 404: what the call was about does not exist.
+    NotFound {
+        /// What the call was about.
+        target: T,
+        /// The service's error code (e.g. `ContainerNotFound`), when it sent one.
+        code: Option<String>,
+    },
+    /// The service is throttling; retry after the given time when it said so.
+    Throttled {
+        /// The service's Retry-After, when present.
+        retry_after: Option<Duration>,
+    },
+    /// The credential could not produce a token.
+    Credential {
+        /// The credential's own message.
+        message: String,
+    },
+    /// Any other status, or no usable response (transport, TLS, challenge verification).
+    Upstream(UpstreamDetail),
+    /// The request or the whole call ran out of time.
+    Timeout,
+}
+
+impl<T: CallTarget> fmt::Display for CallError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let service = T::SERVICE;
+        match self {
+            Self::Forbidden { target, code } => target.fmt_denied(code, f),
+            Self::NotFound { target, code } => target.fmt_missing(code.as_deref(), f),
+            Self::Throttled { retry_after } => {
+                write!(f, "{service} is throttling requests")?;
+                match retry_after {
+                    Some(wait) => write!(f, "; retry after {} s", wait.as_secs()),
+                    None => Ok(()),
+                }
+            }
+            Self::Credential { message } => {
+                write!(f, "could not get a token for {service}: {message}")
+            }
+            Self::Upstream(detail) => write!(f, "{service} request failed: {detail}"),
+            Self::Timeout => write!(f, "{service} request timed out"),
+        }
+    }
+}
+
+impl<T: CallTarget> std::error::Error for CallError<T> {}
+
+impl<T: CallTarget> CallError<T> {
+    /// Classifies an SDK error from a call about `target`.
+    pub(crate) fn from_sdk(error: &azure_core::Error, target: T) -> Self {
+        match Failure::from_sdk(error) {
+            Failure::Status {
+                status: 403, code, ..
+            } => Self::Forbidden {
+                target,
+                code: code.unwrap_or_else(|| T::DENIED_CODE.to_string()),
+            },
+            Failure::Status {
+                status: 404, code, ..
+            } => Self::NotFound { target, code },
+            Failure::Status {
+                status,
+                code,
+                retry_after,
+            } if T::is_throttling(status, code.as_deref()) => Self::Throttled { retry_after },
+            Failure::Status { status, code, .. } => {
+                Self::Upstream(UpstreamDetail::status(status, code))
+            }
+            Failure::Credential(message) => Self::Credential { message },
+            Failure::Timeout => Self::Timeout,
+            Failure::Transport(reason) => Self::Upstream(UpstreamDetail::reason(reason)),
+        }
+    }
 }
 
 /// The status and error code of an upstream failure, for messages and the error type.

@@ -9,12 +9,12 @@
 //! ([`crate::clients::tls`]), so building the client costs no file reads.
 
 use crate::clients::tls::TrustRoots;
-use crate::error_chain::error_chain;
 use azure_core::http::{
     ClientOptions, HttpClient, RetryOptions, StatusCode, Transport,
     policies::{Policy, RetryHeaders, RetryPolicy},
 };
 use azure_core::time::Duration as SdkDuration;
+use managed_identity::error_chain::error_chain;
 use std::{fmt, sync::Arc, time::Duration};
 use thiserror::Error;
 

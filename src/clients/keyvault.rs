@@ -11,14 +11,15 @@
 //!   until a request has gone out with an `Authorization` header (seen by a policy placed after the
 //!   SDK's authorization policy) and then make one request each.
 //! * **Challenge-resource verification stays on** for every vault host except loopback
-//!   (127.0.0.0/8, `::1`, `localhost`), where the local emulator runs with a vault.azure.net
+//!   ([`crate::net::is_loopback`]), where the local emulator runs with a vault.azure.net
 //!   challenge that cannot match `127.0.0.1`.
 
 use crate::clients::{
-    failure::{Failure, UpstreamDetail},
+    failure::{CallError, CallTarget, UpstreamDetail},
     http::AzureHttp,
-    names::{InputError, validate_secret_name, validate_secret_version},
+    names::{InputError, check_service_url, validate_secret_name, validate_secret_version},
 };
+use crate::net::is_loopback;
 use async_trait::async_trait;
 use azure_core::{
     credentials::TokenCredential,
@@ -34,7 +35,6 @@ use azure_security_keyvault_secrets::{
 };
 use std::{
     fmt,
-    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -43,7 +43,6 @@ use std::{
 };
 use thiserror::Error;
 use tokio::sync::OnceCell;
-use url::Host;
 use zeroize::Zeroize as _;
 
 /// The RBAC role an identity needs to read secret values.
@@ -116,69 +115,61 @@ pub enum KeyVaultError {
     /// The secret name or version is malformed; nothing was sent.
     #[error(transparent)]
     InvalidName(#[from] InputError),
-    /// 403: the identity lacks access.
-    #[error(
-        "access to secret '{name}' was denied ({code}): the managed identity needs the \"Key Vault Secrets User\" role on the vault"
-    )]
-    Forbidden {
-        /// The secret that was requested.
-        name: String,
-        /// The service's error code (e.g. `Forbidden`, with inner code `ForbiddenByRbac`).
-        code: String,
-    },
-    /// 404: no such secret (or no such version).
-    #[error("secret '{name}'{} was not found in the vault", version.as_deref().map(|v| format!(" version {v}")).unwrap_or_default())]
-    NotFound {
-        /// The secret that was requested.
-        name: String,
-        /// The version that was requested, if any.
-        version: Option<String>,
-    },
-    /// 429: the vault is throttling; retry after the given time when it said so.
-    #[error("Key Vault is throttling requests{}", retry_after.map(|d| format!("; retry after {} s", d.as_secs())).unwrap_or_default())]
-    Throttled {
-        /// The service's Retry-After, when present.
-        retry_after: Option<Duration>,
-    },
-    /// The credential could not produce a token.
-    #[error("could not get a token for Key Vault: {message}")]
-    Credential {
-        /// The credential's own message.
-        message: String,
-    },
-    /// Any other status, or no usable response (transport, TLS, challenge verification).
-    #[error("Key Vault request failed: {0}")]
-    Upstream(UpstreamDetail),
-    /// The request or the whole call ran out of time.
-    #[error("Key Vault request timed out")]
-    Timeout,
+    /// The call was made and failed: refused, not found, throttled, no token, no usable answer
+    /// or out of time.
+    #[error(transparent)]
+    Call(#[from] CallError<SecretRef>),
+}
+
+/// The secret a Key Vault call was about, named by its 403 and 404 messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    /// The secret that was requested.
+    pub name: String,
+    /// The version that was requested, if any.
+    pub version: Option<String>,
+}
+
+impl SecretRef {
+    /// The secret `name`, at `version` when given.
+    pub fn new(name: &str, version: Option<&str>) -> Self {
+        Self {
+            name: name.to_string(),
+            version: version.map(str::to_string),
+        }
+    }
+}
+
+impl CallTarget for SecretRef {
+    const SERVICE: &'static str = "Key Vault";
+    const DENIED_CODE: &'static str = "Forbidden";
+
+    fn fmt_denied(&self, code: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "access to secret '{}' was denied ({code}): the managed identity needs the \"{SECRETS_READER_ROLE}\" role on the vault",
+            self.name
+        )
+    }
+
+    fn fmt_missing(&self, _code: Option<&str>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "secret '{}'", self.name)?;
+        if let Some(version) = &self.version {
+            write!(f, " version {version}")?;
+        }
+        f.write_str(" was not found in the vault")
+    }
 }
 
 impl KeyVaultError {
     fn from_sdk(error: &azure_core::Error, name: &str, version: Option<&str>) -> Self {
-        match Failure::from_sdk(error) {
-            Failure::Status {
-                status: 403, code, ..
-            } => Self::Forbidden {
-                name: name.to_string(),
-                code: code.unwrap_or_else(|| "Forbidden".to_string()),
-            },
-            Failure::Status { status: 404, .. } => Self::NotFound {
-                name: name.to_string(),
-                version: version.map(str::to_string),
-            },
-            Failure::Status {
-                status: 429,
-                retry_after,
-                ..
-            } => Self::Throttled { retry_after },
-            Failure::Status { status, code, .. } => {
-                Self::Upstream(UpstreamDetail::status(status, code))
-            }
-            Failure::Credential(message) => Self::Credential { message },
-            Failure::Timeout => Self::Timeout,
-            Failure::Transport(reason) => Self::Upstream(UpstreamDetail::reason(reason)),
-        }
+        Self::Call(CallError::from_sdk(error, SecretRef::new(name, version)))
+    }
+
+    fn upstream(reason: &str) -> Self {
+        Self::Call(CallError::Upstream(UpstreamDetail::reason(
+            reason.to_string(),
+        )))
     }
 }
 
@@ -210,7 +201,7 @@ impl KeyVault {
         let authorized_seen = Arc::new(AuthorizedRequestSeen::default());
         let options = SecretClientOptions {
             client_options: http.client_options(vec![authorized_seen.clone()]),
-            verify_challenge_resource: Some(!is_loopback_host(&vault_url)),
+            verify_challenge_resource: Some(!is_loopback(&vault_url)),
             ..Default::default()
         };
         let client = SecretClient::new(vault_url.as_str(), credential, Some(options))
@@ -233,7 +224,7 @@ impl KeyVault {
 
     /// Whether challenge-resource verification is on for this vault (off only for loopback).
     pub fn verifies_challenge_resource(&self) -> bool {
-        !is_loopback_host(&self.inner.vault_url)
+        !is_loopback(&self.inner.vault_url)
     }
 
     /// Reads a secret, the latest version unless `version` is given.
@@ -251,7 +242,7 @@ impl KeyVault {
         let call = self.get_secret_learning_challenge_once(name, version);
         tokio::time::timeout(self.inner.operation_timeout, call)
             .await
-            .unwrap_or(Err(KeyVaultError::Timeout))
+            .unwrap_or(Err(KeyVaultError::Call(CallError::Timeout)))
     }
 
     async fn get_secret_learning_challenge_once(
@@ -296,11 +287,9 @@ impl KeyVault {
             .get_secret(name, Some(options))
             .await
             .map_err(|e| KeyVaultError::from_sdk(&e, name, version))?;
-        let model = response.into_model().map_err(|_| {
-            KeyVaultError::Upstream(UpstreamDetail::reason(
-                "the vault's response could not be decoded".to_string(),
-            ))
-        })?;
+        let model = response
+            .into_model()
+            .map_err(|_| KeyVaultError::upstream("the vault's response could not be decoded"))?;
         secret_from_model(model, name)
     }
 }
@@ -309,11 +298,9 @@ fn secret_from_model(
     model: azure_security_keyvault_secrets::models::Secret,
     requested_name: &str,
 ) -> Result<Secret, KeyVaultError> {
-    let value = model.value.ok_or_else(|| {
-        KeyVaultError::Upstream(UpstreamDetail::reason(
-            "the vault's response has no secret value".to_string(),
-        ))
-    })?;
+    let value = model
+        .value
+        .ok_or_else(|| KeyVaultError::upstream("the vault's response has no secret value"))?;
     let (name, version) = model
         .id
         .as_deref()
@@ -344,42 +331,14 @@ fn name_and_version_from_id(id: &str) -> Option<(String, String)> {
 
 /// Checks the configured vault URL: https, a host, no user info, query or fragment, no path.
 pub fn validate_vault_url(raw: &str) -> Result<Url, KeyVaultError> {
-    let url = Url::parse(raw.trim())
-        .map_err(|_| KeyVaultError::InvalidVaultUrl("it is not an absolute URL"))?;
-    if url.scheme() != "https" {
-        return Err(KeyVaultError::InvalidVaultUrl("it must use https"));
-    }
-    if url.host().is_none() {
-        return Err(KeyVaultError::InvalidVaultUrl("it has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(KeyVaultError::InvalidVaultUrl(
-            "it must not carry user info",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(KeyVaultError::InvalidVaultUrl(
-            "it must not have a query or fragment",
-        ));
-    }
+    let url = check_service_url(raw, "it must not have a query or fragment")
+        .map_err(KeyVaultError::InvalidVaultUrl)?;
     if url.path() != "/" {
         return Err(KeyVaultError::InvalidVaultUrl(
             "it must be the vault's root, e.g. https://<vault>.vault.azure.net/",
         ));
     }
     Ok(url)
-}
-
-/// Whether the URL's host is loopback: 127.0.0.0/8, `::1` or `localhost`.
-pub fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(Host::Domain(domain)) => {
-            domain.eq_ignore_ascii_case("localhost") || domain.eq_ignore_ascii_case("localhost.")
-        }
-        None => false,
-    }
 }
 
 impl fmt::Debug for Inner {
@@ -473,28 +432,6 @@ mod tests {
     }
 
     #[test]
-    fn only_loopback_hosts_count_as_loopback() {
-        for host in [
-            "https://127.0.0.1:8443/",
-            "https://127.1.2.3/",
-            "https://[::1]:8443/",
-            "https://localhost:8443/",
-            "https://LOCALHOST/",
-        ] {
-            assert!(is_loopback_host(&Url::parse(host).unwrap()), "{host}");
-        }
-        for host in [
-            "https://myvault.vault.azure.net/",
-            "https://128.0.0.1/",
-            "https://10.0.0.1/",
-            "https://localhost.evil.example/",
-            "https://[::2]/",
-        ] {
-            assert!(!is_loopback_host(&Url::parse(host).unwrap()), "{host}");
-        }
-    }
-
-    #[test]
     fn ids_split_into_name_and_version() {
         assert_eq!(
             name_and_version_from_id(
@@ -551,7 +488,10 @@ mod tests {
         use azure_core::http::StatusCode;
         let forbidden =
             KeyVaultError::from_sdk(&http_error(StatusCode::Forbidden, "Forbidden"), "db", None);
-        assert!(matches!(forbidden, KeyVaultError::Forbidden { .. }));
+        assert!(matches!(
+            forbidden,
+            KeyVaultError::Call(CallError::Forbidden { .. })
+        ));
         assert!(forbidden.to_string().contains(SECRETS_READER_ROLE));
         let missing = KeyVaultError::from_sdk(
             &http_error(StatusCode::NotFound, "SecretNotFound"),

@@ -4,7 +4,8 @@
 //!
 //! Both are built once at start-up from validated URLs, one shared transport ([`http::AzureHttp`])
 //! and any `Arc<dyn TokenCredential>` (the managed identity in production, fakes in tests). Errors
-//! are typed per service and never carry a token or a secret value.
+//! are typed per service, share [`CallError`] for what any service call can end in, and never
+//! carry a token or a secret value.
 #![deny(missing_docs)]
 
 pub mod blob;
@@ -16,4 +17,4 @@ pub mod names;
 pub mod secret_cache;
 pub mod tls;
 
-pub use failure::{UpstreamDetail, parse_retry_after};
+pub use failure::{CallError, CallTarget, UpstreamDetail};

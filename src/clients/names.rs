@@ -1,11 +1,35 @@
 //! Pure validation of the names the functions pass to Key Vault and Blob Storage, the
 //! `ALLOWED_SECRETS` and `ALLOWED_CONTAINERS` allowlists (one matcher), the containers that are
-//! never served, and the size limit for blob writes.
+//! never served, the size limit for blob writes, and the rules every configured service URL
+//! follows.
 //!
 //! Names are checked before any request is built, so a bad name is a 400 for the caller and never
 //! becomes a strange URL (`..`, `%2F`, control characters) sent with our managed identity's token.
 
 use thiserror::Error;
+
+/// Checks a configured Azure service URL (`KEY_VAULT_URL`, `STORAGE_BLOB_URL`): absolute, https,
+/// a host, no user info, query or fragment, with `query_reason` the message for a query or a
+/// fragment. Each service checks the path itself; the error is the reason, for its own type.
+pub(crate) fn check_service_url(
+    raw: &str,
+    query_reason: &'static str,
+) -> Result<url::Url, &'static str> {
+    let url = url::Url::parse(raw.trim()).map_err(|_| "it is not an absolute URL")?;
+    if url.scheme() != "https" {
+        return Err("it must use https");
+    }
+    if url.host().is_none() {
+        return Err("it has no host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("it must not carry user info");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(query_reason);
+    }
+    Ok(url)
+}
 
 /// Largest blob body `put_block_blob` accepts and `get_blob` returns: 16 MiB.
 ///
@@ -443,6 +467,25 @@ fn parse_allow_entry(entry: &str, rules: &AllowlistRules) -> Result<AllowEntry, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_urls_are_refused_with_the_rule_they_break() {
+        let query = "the query reason";
+        for (raw, reason) in [
+            ("vault.azure.net", "it is not an absolute URL"),
+            ("http://v.vault.azure.net/", "it must use https"),
+            (
+                "https://u:p@v.vault.azure.net/",
+                "it must not carry user info",
+            ),
+            ("https://v.vault.azure.net/?sig=x", query),
+            ("https://v.vault.azure.net/#f", query),
+        ] {
+            assert_eq!(check_service_url(raw, query), Err(reason), "{raw}");
+        }
+        let url = check_service_url(" https://v.vault.azure.net/a ", query).unwrap();
+        assert_eq!(url.as_str(), "https://v.vault.azure.net/a");
+    }
 
     #[test]
     fn secret_names_follow_key_vault_rules() {

@@ -256,7 +256,8 @@ impl SecretCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clients::keyvault::SecretValue;
+    use crate::clients::CallError;
+    use crate::clients::keyvault::{SecretRef, SecretValue};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn secret(name: &str, value: &str) -> Arc<Secret> {
@@ -349,20 +350,25 @@ mod tests {
     async fn failures_are_shared_by_waiters_but_never_kept() {
         let cache = SecretCache::new(Duration::from_secs(60));
         let calls = Arc::new(AtomicUsize::new(0));
-        let not_found = || KeyVaultError::NotFound {
-            name: "db".into(),
-            version: None,
+        let not_found = || {
+            KeyVaultError::Call(CallError::NotFound {
+                target: SecretRef::new("db", None),
+                code: None,
+            })
         };
         let reads = (0..10).map(|_| cache.get_with("db", None, counting(&calls, Err(not_found()))));
         for result in futures::future::join_all(reads).await {
-            assert!(matches!(result, Err(KeyVaultError::NotFound { .. })));
+            assert!(matches!(
+                result,
+                Err(KeyVaultError::Call(CallError::NotFound { .. }))
+            ));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert!(cache.is_empty());
-        let forbidden = KeyVaultError::Forbidden {
-            name: "db".into(),
+        let forbidden = KeyVaultError::Call(CallError::Forbidden {
+            target: SecretRef::new("db", None),
             code: "Forbidden".into(),
-        };
+        });
         assert!(
             cache
                 .get_with("db", None, counting(&calls, Err(forbidden)))

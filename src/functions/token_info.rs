@@ -14,9 +14,9 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::error::FunctionError;
-use crate::identity::claims::Claims;
-use crate::identity::{IdentitySelector, Token, UserAssignedId, normalize_scope};
 use custom_handler::http::{HttpRequest, HttpResponse};
+use managed_identity::claims::Claims;
+use managed_identity::{IdentitySelector, Token, UserAssignedId, normalize_scope};
 
 /// The resource asked for when the caller names none.
 pub const DEFAULT_RESOURCE: &str = "https://vault.azure.net";
@@ -165,7 +165,7 @@ fn is_identity_id(value: &str) -> bool {
     if value.len() > MAX_IDENTITY_LEN {
         return false;
     }
-    if crate::identity::is_app_id(value) {
+    if managed_identity::is_app_id(value) {
         return true;
     }
     let segments: Vec<&str> = value.split('/').collect();
@@ -178,7 +178,7 @@ fn is_identity_id(value: &str) -> bool {
         segments.as_slice(),
         ["", subscriptions, sub, groups, rg, providers, namespace, kind, name]
             if subscriptions.eq_ignore_ascii_case("subscriptions")
-                && crate::identity::is_app_id(sub)
+                && managed_identity::is_app_id(sub)
                 && groups.eq_ignore_ascii_case("resourceGroups")
                 && name_ok(rg)
                 && providers.eq_ignore_ascii_case("providers")

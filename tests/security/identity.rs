@@ -195,7 +195,7 @@ async fn a_thousand_distinct_bad_resources_cost_no_identity_request() {
 
 #[tokio::test]
 async fn the_module_itself_bounds_its_cache_and_sends_one_request_per_distinct_resource() {
-    use handler::identity::{IdentityConfig, ManagedIdentity, Timing};
+    use managed_identity::{IdentityConfig, ManagedIdentity, Timing};
     let stack = Stack::start(false);
     let env = stack.handler_env();
     let config = IdentityConfig::from_lookup(|name| {
@@ -237,7 +237,7 @@ async fn the_module_itself_bounds_its_cache_and_sends_one_request_per_distinct_r
 
 #[tokio::test]
 async fn a_flood_of_one_failing_identity_costs_one_identity_request() {
-    use handler::identity::Timing;
+    use managed_identity::Timing;
     let stack = Stack::start(false);
     let ghost = "11111111-2222-4333-8444-555555555555";
     let handler = Arc::new(start(&stack, &[("TOKEN_INFO_IDENTITIES", ghost)]).await);

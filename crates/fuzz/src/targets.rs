@@ -26,7 +26,7 @@ use handler::clients::names::{
     validate_container_name, validate_content_type, validate_secret_name, validate_secret_version,
 };
 use handler::error::FunctionError;
-use handler::identity::{
+use managed_identity::{
     SourceKind, check_token_body, normalize_scope, parse_expires_on, parse_retry_after,
     parse_seconds, service_detail,
 };
@@ -876,8 +876,12 @@ fn retry_after_seeds() -> Vec<Vec<u8>> {
 
 fn run_retry_after(input: &[u8]) {
     let text = lossy(input);
-    let _ = parse_retry_after(&text);
-    let _ = handler::clients::parse_retry_after(&text);
+    // Both ways the repository reads the value: seconds only (identity), or a date from now
+    // (the service clients).
+    if let Some(asked) = parse_retry_after(&text) {
+        let _ = asked.delay();
+        let _ = asked.wait_from(time::OffsetDateTime::now_utc());
+    }
 }
 
 // ---- JWT and JWKS ----------------------------------------------------------------------------
@@ -930,7 +934,7 @@ fn run_jwt(input: &[u8]) {
     ];
     let _ = check_unsigned(Some(&header), &issuers, &["api://handler".to_owned()]);
     let token = header.split_once(' ').map_or(header.as_str(), |(_, t)| t);
-    if let Ok(claims) = handler::identity::claims::decode_unverified(token) {
+    if let Ok(claims) = managed_identity::claims::decode_unverified(token) {
         let _ = claims.expires_at();
     }
 }

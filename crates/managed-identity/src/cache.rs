@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use time::OffsetDateTime;
 
 use super::claims::{self, Claims};
-use super::source::EXPIRY_MARGIN;
+use super::clock::Clock;
+use super::lifetime::EXPIRY_MARGIN;
 use super::{IdentityError, IdentitySelector, Token};
 
 /// A token's decoded claims, kept with the cached token: decoding them (base64 and JSON) on every
@@ -37,38 +38,6 @@ impl Token {
             .0
             .get_or_init(|| claims::decode_unverified(self.access_token.expose()).ok())
             .as_ref()
-    }
-}
-
-/// Wall-clock time for expiry decisions. `Anchored` follows tokio's clock, so tests on a paused
-/// clock can move "now" with `tokio::time::advance`.
-#[derive(Debug, Clone)]
-pub(crate) enum Clock {
-    /// The system clock.
-    System,
-    /// `wall` at `at`, advancing with tokio time.
-    #[cfg_attr(not(test), allow(dead_code))]
-    Anchored {
-        wall: OffsetDateTime,
-        at: tokio::time::Instant,
-    },
-}
-
-impl Clock {
-    /// A clock that starts at `wall` now and advances with tokio time.
-    #[cfg(test)]
-    pub(crate) fn anchored(wall: OffsetDateTime) -> Self {
-        Self::Anchored {
-            wall,
-            at: tokio::time::Instant::now(),
-        }
-    }
-
-    pub(crate) fn now(&self) -> OffsetDateTime {
-        match self {
-            Self::System => OffsetDateTime::now_utc(),
-            Self::Anchored { wall, at } => *wall + at.elapsed(),
-        }
     }
 }
 
@@ -382,7 +351,7 @@ impl TokenCache {
 #[cfg(test)]
 mod claims_memo_tests {
     use super::*;
-    use crate::identity::{AccessTokenSecret, SourceKind};
+    use crate::{AccessTokenSecret, SourceKind};
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::SourceKind;
-use super::config::Timing;
+use super::retry_after::{RetryAfter, parse_retry_after};
 use super::transport::{HttpRequest, HttpResponse, Transport, TransportError};
 
 /// Back-off schedule and limits. Scale it down in tests.
@@ -97,9 +97,10 @@ pub(crate) fn is_retryable_status(kind: SourceKind, status: u16) -> bool {
     }
 }
 
-/// `Retry-After` in seconds; the HTTP-date form is ignored (we fall back to our back-off).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// The `Retry-After` an identity endpoint's answer asks for, in seconds; the HTTP-date form is
+/// ignored (we fall back to our back-off).
+pub(crate) fn honoured_retry_after(value: &str) -> Option<Duration> {
+    parse_retry_after(value).and_then(RetryAfter::delay)
 }
 
 /// Why the loop stopped.
@@ -123,32 +124,45 @@ pub(crate) struct RetryOutcome {
     pub(crate) stop: StopReason,
 }
 
-/// Sends `request` until it gets a final answer, the retries are used up or the deadline
-/// (counted from `started`) would pass.
+/// How long one acquisition may take: `deadline` in all (counted from `started`), each attempt
+/// at most `request_timeout`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    pub(crate) started: Instant,
+    pub(crate) deadline: Duration,
+    pub(crate) request_timeout: Duration,
+}
+
+/// Sends `request` until it gets a final answer, the retries are used up or the deadline would
+/// pass.
 pub(crate) async fn send_with_retries(
     transport: &dyn Transport,
     request: &HttpRequest,
     kind: SourceKind,
-    timing: &Timing,
-    started: Instant,
+    policy: &RetryPolicy,
+    budget: Budget,
 ) -> RetryOutcome {
-    let policy = &timing.retry;
+    let Budget {
+        started,
+        deadline: acquisition_deadline,
+        request_timeout,
+    } = budget;
     let mut attempts = 0u32;
     let mut gone_seen = false;
     // Once IMDS says 410 ("back within 70 s") the budget grows to `gone_budget`.
     let deadline = |gone_seen: bool| {
         started
             + if gone_seen {
-                timing.deadline.max(policy.gone_budget)
+                acquisition_deadline.max(policy.gone_budget)
             } else {
-                timing.deadline
+                acquisition_deadline
             }
     };
     loop {
         attempts += 1;
         let budget = deadline(gone_seen)
             .saturating_duration_since(Instant::now())
-            .min(timing.request_timeout);
+            .min(request_timeout);
         let last = match tokio::time::timeout(budget, transport.get(request)).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout),
@@ -174,7 +188,7 @@ pub(crate) async fn send_with_retries(
             .as_ref()
             .ok()
             .and_then(|r| r.retry_after.as_deref())
-            .and_then(parse_retry_after);
+            .and_then(honoured_retry_after);
         let delay = match asked {
             Some(wait) if wait > policy.retry_after_cap => {
                 return outcome(StopReason::RetryAfterTooLong(wait));
@@ -248,8 +262,8 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_only() {
-        assert_eq!(parse_retry_after(" 2 "), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(honoured_retry_after(" 2 "), Some(Duration::from_secs(2)));
+        assert_eq!(honoured_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 
     #[test]

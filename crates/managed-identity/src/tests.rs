@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
-use super::cache::Clock;
+use super::clock::Clock;
 use super::testing::*;
 use super::transport::{HttpResponse, TransportError};
 use super::*;

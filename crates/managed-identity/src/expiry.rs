@@ -4,7 +4,12 @@
 //! date with an offset (`3/21/2019 11:39:40 AM +00:00`, `06/20/2019 02:57:58 +00:00`,
 //! `09/14/2017 00:00:00 PM +00:00`) from the legacy 2017 endpoint, or as RFC 3339. `expires_in`
 //! and `refresh_in` are durations in seconds (number or string).
+//!
+//! The typed answers in `sources` read these fields through [`expires_on`] and [`seconds`]
+//! (`#[serde(deserialize_with = ...)]`), which never fail: a value they cannot read becomes
+//! [`Field::Unreadable`] with the reason, so the caller reports problems in its own order.
 
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
@@ -37,6 +42,70 @@ pub fn parse_seconds(value: &Value) -> Result<Duration, String> {
         Some(s) if s >= 0 => Ok(Duration::seconds(s)),
         _ => Err(format!("{value} is not a number of seconds")),
     }
+}
+
+/// A field of an endpoint's answer, read leniently.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Field<T> {
+    /// Not there, `null`, or a blank string.
+    #[default]
+    Absent,
+    /// Read.
+    Read(T),
+    /// There, but not readable; says why (quoting the value, which is not a secret).
+    Unreadable(String),
+}
+
+impl<T> Field<T> {
+    /// The value when it was read; `None` when absent or unreadable.
+    pub(crate) fn ok(self) -> Option<T> {
+        match self {
+            Self::Read(value) => Some(value),
+            Self::Absent | Self::Unreadable(_) => None,
+        }
+    }
+}
+
+/// Absent for `null` and blank strings: some endpoints send `"expires_in": ""`.
+fn is_blank(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+fn lenient<'de, D, T>(
+    deserializer: D,
+    parse: impl FnOnce(&Value) -> Result<T, String>,
+) -> Result<Field<T>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let value = Value::deserialize(deserializer)?;
+    if is_blank(&value) {
+        return Ok(Field::Absent);
+    }
+    Ok(match parse(&value) {
+        Ok(read) => Field::Read(read),
+        Err(why) => Field::Unreadable(why),
+    })
+}
+
+/// `deserialize_with` for an `expires_on` field: [`parse_expires_on`], leniently.
+pub(crate) fn expires_on<'de, D>(deserializer: D) -> Result<Field<OffsetDateTime>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    lenient(deserializer, parse_expires_on)
+}
+
+/// `deserialize_with` for `expires_in` / `refresh_in`: [`parse_seconds`], leniently.
+pub(crate) fn seconds<'de, D>(deserializer: D) -> Result<Field<Duration>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    lenient(deserializer, parse_seconds)
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -257,6 +326,42 @@ mod tests {
         ] {
             assert!(parse_expires_on(&bad).is_err(), "{bad} was accepted");
         }
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Answer {
+        #[serde(default, deserialize_with = "expires_on")]
+        expires_on: Field<OffsetDateTime>,
+        #[serde(default, deserialize_with = "seconds")]
+        expires_in: Field<Duration>,
+    }
+
+    fn answer(value: Value) -> Answer {
+        Answer::deserialize(&value).unwrap()
+    }
+
+    #[test]
+    fn fields_read_leniently_never_fail() {
+        let read = answer(json!({"expires_on": "1586984735", "expires_in": 3599}));
+        assert_eq!(
+            read.expires_on,
+            Field::Read(datetime!(2020-04-15 21:05:35 UTC))
+        );
+        assert_eq!(read.expires_in, Field::Read(Duration::seconds(3599)));
+        for blank in [json!({}), json!({"expires_on": null, "expires_in": " "})] {
+            let blank = answer(blank);
+            assert_eq!(blank.expires_on, Field::Absent);
+            assert_eq!(blank.expires_in, Field::Absent);
+        }
+        let bad = answer(json!({"expires_on": true, "expires_in": "x"}));
+        assert_eq!(
+            bad.expires_on,
+            Field::Unreadable("expires_on has type bool, expected a number or a string".into())
+        );
+        assert_eq!(
+            bad.expires_in,
+            Field::Unreadable("\"x\" is not a number of seconds".into())
+        );
     }
 
     #[test]

@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-use super::config::Timing;
 use super::error::IdentityConfigError;
 use super::secret::HeaderSecret;
 
@@ -90,13 +89,22 @@ pub(crate) struct ReqwestTransport {
 }
 
 impl ReqwestTransport {
-    pub(crate) fn new(timing: &Timing) -> Result<Self, IdentityConfigError> {
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(crate::clients::tls::client_config())
+    /// A client with `tls` as its TLS configuration, or reqwest's own rustls set-up (the
+    /// platform's roots, read when the client is built) when `tls` is `None`.
+    pub(crate) fn new(
+        connect_timeout: std::time::Duration,
+        request_timeout: std::time::Duration,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Result<Self, IdentityConfigError> {
+        let builder = match tls {
+            Some(tls) => reqwest::Client::builder().tls_backend_preconfigured(tls),
+            None => reqwest::Client::builder(),
+        };
+        let client = builder
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .connect_timeout(timing.connect_timeout)
-            .timeout(timing.request_timeout)
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
             .user_agent(concat!(
                 "handler/",
                 env!("CARGO_PKG_VERSION"),

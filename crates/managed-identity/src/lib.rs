@@ -1,7 +1,29 @@
-//! Managed-identity tokens for the whole handler: one module detects the platform's identity
-//! endpoint, requests tokens exactly as the official SDKs do, caches them per identity and
-//! resource, and hands them to the Key Vault / Storage clients through
-//! [`azure_core::credentials::TokenCredential`].
+//! An Azure managed-identity credential: detects the platform's identity endpoint once, requests
+//! tokens exactly as the official SDKs do, caches them per identity and resource, and hands them
+//! to Azure SDK clients through [`azure_core::credentials::TokenCredential`]. It knows no web
+//! server and no runtime beyond tokio; settings come through a lookup the caller supplies.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use managed_identity::{IdentityConfig, ManagedIdentity};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! // Detect the source (App Service, legacy App Service, IMDS or the Azure CLI) from the
+//! // process environment; nothing is sent yet.
+//! let config = IdentityConfig::from_lookup(|name| std::env::var(name).ok())?;
+//! let credential = ManagedIdentity::new(config)?;
+//!
+//! // A token for Key Vault as the default identity, from the cache when it can be.
+//! let token = credential
+//!     .get_token("https://vault.azure.net/.default", None)
+//!     .await?;
+//! println!("a {} token from {}, expires {}", token.token_type, token.source, token.expires_on);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! An `Arc<ManagedIdentity>` is an `Arc<dyn TokenCredential>` for the Azure SDK's clients.
 //!
 //! # Sources, in order of precedence
 //!
@@ -14,7 +36,7 @@
 //! | 4 | IMDS (VM, VMSS, AKS) | otherwise | `GET {AZURE_POD_IDENTITY_AUTHORITY_HOST or http://169.254.169.254}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=R` (+ `client_id`, `object_id` or `msi_res_id`), header `Metadata: true` |
 //!
 //! When both App Service pairs are set and the 2019 endpoint answers 400 `UnsupportedApiVersion`,
-//! the module switches to 2017-09-01 once and stays there. Redirects are never followed and no
+//! the credential switches to 2017-09-01 once and stays there. Redirects are never followed and no
 //! proxy is used for these endpoints.
 //!
 //! # Settings
@@ -51,20 +73,24 @@
 //!
 //! # Bounds
 //!
-//! Every scope passes the grammar in `scope.rs` before any source sees it. The cache holds at
+//! Every scope passes the grammar of [`normalize_scope`] before any source sees it. The cache holds at
 //! most [`Timing::max_cache_entries`] keys and never evicts one in use; a failed acquisition is
 //! remembered for [`Timing::failure_memory`]; at most [`Timing::max_concurrent_requests`]
 //! acquisitions run at once.
 
 mod cache;
 pub mod claims;
+mod clock;
 mod config;
 mod error;
+pub mod error_chain;
 mod expiry;
+mod lifetime;
 mod retry;
+mod retry_after;
 mod scope;
 mod secret;
-mod source;
+mod sources;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
@@ -84,20 +110,21 @@ pub use config::{
 };
 pub use error::{CliFailure, IdentityConfigError, IdentityError, ServiceDetail};
 /// The parsers of what an identity endpoint answers, public so that `crates/fuzz` can throw
-/// generated input at them; the module reaches them the same way.
+/// generated input at them; the credential reaches them the same way.
 pub use expiry::{parse_expires_on, parse_seconds};
 pub use retry::RetryPolicy;
-pub use retry::parse_retry_after;
+pub use retry_after::{RetryAfter, parse_retry_after};
 pub use scope::{MAX_SCOPE_LEN, is_app_id, normalize_scope};
 pub use secret::AccessTokenSecret;
-pub use source::{check_token_body, service_detail};
+pub use sources::{check_token_body, service_detail};
 
-use cache::{CacheKey, CacheLimits, Clock, TokenCache};
+use cache::{CacheKey, CacheLimits, TokenCache};
+use clock::Clock;
 use config::IdentityOrigin;
-use source::{Fetcher, TokenRequest};
+use sources::{Fetcher, TokenRequest};
 use transport::{ReqwestTransport, Transport};
 
-/// Every setting this module reads, with its meaning (for the README and the settings check).
+/// Every setting this crate reads, with its meaning (for the README and the settings check).
 pub const SETTINGS: &[(&str, &str)] = &[
     (
         IDENTITY_ENDPOINT,
@@ -296,8 +323,32 @@ impl fmt::Debug for ManagedIdentity {
 impl ManagedIdentity {
     /// Builds the credential from a detected configuration and logs the configuration warnings.
     /// Makes no network call.
+    ///
+    /// Identity endpoints are plain HTTP on the platforms this supports, so TLS matters only for
+    /// an HTTPS `AZURE_POD_IDENTITY_AUTHORITY_HOST`; this uses reqwest's rustls set-up, which
+    /// reads the platform's root certificates now. An application that already has a rustls
+    /// configuration (one that loads its roots lazily, say) passes it to
+    /// [`ManagedIdentity::with_tls_config`] instead.
     pub fn new(config: IdentityConfig) -> Result<Self, IdentityConfigError> {
-        let transport = Arc::new(ReqwestTransport::new(&config.timing)?);
+        let transport = Arc::new(ReqwestTransport::new(
+            config.timing.connect_timeout,
+            config.timing.request_timeout,
+            None,
+        )?);
+        Ok(Self::with_parts(config, transport, Clock::System))
+    }
+
+    /// Like [`ManagedIdentity::new`], with `tls` as the configuration for HTTPS identity
+    /// endpoints. Building it reads nothing more than `tls` itself does.
+    pub fn with_tls_config(
+        config: IdentityConfig,
+        tls: rustls::ClientConfig,
+    ) -> Result<Self, IdentityConfigError> {
+        let transport = Arc::new(ReqwestTransport::new(
+            config.timing.connect_timeout,
+            config.timing.request_timeout,
+            Some(tls),
+        )?);
         Ok(Self::with_parts(config, transport, Clock::System))
     }
 
