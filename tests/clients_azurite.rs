@@ -5,8 +5,6 @@
 //! cargo test -p handler --test clients_azurite -- --ignored`. Without AZURITE_BLOB_BIN it looks in
 //! `<workspace>/node_modules/.bin/azurite-blob`. A single test, because it sets SSL_CERT_FILE.
 
-mod clients_support;
-
 use async_trait::async_trait;
 use azure_core::{
     credentials::{AccessToken, TokenCredential, TokenRequestOptions},
@@ -14,7 +12,6 @@ use azure_core::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use clients_support::tls::TestPki;
 use handler::clients::{
     CallError,
     blob::{BlobOperation, BlobStore, StorageError},
@@ -22,12 +19,11 @@ use handler::clients::{
 };
 use serde_json::json;
 use std::{
-    net::TcpListener,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
+use test_kit::pki::TestPki;
+use test_kit::stack::Azurite;
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 
@@ -67,53 +63,6 @@ impl TokenCredential for UnsignedJwtCredential {
     }
 }
 
-/// Stops the Azurite child we started, by its own handle.
-struct Azurite(Child);
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn azurite_bin() -> PathBuf {
-    std::env::var_os("AZURITE_BLOB_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/azurite-blob")
-        })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_azurite(dir: &std::path::Path, port: u16) -> Azurite {
-    let child = Command::new(azurite_bin())
-        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-        .arg("--cert")
-        .arg(dir.join("leaf.pem"))
-        .arg("--key")
-        .arg(dir.join("leaf.key"))
-        .args([
-            "--oauth",
-            "basic",
-            "--inMemoryPersistence",
-            "--disableTelemetry",
-            "--silent",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("azurite-blob not found: set AZURITE_BLOB_BIN or npm install azurite@3.37.0");
-    Azurite(child)
-}
-
 async fn wait_until_listening(url: &str) {
     let probe = reqwest::Client::builder().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -126,19 +75,18 @@ async fn wait_until_listening(url: &str) {
 #[test]
 #[ignore = "needs Azurite: run scripts/test"]
 fn blob_round_trips_against_azurite() {
-    let dir = tempfile::tempdir().unwrap();
-    TestPki::new().write_to(dir.path());
+    let pki = TestPki::generate();
     // SAFETY: the only test in this binary, before any runtime or client thread exists.
-    unsafe { std::env::set_var("SSL_CERT_FILE", dir.path().join("ca.pem")) };
-    let port = free_port();
-    let _azurite = start_azurite(dir.path(), port);
+    unsafe { std::env::set_var("SSL_CERT_FILE", &pki.ca_path) };
+    let azurite = Azurite::start(pki.dir());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(exercise(format!(
-        "https://127.0.0.1:{port}/devstoreaccount1"
+        "https://127.0.0.1:{}/devstoreaccount1",
+        azurite.port
     )));
 }
 

@@ -7,22 +7,16 @@
 //! [`KeyVault`] over real TLS to a loopback vault double.
 //! This file holds a single test because it changes the process environment.
 
-mod clients_support;
-
-use clients_support::{
-    FakeCredential,
-    tls::{TestPki, serve, serve_ok},
-};
 use handler::clients::{
     http::{AzureHttp, HttpSettings, build_reqwest_client_trusting},
     keyvault::KeyVault,
     tls::TrustRoots,
 };
 use managed_identity::error_chain::error_chain;
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
-};
+use test_kit::azure::FakeCredential;
+use test_kit::pki::TestPki;
+use test_kit::recorder::Reply;
+use test_kit::server::FakeServer;
 
 #[test]
 fn ssl_cert_file_is_the_way_to_trust_the_emulator_ca() {
@@ -36,11 +30,9 @@ fn ssl_cert_file_is_the_way_to_trust_the_emulator_ca() {
         .build()
         .unwrap();
     let _context = runtime.enter();
-    let pki = TestPki::new();
-    let dir = tempfile::tempdir().unwrap();
-    pki.write_to(dir.path());
-    let addr = runtime.block_on(serve_ok(&pki));
-    let url = format!("https://{addr}/");
+    let pki = TestPki::generate();
+    let server = runtime.block_on(FakeServer::https(pki.dir(), |_| Reply::new(200).body("ok")));
+    let url = format!("{}/", server.base);
 
     let untrusting_roots = TrustRoots::new();
     let untrusting =
@@ -55,7 +47,7 @@ fn ssl_cert_file_is_the_way_to_trust_the_emulator_ca() {
     assert!(chain.to_lowercase().contains("certificate"), "{chain}");
 
     // SAFETY: as above; the runtime is single-threaded and idle between block_on calls.
-    unsafe { std::env::set_var("SSL_CERT_FILE", dir.path().join("ca.pem")) };
+    unsafe { std::env::set_var("SSL_CERT_FILE", &pki.ca_path) };
     let trusting =
         build_reqwest_client_trusting(&HttpSettings::default(), &TrustRoots::new()).unwrap();
     let response = runtime.block_on(trusting.get(&url).send()).unwrap();
@@ -72,22 +64,24 @@ fn ssl_cert_file_is_the_way_to_trust_the_emulator_ca() {
 /// Redirects are not followed (a token must never follow one) and bodies are not decompressed
 /// (the Blob SDK needs the bytes as stored).
 async fn redirects_and_encodings_are_left_alone(pki: &TestPki, client: &reqwest::Client) {
-    let responder = Arc::new(|head: &str| {
-        if head.starts_with("GET /redirect ") {
-            "HTTP/1.1 302 Found\r\nlocation: https://127.0.0.1:1/elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+    let server = FakeServer::https(pki.dir(), |request| {
+        if request.method == "GET" && request.path() == "/redirect" {
+            Reply::new(302).header("location", "https://127.0.0.1:1/elsewhere")
         } else {
-            "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 4\r\nconnection: close\r\n\r\nraw!".to_string()
+            Reply::new(200)
+                .header("content-encoding", "gzip")
+                .body("raw!")
         }
-    });
-    let addr = serve(pki, responder).await;
+    })
+    .await;
     let redirected = client
-        .get(format!("https://{addr}/redirect"))
+        .get(format!("{}/redirect", server.base))
         .send()
         .await
         .unwrap();
     assert_eq!(redirected.status(), 302);
     let encoded = client
-        .get(format!("https://{addr}/gz"))
+        .get(format!("{}/gz", server.base))
         .send()
         .await
         .unwrap();
@@ -97,37 +91,33 @@ async fn redirects_and_encodings_are_left_alone(pki: &TestPki, client: &reqwest:
 /// The whole production path (reqwest transport, rustls, SDK challenge handling, our single-flight
 /// gate) against a loopback HTTPS vault double: 20 cold concurrent reads, one unauthenticated probe.
 async fn key_vault_over_real_tls(pki: &TestPki) {
-    let probes = Arc::new(AtomicUsize::new(0));
-    let reads = Arc::new(AtomicUsize::new(0));
-    let responder = {
-        let (probes, reads) = (probes.clone(), reads.clone());
-        Arc::new(move |head: &str| {
-            if !head
-                .to_ascii_lowercase()
-                .contains("\r\nauthorization: bearer ")
-            {
-                probes.fetch_add(1, Ordering::SeqCst);
-                let body = r#"{"error":{"code":"Unauthorized","message":"AKV10000: Request is missing a Bearer or PoP token."}}"#;
-                return format!(
-                    "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer authorization=\"https://login.microsoftonline.com/t\", resource=\"https://vault.azure.net\"\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-            reads.fetch_add(1, Ordering::SeqCst);
-            let body = r#"{"value":"tls-secret","id":"https://127.0.0.1/secrets/db/0123456789abcdef0123456789abcdef"}"#;
-            format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
+    let server = FakeServer::https(pki.dir(), |request| {
+        let bearer = request
+            .header("authorization")
+            .is_some_and(|value| value.to_ascii_lowercase().starts_with("bearer "));
+        if !bearer {
+            return Reply::json(
+                401,
+                &serde_json::json!({"error":{"code":"Unauthorized","message":"AKV10000: Request is missing a Bearer or PoP token."}}),
             )
-        })
-    };
-    let addr = serve(pki, responder).await;
+            .header(
+                "www-authenticate",
+                "Bearer authorization=\"https://login.microsoftonline.com/t\", resource=\"https://vault.azure.net\"",
+            );
+        }
+        Reply::json(
+            200,
+            &serde_json::json!({"value":"tls-secret","id":"https://127.0.0.1/secrets/db/0123456789abcdef0123456789abcdef"}),
+        )
+    })
+    .await;
     let http = AzureHttp::new(HttpSettings::default()).unwrap();
-    let kv = KeyVault::new(&format!("https://{addr}/"), FakeCredential::new(), &http).unwrap();
+    let kv = KeyVault::new(&format!("{}/", server.base), FakeCredential::new(), &http).unwrap();
     let calls = (0..20).map(|_| kv.get_secret("db", None));
     for result in futures::future::join_all(calls).await {
         assert_eq!(result.unwrap().value.expose(), "tls-secret");
     }
-    assert_eq!(probes.load(Ordering::SeqCst), 1);
-    assert_eq!(reads.load(Ordering::SeqCst), 20);
+    let probes = server.recorder.unauthenticated_count();
+    assert_eq!(probes, 1);
+    assert_eq!(server.count() - probes, 20);
 }

@@ -7,9 +7,10 @@
 use serde_json::{Value, json};
 
 use super::blob::BlobApp;
-use crate::common::fake_server::{FakeServer, Reply};
-use crate::common::http_payload;
-use crate::common::stack::API_ID_URI;
+use test_kit::handler::http_payload;
+use test_kit::recorder::Reply;
+use test_kit::server::FakeServer;
+use test_kit::stack::API_ID_URI;
 
 const PAGE: &str = "<html><body><script>fetch('/api/secrets/app-greeting')</script></body></html>";
 const SVG: &str =

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::common::fake_server::{FakeServer, storage_account};
-use crate::common::stack::Stack;
-use crate::common::{AppRoot, RunningHandler, http_output, http_payload};
+use test_kit::handler::{AppRoot, RunningHandler, http_output, http_payload, repo_root};
+use test_kit::server::{FakeServer, storage_account};
+use test_kit::stack::Stack;
 
 /// The account path the handler is pointed at (Azurite-style, path-style account).
 const ACCOUNT: &str = "devstoreaccount1";
@@ -32,11 +32,16 @@ impl BlobApp {
 
     /// Forwarding mode (`enableForwardingHttpRequest: true`), the same functions.
     pub async fn forwarding(allowed: Option<&str>) -> Self {
-        let mut host: Value = read_json(&repo().join("host.json"));
+        let mut host: Value = read_json(&repo_root().join("host.json"));
         host["customHandler"]["enableForwardingHttpRequest"] = json!(true);
         let functions: Vec<(&str, Value)> = ["WriteBlob", "ReadBlob", "CallApi"]
             .into_iter()
-            .map(|name| (name, read_json(&repo().join(name).join("function.json"))))
+            .map(|name| {
+                (
+                    name,
+                    read_json(&repo_root().join(name).join("function.json")),
+                )
+            })
             .collect();
         Self::start_in(Some(AppRoot::new(host, &functions)), allowed, &[]).await
     }
@@ -47,7 +52,7 @@ impl BlobApp {
         extra: &[(&str, &str)],
     ) -> Self {
         let stack = Stack::start(false);
-        let storage = FakeServer::https(stack.pki.path(), storage_account()).await;
+        let storage = FakeServer::https(stack.pki.dir(), storage_account()).await;
         let mut env: Vec<(String, String)> = stack
             .handler_env()
             .into_iter()
@@ -63,7 +68,7 @@ impl BlobApp {
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let handler =
-            RunningHandler::start(root.as_ref().map_or(repo(), AppRoot::path), &pairs).await;
+            RunningHandler::start(root.as_ref().map_or(repo_root(), AppRoot::path), &pairs).await;
         Self {
             stack,
             storage,
@@ -98,10 +103,6 @@ impl BlobApp {
     pub async fn upstream_requests(&self) -> (usize, u64) {
         (self.storage.count(), self.stack.token_requests().await)
     }
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn read_json(path: &Path) -> Value {

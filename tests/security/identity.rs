@@ -11,14 +11,8 @@ use serde_json::{Value, json};
 /// to stay under any in-flight cap of the runtime.
 const IN_FLIGHT: usize = 16;
 
-use crate::common::stack::{READER_CLIENT_ID, Stack};
-use crate::common::{JsonBody, RunningHandler, http_output, http_payload};
-
-fn token_info(query: Value) -> Value {
-    let mut payload = http_payload("GET", "http://localhost:7071/api/token", json!({}), None);
-    payload["Data"]["req"]["Query"] = query;
-    payload
-}
+use test_kit::handler::{JsonBody, RunningHandler, http_output, http_payload, token_info};
+use test_kit::stack::{READER_CLIENT_ID, Stack};
 
 fn whoami(authorization: Option<&str>) -> Value {
     let mut payload = http_payload("GET", "http://localhost:7071/api/whoami", json!({}), None);
@@ -26,12 +20,6 @@ fn whoami(authorization: Option<&str>) -> Value {
         payload["Data"]["req"]["Headers"]["Authorization"] = json!([value]);
     }
     payload
-}
-
-async fn start(stack: &Stack, extra: &[(&str, &str)]) -> RunningHandler {
-    let mut env = stack.handler_env();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    RunningHandler::start_in_repo(&env).await
 }
 
 /// Shell metacharacters in every form a caller can send them (the host decodes `%26` to `&`;
@@ -110,7 +98,7 @@ async fn shell_metacharacters_in_resource_never_start_a_process_or_reach_the_ide
 #[tokio::test]
 async fn shell_metacharacters_reach_no_identity_endpoint_either() {
     let stack = Stack::start(false);
-    let handler = start(&stack, &[]).await;
+    let handler = stack.start_handler(&[]).await;
     for attack in SHELL_ATTACKS {
         let (status, body) = http_output(
             &handler
@@ -126,7 +114,7 @@ async fn shell_metacharacters_reach_no_identity_endpoint_either() {
 #[tokio::test]
 async fn unlisted_audiences_and_identities_are_refused_before_any_identity_request() {
     let stack = Stack::start(false);
-    let handler = start(&stack, &[]).await;
+    let handler = stack.start_handler(&[]).await;
     for query in [
         json!({"resource": "https://graph.microsoft.com"}),
         json!({"resource": "https://management.azure.com/.default"}),
@@ -166,7 +154,7 @@ async fn unlisted_audiences_and_identities_are_refused_before_any_identity_reque
 #[tokio::test]
 async fn a_thousand_distinct_bad_resources_cost_no_identity_request() {
     let stack = Stack::start(false);
-    let handler = Arc::new(start(&stack, &[]).await);
+    let handler = Arc::new(stack.start_handler(&[]).await);
     let calls = (0..1000).map(|n| {
         let handler = handler.clone();
         async move {
@@ -240,7 +228,11 @@ async fn a_flood_of_one_failing_identity_costs_one_identity_request() {
     use managed_identity::Timing;
     let stack = Stack::start(false);
     let ghost = "11111111-2222-4333-8444-555555555555";
-    let handler = Arc::new(start(&stack, &[("TOKEN_INFO_IDENTITIES", ghost)]).await);
+    let handler = Arc::new(
+        stack
+            .start_handler(&[("TOKEN_INFO_IDENTITIES", ghost)])
+            .await,
+    );
     let started = std::time::Instant::now();
     let calls = (0..100).map(|_| {
         let handler = handler.clone();
@@ -281,11 +273,9 @@ async fn a_400_that_merely_mentions_unsupported_api_version_keeps_the_2019_proto
                    "body": "{\"statusCode\":400,\"message\":\"Unable to load the proper Managed Identity. UnsupportedApiVersion\",\"correlationId\":\"c\"}"}),
         )
         .await;
-    let handler = start(
-        &stack,
-        &[("MSI_ENDPOINT", &endpoint), ("MSI_SECRET", &secret)],
-    )
-    .await;
+    let handler = stack
+        .start_handler(&[("MSI_ENDPOINT", &endpoint), ("MSI_SECRET", &secret)])
+        .await;
     let (status, _) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
     assert_eq!(status, 503, "an ordinary 400");
     let storage = token_info(json!({"resource": "https://storage.azure.com"}));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use custom_handler::dispatch::ENVELOPE_OVERHEAD_BYTES;
 use handler::clients::names::MAX_BLOB_BYTES as MAX_FUNCTION_BODY_BYTES;
 
-use crate::common::{
+use test_kit::handler::{
     JsonBody, RawConnection, RunningHandler, head_header, head_status, http_payload,
 };
 

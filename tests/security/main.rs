@@ -1,9 +1,6 @@
 //! The security suite: each area replays attacks on one boundary and asserts the refusal (and,
 //! where it matters, that the refusal cost no request to Azure). One module per area.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod active_content;
 mod blob;
 mod identity;

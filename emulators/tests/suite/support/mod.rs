@@ -1,0 +1,5 @@
+//! What several areas of the emulators' tests share, beside the workspace's test kit.
+
+pub mod host;
+pub mod identity;
+pub mod keyvault;

@@ -1,0 +1,476 @@
+//! The path a user takes: HTTP requests to the Functions host emulator, which starts the real
+//! `handler` from the repository's own function folders and forwards HTTP requests to it (host.json
+//! turns forwarding on; timers stay in JSON mode), with the identity and Key Vault emulators and
+//! Azurite behind. Some tests turn forwarding off to check what JSON mode does to bodies.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use test_kit::emulator::Running;
+use test_kit::handler::JsonBody;
+use test_kit::stack::{Stack, app_root_with_forwarding};
+
+struct Host {
+    running: Running,
+    key: String,
+    client: reqwest::Client,
+}
+
+impl Host {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.running.base_url)
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("x-functions-key", &self.key)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    async fn put(&self, path: &str, content_type: Option<&str>, body: &[u8]) -> reqwest::Response {
+        let mut request = self
+            .client
+            .put(self.url(path))
+            .header("x-functions-key", &self.key)
+            .body(body.to_vec());
+        if let Some(kind) = content_type {
+            request = request.header("Content-Type", kind);
+        }
+        request.send().await.expect("PUT")
+    }
+
+    /// The host's log as the real host would record it.
+    async fn host_log(&self) -> Vec<Value> {
+        let body = self
+            .client
+            .get(self.url("/_emulator/logs"))
+            .send()
+            .await
+            .expect("logs");
+        let json: Value = serde_json::from_slice(&body.bytes().await.expect("body")).expect("JSON");
+        json.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits for the invocation of `function` that `matches`, up to 20 s.
+    async fn wait_for(&self, function: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(run) = self
+                .invocations()
+                .await
+                .into_iter()
+                .find(|i| i["function"] == function && matches(i))
+            {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching {function} invocation"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn invocations(&self) -> Vec<Value> {
+        let body = self
+            .client
+            .get(self.url("/_emulator/invocations"))
+            .send()
+            .await
+            .expect("invocations");
+        let json: Value = serde_json::from_slice(&body.bytes().await.expect("body")).expect("JSON");
+        json.as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn start_host(stack: &Stack, env: &[(&str, &str)]) -> (Host, tempfile::TempDir) {
+    let (running, keys) = stack.host(env);
+    let key = running.ready_str("function_key");
+    (
+        Host {
+            running,
+            key,
+            client: reqwest::Client::new(),
+        },
+        keys,
+    )
+}
+
+/// The host emulator on a copy of the app with forwarding on or off.
+fn start_host_in_mode(
+    stack: &Stack,
+    forwarding: bool,
+    env: &[(&str, &str)],
+) -> (Host, Vec<tempfile::TempDir>) {
+    let app_root = app_root_with_forwarding(forwarding);
+    let (running, keys) = stack.host_in(app_root.path(), env);
+    let key = running.ready_str("function_key");
+    let host = Host {
+        running,
+        key,
+        client: reqwest::Client::new(),
+    };
+    (host, vec![app_root, keys])
+}
+
+/// A PNG that is no valid UTF-8 and starts with a UTF-8 BOM: the host's text reading would drop
+/// the BOM and replace the invalid sequences, so any lossy hop shows.
+fn awkward_png() -> Vec<u8> {
+    let mut bytes = vec![0xEF, 0xBB, 0xBF];
+    bytes.extend_from_slice(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]);
+    bytes.extend_from_slice(&[
+        0xC0, 0x80, 0xFF, 0xFE, 0xED, 0xA0, 0x80, 0x00, 0x00, 0x00, 0x0D,
+    ]);
+    bytes.extend((0..=255u8).rev());
+    bytes
+}
+
+#[tokio::test]
+#[ignore = "needs Azurite from npm: run scripts/test"]
+async fn every_function_works_through_the_host_and_the_timer_fires_on_its_schedule() {
+    let stack = Stack::start(true);
+    let (host, _keys) = start_host(&stack, &[("TOKEN_REFRESH_SCHEDULE", "*/2 * * * * *")]);
+
+    let token = host
+        .get("/api/token?resource=https://storage.azure.com/.default")
+        .await;
+    assert_eq!(token.status(), 200);
+    let token = token.json_body().await;
+    assert_eq!(token["claims"]["aud"], "https://storage.azure.com");
+
+    let secret = host.get("/api/secrets/app-greeting").await;
+    assert_eq!(secret.status(), 200);
+    assert_eq!(secret.headers()["cache-control"], "no-store");
+    assert_eq!(secret.json_body().await["value"], "hello from the vault");
+
+    let written = host
+        .client
+        .put(host.url(&format!("/api/blobs/e2e/note.txt?code={}", host.key)))
+        .header("Content-Type", "text/plain")
+        .body("written through the host")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 201);
+    let read = host.get("/api/blobs/e2e/note.txt").await;
+    assert_eq!(read.headers()["content-type"], "text/plain");
+    assert_eq!(read.text().await.unwrap(), "written through the host");
+
+    let binary: Vec<u8> = vec![0, 1, 2, 254, 255];
+    let written = host
+        .put(
+            "/api/blobs/e2e/raw.bin",
+            Some("application/octet-stream"),
+            &binary,
+        )
+        .await;
+    assert_eq!(written.json_body().await["size"], binary.len());
+    let read = host.get("/api/blobs/e2e/raw.bin").await;
+    assert!(read.headers().get("content-transfer-encoding").is_none());
+    assert_eq!(read.bytes().await.unwrap(), binary, "forwarded: raw bytes");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let fired = loop {
+        let timer_runs: Vec<Value> = host
+            .invocations()
+            .await
+            .into_iter()
+            .filter(|i| i["function"] == "RefreshTokens" && i["trigger"] == "timer")
+            .collect();
+        if let Some(run) = timer_runs.first() {
+            break run.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "RefreshTokens did not fire on its */2 s schedule within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(fired["status"], "succeeded", "{fired}");
+    assert!(
+        fired["logs"]
+            .to_string()
+            .contains("token for https://vault.azure.net: valid for"),
+        "{fired}"
+    );
+}
+
+#[tokio::test]
+async fn keys_are_enforced_as_in_azure_and_the_admin_api_runs_the_timer() {
+    let stack = Stack::start(false);
+    let (host, _keys) = start_host(&stack, &[("TOKEN_REFRESH_SCHEDULE", "0 0 0 1 1 *")]);
+    let anonymous = host
+        .client
+        .get(host.url("/api/token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.bytes().await.unwrap().is_empty());
+    let wrong = host
+        .client
+        .get(host.url("/api/token?code=wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let by_query = host
+        .client
+        .get(host.url(&format!("/api/token?code={}", host.key)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_query.status(), 200);
+
+    let master = host.running.ready_str("master_key");
+    let started = host
+        .client
+        .post(host.url("/admin/functions/RefreshTokens"))
+        .header("x-functions-key", master)
+        .header("Content-Type", "application/json")
+        .body(r#"{"input":""}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let runs = host.invocations().await;
+        if let Some(run) = runs.iter().find(|i| i["function"] == "RefreshTokens") {
+            assert_eq!(run["status"], "succeeded", "{run}");
+            assert!(run["logs"].to_string().contains("valid for"), "{run}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the admin invocation did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_forwarded_warning_reaches_the_host_once_as_a_warning_naming_its_invocation() {
+    let stack = Stack::start(false);
+    let (host, _keys) = start_host(&stack, &[("TOKEN_REFRESH_SCHEDULE", "0 0 0 1 1 *")]);
+    let refused = host.get("/api/secrets/not-allowed").await;
+    assert_eq!(refused.status(), 403);
+    assert!(
+        refused.json_body().await["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ALLOWED_SECRETS")
+    );
+    let run = host.wait_for("GetSecret", |_| true).await;
+    assert_eq!(run["http_status"], 403);
+    assert_eq!(run["mode"], "forwarding");
+    let id = run["invocation_id"].as_str().unwrap().to_owned();
+    let tag = format!("[GetSecret {id}]");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines: Vec<Value> = host
+            .host_log()
+            .await
+            .into_iter()
+            .filter(|entry| {
+                entry["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("answered 403")
+            })
+            .collect();
+        if !lines.is_empty() || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(lines.len(), 1, "logged once: {lines:?}");
+    assert_eq!(lines[0]["level"], "Warning", "{lines:?}");
+    assert!(
+        lines[0]["message"].as_str().unwrap().contains(&tag),
+        "the line names its function and the host's invocation id: {lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_timer_run_logs_each_line_once_and_a_failed_run_is_a_failure_with_its_reason() {
+    let stack = Stack::start(false);
+    let (host, _keys) = start_host(&stack, &[("TOKEN_REFRESH_SCHEDULE", "0 0 0 1 1 *")]);
+    let master = host.running.ready_str("master_key");
+    let run_timer = || async {
+        let started = host
+            .client
+            .post(host.url("/admin/functions/RefreshTokens"))
+            .header("x-functions-key", &master)
+            .header("Content-Type", "application/json")
+            .body(r#"{"input":""}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 202);
+    };
+    run_timer().await;
+    let run = host.wait_for("RefreshTokens", |_| true).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let id = run["invocation_id"].as_str().unwrap();
+    let log = host.host_log().await;
+    let vault_lines: Vec<&Value> = log
+        .iter()
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("token for https://vault.azure.net: valid for")
+        })
+        .collect();
+    assert_eq!(
+        vault_lines.len(),
+        1,
+        "once, not also on stdout: {vault_lines:?}"
+    );
+    assert_eq!(vault_lines[0]["level"], "Information");
+    assert_eq!(vault_lines[0]["category"], "Function.RefreshTokens.User");
+    assert_eq!(vault_lines[0]["invocation_id"], id);
+    drop(host);
+
+    // No identity endpoint answers: no token can be refreshed, and the host must see a failure.
+    let (host, _keys) = start_host(
+        &stack,
+        &[
+            ("TOKEN_REFRESH_SCHEDULE", "0 0 0 1 1 *"),
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token"),
+        ],
+    );
+    let master = host.running.ready_str("master_key");
+    let started = host
+        .client
+        .post(host.url("/admin/functions/RefreshTokens"))
+        .header("x-functions-key", &master)
+        .body(r#"{"input":""}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let failed = host.wait_for("RefreshTokens", |_| true).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("Response status code does not indicate success: 5")
+            && error.contains("RefreshTokens failed: could not refresh the token for"),
+        "the reason is in the host's exception message: {error}"
+    );
+    let log = host.host_log().await;
+    assert!(
+        log.iter().any(|e| e["level"] == "Error"
+            && e["category"] == "Host.Function.Console"
+            && e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("could not be refreshed")),
+        "the errors reach the host's log as errors: {log:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs Azurite from npm: run scripts/test"]
+async fn any_body_round_trips_byte_for_byte_when_forwarded() {
+    let stack = Stack::start(true);
+    let (host, _dirs) = start_host_in_mode(&stack, true, &[("ALLOWED_CONTAINERS", "bodies")]);
+    let png = awkward_png();
+    for (name, content_type) in [("photo.png", Some("image/png")), ("untyped.bin", None)] {
+        let written = host
+            .put(&format!("/api/blobs/bodies/{name}"), content_type, &png)
+            .await;
+        assert_eq!(written.status(), 201, "{name}");
+        assert_eq!(written.json_body().await["size"], png.len(), "{name}");
+        let read = host.get(&format!("/api/blobs/bodies/{name}")).await;
+        assert_eq!(read.status(), 200, "{name}");
+        let stored_type = read.headers()["content-type"].to_str().unwrap().to_owned();
+        assert_eq!(
+            stored_type,
+            content_type.unwrap_or("application/octet-stream")
+        );
+        assert_eq!(read.bytes().await.unwrap(), png, "{name}: identical bytes");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs Azurite from npm: run scripts/test"]
+async fn in_json_mode_a_body_the_host_altered_is_refused_and_nothing_is_stored() {
+    let stack = Stack::start(true);
+    let (host, _dirs) = start_host_in_mode(&stack, false, &[("ALLOWED_CONTAINERS", "bodies")]);
+    let png = awkward_png();
+    for (name, content_type) in [("photo.png", Some("image/png")), ("untyped.bin", None)] {
+        let refused = host
+            .put(&format!("/api/blobs/bodies/{name}"), content_type, &png)
+            .await;
+        assert_eq!(refused.status(), 415, "{name}");
+        let message = refused.json_body().await["error"]["message"].to_string();
+        assert!(message.contains("enableForwardingHttpRequest"), "{message}");
+        let read = host.get(&format!("/api/blobs/bodies/{name}")).await;
+        assert_eq!(read.status(), 404, "{name}: nothing was stored");
+    }
+    // What JSON mode can carry still works: octet-stream travels base64 and arrives whole, but
+    // a binary answer cannot go back as a string, so reading it is refused rather than mangled.
+    let written = host
+        .put(
+            "/api/blobs/bodies/raw.bin",
+            Some("application/octet-stream"),
+            &png,
+        )
+        .await;
+    assert_eq!(written.status(), 201);
+    assert_eq!(written.json_body().await["size"], png.len());
+    let read = host.get("/api/blobs/bodies/raw.bin").await;
+    assert_eq!(read.status(), 406);
+    let text = "plain text, é and all";
+    let written = host
+        .put(
+            "/api/blobs/bodies/note.txt",
+            Some("text/plain; charset=utf-8"),
+            text.as_bytes(),
+        )
+        .await;
+    assert_eq!(written.status(), 201);
+    let read = host.get("/api/blobs/bodies/note.txt").await;
+    assert_eq!(read.bytes().await.unwrap(), text.as_bytes());
+    // Text the host's JSON reader would take for a date comes back refused, not re-formatted.
+    let date = "2024-10-24T17:42:07Z";
+    let written = host
+        .put(
+            "/api/blobs/bodies/date.txt",
+            Some("text/plain"),
+            date.as_bytes(),
+        )
+        .await;
+    assert_eq!(written.status(), 201);
+    assert_eq!(host.get("/api/blobs/bodies/date.txt").await.status(), 406);
+}
+
+#[tokio::test]
+async fn with_forwarding_off_the_same_functions_serve_json_mode() {
+    let stack = Stack::start(false);
+    let (host, _dirs) =
+        start_host_in_mode(&stack, false, &[("TOKEN_REFRESH_SCHEDULE", "0 0 0 1 1 *")]);
+    let token = host.get("/api/token").await;
+    assert_eq!(token.status(), 200);
+    assert_eq!(
+        token.json_body().await["claims"]["aud"],
+        "https://vault.azure.net"
+    );
+    let secret = host.get("/api/secrets/app-greeting").await;
+    assert_eq!(secret.json_body().await["value"], "hello from the vault");
+    let modes: Vec<Value> = host
+        .invocations()
+        .await
+        .iter()
+        .map(|i| i["mode"].clone())
+        .collect();
+    assert!(
+        !modes.is_empty() && modes.iter().all(|m| m == "json"),
+        "{modes:?}"
+    );
+}

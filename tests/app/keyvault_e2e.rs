@@ -1,0 +1,388 @@
+//! GetSecret end to end: the real binary, the identity emulator and the Key Vault emulator
+//! (which validates every token's signature, audience and expiry, and enforces access per identity).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use test_kit::handler::{RunningHandler, http_output, http_payload};
+use test_kit::stack::{FIRST_VERSION, Stack};
+
+fn get_secret(name: &str, version: Option<&str>) -> Value {
+    let mut payload = http_payload(
+        "GET",
+        "http://localhost:7071/api/secrets/x",
+        json!({"name": name}),
+        None,
+    );
+    if let Some(version) = version {
+        payload["Data"]["req"]["Query"] = json!({"version": version});
+    }
+    payload
+}
+
+/// The handler with every stack setting but `setting`.
+async fn start_without(stack: &Stack, setting: &str) -> RunningHandler {
+    let env: Vec<(String, String)> = stack
+        .handler_env()
+        .into_iter()
+        .filter(|(k, _)| k != setting)
+        .collect();
+    RunningHandler::start_in_repo(&env).await
+}
+
+/// The cache off: every read goes to the vault.
+const NO_CACHE: &[(&str, &str)] = &[("SECRET_CACHE_SECONDS", "0")];
+
+/// `n` concurrent reads of `name`; their envelopes.
+async fn concurrent_reads(handler: &Arc<RunningHandler>, name: &str, n: usize) -> Vec<Value> {
+    let reads = (0..n).map(|_| {
+        let handler = handler.clone();
+        let payload = get_secret(name, None);
+        async move { handler.invoke("GetSecret", &payload).await }
+    });
+    futures::future::join_all(reads).await
+}
+
+fn age(envelope: &Value) -> Option<&str> {
+    envelope["Outputs"]["res"]["headers"]["Age"].as_str()
+}
+
+async fn read_greeting(handler: &RunningHandler) -> (u16, Value) {
+    http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("app-greeting", None))
+            .await,
+    )
+}
+
+fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_allowed_secret_is_read_with_its_version_and_never_cached_by_the_client() {
+    let stack = Stack::start(false);
+    let handler = stack.start_handler(&[]).await;
+    let envelope = handler
+        .invoke("GetSecret", &get_secret("app-greeting", None))
+        .await;
+    let (status, body) = http_output(&envelope);
+    assert_eq!(status, 200, "{envelope}");
+    assert_eq!(body["name"], "app-greeting");
+    assert_eq!(body["value"], "hello from the vault");
+    assert_eq!(body["contentType"], "text/plain");
+    assert_eq!(body["version"].as_str().unwrap().len(), 32);
+    assert_eq!(
+        envelope["Outputs"]["res"]["headers"]["Cache-Control"],
+        "no-store"
+    );
+    assert!(
+        !envelope["Logs"]
+            .to_string()
+            .contains("hello from the vault"),
+        "the value must not be logged"
+    );
+
+    let (status, older) = http_output(
+        &handler
+            .invoke(
+                "GetSecret",
+                &get_secret("app-greeting", Some(FIRST_VERSION)),
+            )
+            .await,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(older["value"], "first");
+    assert_eq!(older["version"], FIRST_VERSION);
+}
+
+#[tokio::test]
+async fn a_secret_outside_allowed_secrets_is_refused_before_any_call_to_key_vault() {
+    let stack = Stack::start(false);
+    let handler = stack.start_handler(&[]).await;
+    let (status, body) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("other-secret", None))
+            .await,
+    );
+    assert_eq!(status, 403);
+    assert!(message(&body).contains("ALLOWED_SECRETS"), "{body}");
+    assert_eq!(stack.vault_requests().await, (0, 0));
+}
+
+#[tokio::test]
+async fn with_allowed_secrets_unset_nothing_is_allowed_and_the_message_says_how_to_allow() {
+    let stack = Stack::start(false);
+    let handler = start_without(&stack, "ALLOWED_SECRETS").await;
+    let (status, body) = read_greeting(&handler).await;
+    assert_eq!(status, 403);
+    assert!(
+        message(&body).contains("ALLOWED_SECRETS is not set"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_the_identity_has_no_role_for_is_403_naming_the_role() {
+    let stack = Stack::start(false);
+    let handler = stack.start_handler(&[]).await;
+    let (status, body) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("db-password", None))
+            .await,
+    );
+    assert_eq!(status, 403);
+    assert!(message(&body).contains("Key Vault Secrets User"), "{body}");
+    assert!(!body.to_string().contains("s3cr3t"), "{body}");
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_404() {
+    let stack = Stack::start(false);
+    let handler = stack.start_handler(&[]).await;
+    let (status, body) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("app-missing", None))
+            .await,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(message(&body).contains("app-missing"));
+}
+
+#[tokio::test]
+async fn bad_names_and_versions_are_400_before_any_call() {
+    let stack = Stack::start(false);
+    let handler = stack.start_handler(&[]).await;
+    let too_long = "a".repeat(128);
+    for (name, version) in [
+        ("bad_name", None),
+        ("app-é", None),
+        (too_long.as_str(), None),
+        ("app-greeting", Some("not-hex")),
+    ] {
+        let (status, body) = http_output(
+            &handler
+                .invoke("GetSecret", &get_secret(name, version))
+                .await,
+        );
+        assert_eq!(status, 400, "{name} {version:?}: {body}");
+    }
+    assert_eq!(stack.vault_requests().await, (0, 0));
+}
+
+#[tokio::test]
+async fn throttling_answers_503_with_retry_after() {
+    let stack = Stack::start(false);
+    let handler = stack.start_handler(&[]).await;
+    stack
+        .fault(&stack.keyvault, json!({"status": 429, "retry_after": "2"}))
+        .await;
+    let envelope = handler
+        .invoke("GetSecret", &get_secret("app-greeting", None))
+        .await;
+    let (status, _) = http_output(&envelope);
+    assert_eq!(status, 503, "{envelope}");
+    assert_eq!(envelope["Outputs"]["res"]["headers"]["Retry-After"], "2");
+}
+
+#[tokio::test]
+async fn concurrent_cold_reads_pay_the_challenge_once_then_one_request_per_read() {
+    let stack = Stack::start(false);
+    let handler = Arc::new(stack.start_handler(NO_CACHE).await);
+    let reads = (0..50).map(|_| {
+        let handler = handler.clone();
+        async move {
+            http_output(
+                &handler
+                    .invoke("GetSecret", &get_secret("app-greeting", None))
+                    .await,
+            )
+            .0
+        }
+    });
+    let statuses = futures::future::join_all(reads).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        stack.vault_requests().await,
+        (51, 1),
+        "one challenge probe, then one request per read"
+    );
+    assert_eq!(stack.token_requests().await, 1);
+}
+
+#[tokio::test]
+async fn a_token_that_runs_short_during_the_run_is_refreshed_and_the_call_succeeds() {
+    let stack = Stack::start(false);
+    // 302 s: usable for 2 s under the rule that no token is handed out with under 5 minutes left.
+    stack
+        .fault(&stack.identity, json!({"lifetime_secs": 302}))
+        .await;
+    let handler = stack.start_handler(NO_CACHE).await;
+    let (status, _) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("app-greeting", None))
+            .await,
+    );
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (status, _) = http_output(
+        &handler
+            .invoke("GetSecret", &get_secret("app-greeting", None))
+            .await,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        stack.token_requests().await,
+        2,
+        "the short-lived token was replaced"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_setting_fails_only_the_functions_that_need_it() {
+    let stack = Stack::start(false);
+    let handler = start_without(&stack, "KEY_VAULT_URL").await;
+    let (status, body) = read_greeting(&handler).await;
+    assert_eq!(status, 500);
+    assert!(message(&body).contains("KEY_VAULT_URL"), "{body}");
+    let token = http_payload("GET", "http://localhost:7071/api/token", json!({}), None);
+    let (status, _) = http_output(&handler.invoke("TokenInfo", &token).await);
+    assert_eq!(status, 200, "the other functions keep serving");
+}
+
+#[tokio::test]
+async fn concurrent_cold_misses_of_one_secret_make_one_vault_read() {
+    let stack = Stack::start(false);
+    let handler = Arc::new(stack.start_handler(&[]).await);
+    let envelopes = concurrent_reads(&handler, "app-greeting", 50).await;
+    for envelope in &envelopes {
+        let (status, body) = http_output(envelope);
+        assert_eq!(status, 200, "{envelope}");
+        assert_eq!(body["value"], "hello from the vault");
+    }
+    assert_eq!(
+        stack.vault_requests().await,
+        (2, 1),
+        "one challenge probe, then one read shared by all 50"
+    );
+}
+
+#[tokio::test]
+async fn warm_reads_within_the_ttl_are_served_from_memory_with_an_age() {
+    let stack = Stack::start(false);
+    let handler = Arc::new(stack.start_handler(&[]).await);
+    let first = handler
+        .invoke("GetSecret", &get_secret("app-greeting", None))
+        .await;
+    assert_eq!(http_output(&first).0, 200, "{first}");
+    assert_eq!(age(&first), None, "a fresh read carries no Age");
+    let after_first = stack.vault_requests().await;
+    for envelope in concurrent_reads(&handler, "app-greeting", 100).await {
+        let (status, body) = http_output(&envelope);
+        assert_eq!(status, 200, "{envelope}");
+        assert_eq!(body["value"], "hello from the vault");
+        let seconds: u64 = age(&envelope)
+            .expect("Age on a cached answer")
+            .parse()
+            .unwrap();
+        assert!(seconds <= 60, "{envelope}");
+        assert_eq!(
+            envelope["Outputs"]["res"]["headers"]["Cache-Control"],
+            "no-store"
+        );
+    }
+    assert_eq!(
+        stack.vault_requests().await,
+        after_first,
+        "no vault request"
+    );
+}
+
+#[tokio::test]
+async fn after_the_ttl_the_latest_version_is_read_again() {
+    let stack = Stack::start(false);
+    let handler = stack.start_handler(&[("SECRET_CACHE_SECONDS", "1")]).await;
+    assert_eq!(read_greeting(&handler).await.0, 200);
+    let (all, _) = stack.vault_requests().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let envelope = handler
+        .invoke("GetSecret", &get_secret("app-greeting", None))
+        .await;
+    assert_eq!(http_output(&envelope).0, 200);
+    assert_eq!(age(&envelope), None, "read from the vault again");
+    assert_eq!(stack.vault_requests().await.0, all + 1);
+}
+
+#[tokio::test]
+async fn a_version_pinned_read_is_cached_apart_from_the_latest() {
+    let stack = Stack::start(false);
+    let handler = stack.start_handler(&[]).await;
+    let pinned = get_secret("app-greeting", Some(FIRST_VERSION));
+    let (_, first) = http_output(&handler.invoke("GetSecret", &pinned).await);
+    assert_eq!(first["value"], "first");
+    let (_, latest) = read_greeting(&handler).await;
+    assert_eq!(latest["value"], "hello from the vault");
+    let (all, _) = stack.vault_requests().await;
+    let again = handler.invoke("GetSecret", &pinned).await;
+    assert_eq!(http_output(&again).1["value"], "first");
+    assert!(age(&again).is_some(), "{again}");
+    assert_eq!(stack.vault_requests().await.0, all);
+}
+
+#[tokio::test]
+async fn refusals_and_misses_are_never_cached() {
+    let stack = Stack::start(false);
+    let handler = stack.start_handler(&[]).await;
+    for (name, status) in [("app-missing", 404), ("db-password", 403)] {
+        let (before, _) = stack.vault_requests().await;
+        for _ in 0..2 {
+            let (got, _) = http_output(&handler.invoke("GetSecret", &get_secret(name, None)).await);
+            assert_eq!(got, status, "{name}");
+        }
+        let (after, _) = stack.vault_requests().await;
+        assert!(after >= before + 2, "{name}: both calls asked the vault");
+    }
+    stack
+        .fault(&stack.keyvault, json!({"status": 429, "retry_after": "1"}))
+        .await;
+    assert_eq!(read_greeting(&handler).await.0, 503);
+    let envelope = handler
+        .invoke("GetSecret", &get_secret("app-greeting", None))
+        .await;
+    assert_eq!(
+        http_output(&envelope).0,
+        200,
+        "the throttled answer was not kept"
+    );
+    assert_eq!(age(&envelope), None);
+}
+
+#[tokio::test]
+async fn zero_turns_the_cache_off() {
+    let stack = Stack::start(false);
+    let handler = stack.start_handler(NO_CACHE).await;
+    for _ in 0..3 {
+        let envelope = handler
+            .invoke("GetSecret", &get_secret("app-greeting", None))
+            .await;
+        assert_eq!(http_output(&envelope).0, 200);
+        assert_eq!(age(&envelope), None);
+    }
+    assert_eq!(
+        stack.vault_requests().await,
+        (4, 1),
+        "a probe, then 3 reads"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_cache_setting_fails_get_secret_naming_it() {
+    let stack = Stack::start(false);
+    let handler = stack
+        .start_handler(&[("SECRET_CACHE_SECONDS", "ten")])
+        .await;
+    let (status, body) = read_greeting(&handler).await;
+    assert_eq!(status, 500);
+    assert!(message(&body).contains("SECRET_CACHE_SECONDS"), "{body}");
+    assert_eq!(stack.vault_requests().await, (0, 0));
+}
