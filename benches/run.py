@@ -205,7 +205,10 @@ def loadgen(url, *, connections, seconds=None, warmup=0.0, requests=None, method
 
 
 def host_payload(url, params):
-    """A JSON-mode invocation as the Functions host sends it (contract spec §2.4)."""
+    """A JSON-mode invocation as the Functions host sends it.
+
+    See docs/host-contract.md, 'The HTTP trigger in Data'.
+    """
     request = {
         "Url": url, "Method": "GET", "Query": {},
         "Headers": {

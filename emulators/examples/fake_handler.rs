@@ -1,5 +1,6 @@
 //! A tiny custom handler used to drive `emulators host` in tests. It is written from the same
-//! spec, independently of the real handler, and behaves per function name:
+//! contract (docs/host-contract.md), independently of the real handler, and behaves per function
+//! name:
 //!
 //! - `POST /Echo*`: answers `Outputs.res` with the whole received document (and the request's
 //!   headers, the five host variables and the working directory) as a JSON-object body.

@@ -1,8 +1,9 @@
 //! Shared serving helpers for every emulator subcommand.
 //!
-//! The conventions all emulators follow (see PLAN.md): bind 127.0.0.1 only, print one JSON ready
-//! line first thing on stdout, log to stdout afterwards, exit cleanly on SIGTERM/SIGINT, keep
-//! admin endpoints under `/_emulator/`. This module implements those once:
+//! The conventions all emulators follow (docs/emulators.md, 'Conventions every emulator follows'):
+//! bind 127.0.0.1 only, print one JSON ready line first thing on stdout, log to stdout afterwards,
+//! exit cleanly on SIGTERM/SIGINT, keep admin endpoints under `/_emulator/`. This module
+//! implements those once:
 //!
 //! - [`bind_loopback`] and [`base_url`]: the listener and the URL to announce;
 //! - [`announce_ready`]: the ready line;

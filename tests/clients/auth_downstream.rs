@@ -1,4 +1,4 @@
-//! DownstreamApi (the CallApi client, issue 7 with the auth work) against servers on 127.0.0.1:
+//! DownstreamApi (the CallApi client) against servers on 127.0.0.1:
 //! the bearer header, redirects handed back unfollowed, the body limit, timeouts and failures.
 
 use custom_handler::Failure;

@@ -1749,7 +1749,8 @@ const HOST_STORAGE_SCOPE: &str =
 
 #[test]
 fn mutation_unverified_role_guid_is_caught() {
-    // The GUID a first draft of the brief proposed for Storage Blob Data Owner; it is not Microsoft's.
+    // A made-up GUID in the place of Storage Blob Data Owner's, not one of Microsoft's built-in
+    // roles: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
     let t = broken(|t| {
         let i = assignment_index(t, BLOB_OWNER, HOST);
         t["resources"][i]["properties"]["roleDefinitionId"] = json!(

@@ -4,11 +4,11 @@
 //! the route decided by `dispatch` (which knows every function.json route); what each does is in
 //! `dispatch`.
 //!
-//! Every request is held to limits (README, "Request limits"): the head must arrive within the
-//! header timeout (which also closes a kept-alive connection idle that long); the body within the
-//! body timeout and under the function's own limit, checked from Content-Length before any byte
-//! is read and again while reading; at most `max_in_flight` invocations run at once (more are
-//! answered 503 with Retry-After before their body is read); at most `max_connections`
+//! Every request is held to limits (the repository's README.md, "Request limits"): the head must
+//! arrive within the header timeout (which also closes a kept-alive connection idle that long); the
+//! body within the body timeout and under the function's own limit, checked from Content-Length
+//! before any byte is read and again while reading; at most `max_in_flight` invocations run at once
+//! (more are answered 503 with Retry-After before their body is read); at most `max_connections`
 //! connections are open (more wait in the listen backlog). On shutdown, idle connections and
 //! connections still sending a head are closed at once; running invocations finish.
 

@@ -89,7 +89,8 @@ pub async fn post_invocation(
         .expect("invocation")
 }
 
-/// A host-shaped JSON-mode payload for an HTTP trigger named `req`, as the host sends it.
+/// A host-shaped JSON-mode payload for an HTTP trigger named `req`, as the host sends it
+/// (docs/host-contract.md, 'The HTTP trigger in Data').
 pub fn http_payload(method: &str, url: &str, params: Value, body: Option<&str>) -> Value {
     let mut req = json!({
         "Url": url, "Method": method, "Query": {},
@@ -110,7 +111,7 @@ pub fn token_info(query: Value) -> Value {
     payload
 }
 
-/// A host-shaped timer payload, as the host sends it.
+/// A host-shaped timer payload, as the host sends it (docs/host-contract.md, 'Timer input').
 pub fn timer_payload(status: Value) -> Value {
     json!({"Data": {"myTimer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": status, "IsPastDue": false}},
            "Metadata": {"sys": {"MethodName": "Tick", "UtcNow": "2024-10-24T17:45:00.0211583Z", "RandGuid": uuid_like()}}})
@@ -166,7 +167,8 @@ pub struct RunningHandler {
 }
 
 impl RunningHandler {
-    /// Starts the binary with only the host's variables plus `extra`, and waits for `GET /`.
+    /// Starts the binary with only the host's variables plus `extra`, and waits for `GET /`
+    /// (docs/host-contract.md, 'The worker's environment' and 'Readiness: `GET /`').
     pub async fn start(app_root: &Path, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut command = Command::new(handler_binary());

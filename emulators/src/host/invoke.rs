@@ -1,5 +1,6 @@
-//! Calling the handler: JSON-mode POSTs (§2), forwarded HTTP requests (§4.2), and the
-//! bookkeeping around each invocation (id, timing, journal entry).
+//! Calling the handler: JSON-mode POSTs and forwarded HTTP requests, and the bookkeeping around
+//! each invocation (id, timing, journal entry). What the host sends and expects:
+//! docs/host-contract.md, 'The JSON-mode request', 'The JSON-mode answer' and 'Forwarding'.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,8 @@ use super::timer::ScheduleStatus;
 
 /// The host version the emulator reports (`X-Azure-Functions-HostVersion`, `User-Agent`).
 pub const HOST_VERSION: &str = "4.1037.0.0";
-/// The host's HTTP client waits functionTimeout plus one minute for the handler (spec §1.7).
+/// The host's HTTP client waits functionTimeout plus one minute for the handler
+/// (docs/host-contract.md, 'What counts as a failure, and where the reason goes').
 const TIMEOUT_MARGIN: Duration = Duration::from_secs(60);
 
 /// Everything request handling and timers share.
@@ -141,7 +143,8 @@ impl HostState {
             .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
-    /// POSTs a JSON-mode document to `/{FunctionName}` and checks the answer (§3.1).
+    /// POSTs a JSON-mode document to `/{FunctionName}` and checks the answer
+    /// (docs/host-contract.md, 'The JSON-mode answer').
     async fn post_json(
         &self,
         function_name: &str,
@@ -282,8 +285,8 @@ impl HostState {
         succeeded
     }
 
-    /// Forwards the client's request to the handler at the same path (§4.2) and relays the
-    /// raw answer (§4.3).
+    /// Forwards the client's request to the handler at the same path and relays the raw answer
+    /// (docs/host-contract.md, 'Forwarding').
     pub async fn invoke_http_forwarding(
         &self,
         function: &FunctionDef,
@@ -408,8 +411,9 @@ impl HostState {
 }
 
 /// A request body with no announced length, so it goes out with `Transfer-Encoding: chunked`
-/// like the host's JSON-mode POST (its formatter never computes a length, spec §2.1). A handler
-/// that insists on `Content-Length` fails here as it would under the real host.
+/// like the host's JSON-mode POST, whose formatter never computes a length (docs/host-contract.md,
+/// 'The JSON-mode request'). A handler that insists on `Content-Length` fails here as it would
+/// under the real host.
 struct ChunkedBody {
     data: Option<bytes::Bytes>,
 }

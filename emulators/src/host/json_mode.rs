@@ -1,6 +1,6 @@
-//! JSON mode: building the `{Data, Metadata}` document the host POSTs to `/{FunctionName}`
-//! (spec §2) and turning the handler's `{Outputs, Logs, ReturnValue}` answer back into an HTTP
-//! response (spec §3).
+//! JSON mode: building the `{Data, Metadata}` document the host POSTs to `/{FunctionName}` and
+//! turning the handler's `{Outputs, Logs, ReturnValue}` answer back into an HTTP response
+//! (docs/host-contract.md, 'The JSON-mode request' and 'The JSON-mode answer').
 
 use base64::Engine;
 use chrono::Utc;
@@ -79,7 +79,8 @@ impl ClientRequest {
     }
 }
 
-/// The JSON text of a string: how the host writes every string metadata value (§2.3).
+/// The JSON text of a string: how the host writes every string metadata value
+/// (docs/host-contract.md, 'How values are written in Data and Metadata').
 pub fn json_encoded(text: &str) -> Value {
     Value::String(Value::String(text.to_string()).to_string())
 }
@@ -261,7 +262,7 @@ fn writes_utf16(content_type: Option<&str>, accept_charset: Option<&str>) -> boo
     })
 }
 
-/// `Data.<trigger>` for an HTTP request (§2.4).
+/// `Data.<trigger>` for an HTTP request (docs/host-contract.md, 'The HTTP trigger in Data').
 pub fn http_trigger_data(
     request: &ClientRequest,
     params: &Map<String, Value>,
@@ -324,8 +325,9 @@ fn contains_ci(metadata: &Map<String, Value>, key: &str) -> bool {
     metadata.keys().any(|k| k.eq_ignore_ascii_case(key))
 }
 
-/// `Metadata` for an HTTP trigger, in the host's order (§2.4): body-object properties, query
-/// parameters except `code`, route parameters, `Query`, `Headers`, `sys`.
+/// `Metadata` for an HTTP trigger, in the host's order: body-object properties, query parameters
+/// except `code`, route parameters, `Query`, `Headers`, `sys` (docs/host-contract.md, 'Metadata
+/// for an HTTP trigger').
 pub fn http_metadata(
     request: &ClientRequest,
     params: &Map<String, Value>,
@@ -395,7 +397,8 @@ pub struct HandlerReply {
     pub return_value: Value,
 }
 
-/// Checks the handler's HTTP answer as the host does (§3.1-3.2) and reads it.
+/// Checks the handler's HTTP answer as the host does and reads it
+/// (docs/host-contract.md, 'The JSON-mode answer').
 ///
 /// Errors are the reason the invocation failed; the host then drops `Logs` and `Outputs`.
 pub fn parse_reply(
@@ -530,7 +533,8 @@ impl HttpResult {
     }
 }
 
-/// Maps an accepted reply to the client response (§3.3, §3.5).
+/// Maps an accepted reply to the client response
+/// (docs/host-contract.md, 'The http output and ReturnValue').
 ///
 /// `output_name` is the `http` output binding's name; `return_binding` is true when the
 /// function declares a binding named `$return`.

@@ -1,8 +1,8 @@
 //! `emulators host`: a stand-in for the Azure Functions host running a custom handler.
 //!
-//! Written from `/work/shared/specs/custom-handler-contract.md` alone (never from the handler
-//! crate), so the two sides cannot share a misunderstanding. It indexes the app, starts the
-//! handler with the host's environment, waits for it like the host, serves
+//! Written to the host's contract as docs/host-contract.md describes it from the host's source
+//! (never from the handler crate), so the two sides cannot share a misunderstanding. It indexes
+//! the app, starts the handler with the host's environment, waits for it like the host, serves
 //! `/{routePrefix}/{route}` with Azure's key enforcement, speaks JSON mode or forwarding to the
 //! handler, fires timers, and restarts a handler that dies as the real host does
 //! ([`worker::RestartPolicy`]): callers get the host's bare 500 while it is down.

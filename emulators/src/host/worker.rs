@@ -1,5 +1,6 @@
-//! The custom-handler process: how it is started (§1.2-1.4), how its output is relayed (§1.6),
-//! how readiness is awaited (§1.5), and how its death is noticed.
+//! The custom-handler process: how it is started, how its output is relayed, how readiness is
+//! awaited, and how its death is noticed (docs/host-contract.md, 'Starting the worker process',
+//! 'Logs, stdout and stderr', 'Readiness: `GET /`' and 'Restarts').
 //!
 //! A handler that dies is restarted as the real host restarts its HTTP worker
 //! (`HttpFunctionInvocationDispatcher` and `WorkerProcess` in Azure/azure-functions-host): see
@@ -116,7 +117,8 @@ pub struct LaunchPlan {
     /// Working directory.
     pub working_dir: PathBuf,
     /// Variables added to the inherited environment: app settings from local.settings.json
-    /// (if any), then the five per-process variables of §1.3.
+    /// (if any), then the five per-process variables
+    /// (docs/host-contract.md, 'The worker's environment').
     pub env: Vec<(String, String)>,
     /// The port the handler must listen on.
     pub port: u16,
@@ -267,8 +269,9 @@ impl Worker {
         })
     }
 
-    /// Polls `GET /` every 25 ms until any HTTP answer arrives (§1.5). Fails when the process
-    /// dies first or `timeout` passes.
+    /// Polls `GET /` every 25 ms until any HTTP answer arrives
+    /// (docs/host-contract.md, 'Readiness: `GET /`'). Fails when the process dies first or
+    /// `timeout` passes.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let client = reqwest::Client::builder()
             .no_proxy()

@@ -1,6 +1,7 @@
 //! Key Vault secrets emulator: an HTTPS stand-in for the Azure Key Vault data plane
 //! (`/secrets/...`), close enough to the real service that the official Python and Rust
-//! clients run against it unchanged. Behaviour follows `/work/shared/specs/local-emulators.md` §2.
+//! clients run against it unchanged. What it does and why:
+//! docs/emulators.md, 'The Key Vault emulator'.
 //!
 //! # Command line
 //! ```text

@@ -1,6 +1,7 @@
 //! Faithfulness check: the official Python `azure-identity` (pinned in
 //! scripts/reference-clients/requirements.txt) gets tokens from the identity emulator over every
-//! protocol, system- and user-assigned, and the emulator saw the requests the spec describes.
+//! protocol, system- and user-assigned, and the emulator saw the requests each protocol defines
+//! (docs/emulators.md, 'The identity emulator').
 //!
 //! Needs `<workspace root>/.venv` with those packages: `scripts/test` creates it, or
 //! `python3 -m venv .venv && .venv/bin/pip install -r scripts/reference-clients/requirements.txt`.
@@ -128,7 +129,8 @@ fn check_wire(log: &Value) {
 }
 
 /// The emulator's fault rules drive the real client's retry policy: 500, 500 then a token
-/// (the spec's `retry_500x2`: three requests, the token returned), and a 400 is not retried.
+/// (three requests, the token returned on the third), and a 400 is not retried
+/// (docs/emulators.md, 'Fault rules').
 #[tokio::test]
 #[ignore = "needs the reference clients: run scripts/test"]
 async fn azure_identity_retries_injected_500s_and_not_400s() {

@@ -21,7 +21,8 @@ pub fn decode_scalar(value: &Value) -> Value {
     }
 }
 
-/// Reads a member that is an object on current hosts and was a JSON string before host#6606.
+/// Reads a member that is an object on current hosts and was a JSON string before September 2020
+/// (docs/host-contract.md, 'The HTTP trigger in Data').
 ///
 /// Anything else (null, a number, a string that is not an object's JSON) gives an empty map, so
 /// an odd `Query` or `Identities` never fails an invocation.
@@ -61,7 +62,8 @@ fn parse_object(text: &str) -> Map<String, Value> {
     }
 }
 
-/// Reads a member that is an array now and was the JSON text of an array before host#6606.
+/// Reads a member that is an array now and was the JSON text of an array before September 2020
+/// (docs/host-contract.md, 'The HTTP trigger in Data').
 /// The `raw` readers are checked against it.
 #[cfg(test)]
 pub(crate) fn array_or_encoded(value: Option<&Value>) -> Vec<Value> {

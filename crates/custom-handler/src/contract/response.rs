@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// `{Outputs, Logs, ReturnValue}`, written in PascalCase as the samples do. The host must always
-/// get this with status 200: on any other status it drops `Logs` and `Outputs` (cli#3313).
+/// get this with status 200: on any other status it drops `Logs` and `Outputs`
+/// (docs/host-contract.md, 'What counts as a failure, and where the reason goes').
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct InvocationResponse {
     /// Output binding name (exact case) → value.

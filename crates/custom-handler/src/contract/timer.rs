@@ -1,4 +1,4 @@
-//! The timer trigger's `TimerInfo` input (docs/host-contract.md in the repository).
+//! The timer trigger's `TimerInfo` input (the repository's docs/host-contract.md, 'Timer input').
 
 use serde_json::{Map, Value};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
@@ -26,8 +26,9 @@ pub struct ScheduleStatus {
     pub last_updated: Option<Timestamp>,
 }
 
-/// A host timestamp: always kept as the text sent, parsed when it can be (host#7391 shows values
-/// a strict RFC 3339 parser rejects, so a parse failure is never an error).
+/// A host timestamp: always kept as the text sent, parsed when it can be (hosts have sent values a
+/// strict RFC 3339 parser rejects, see docs/host-contract.md, 'Timer input', so a parse failure is
+/// never an error).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timestamp {
     /// The text exactly as the host sent it.

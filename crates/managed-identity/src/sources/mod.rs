@@ -259,7 +259,7 @@ fn log_request(kind: SourceKind, http: &HttpRequest, request: TokenRequest<'_>) 
     log::trace!("{kind}: GET {http:?}");
 }
 
-/// Form-encodes a query like Python's `urlencode` (which the SDKs' golden requests use):
+/// Form-encodes a query like Python's `urlencode`, as the official Python SDK's requests are:
 /// unreserved characters stay, space becomes `+`, everything else is `%XX`.
 pub(crate) fn encode_query(pairs: &[(&str, &str)]) -> String {
     pairs
