@@ -16,11 +16,11 @@ use crate::clients::keyvault::KeyVault;
 use crate::clients::names::{ContainerAllowlist, SecretAllowlist};
 use crate::clients::secret_cache::SecretCache;
 use crate::config::{AppSettings, ServerConfig};
-use crate::dispatch::Runtime;
 use crate::error::FunctionError;
 use crate::functions::token_info::TokenInfoPolicy;
 use crate::identity::ManagedIdentity;
-use crate::registry::{self, Implemented, Registry};
+use custom_handler::dispatch::Runtime;
+use custom_handler::registry::{self, Implemented, Registry};
 
 /// The state every function receives: the identity and the clients, each built once at
 /// start-up and shared. A piece whose setting is missing or bad is kept as the reason, so only

@@ -116,6 +116,8 @@ pub const APP_SETTINGS: &[AppSetting] = &[
 use std::path::PathBuf;
 use std::time::Duration;
 
+use custom_handler::Limits;
+
 /// Reads one setting from the process environment, for the commands (`handler doctor`) that take
 /// a lookup function so their tests need not touch the environment.
 pub fn env_lookup(name: &str) -> Option<String> {
@@ -154,71 +156,45 @@ pub struct ServerConfig {
     /// The folder holding host.json and the function folders.
     pub app_root: PathBuf,
     /// Connection, concurrency and read-time limits.
-    pub limits: ServerLimits,
+    pub limits: Limits,
 }
 
-/// The limits the server holds every connection and request to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerLimits {
-    /// Invocations running at once (`MAX_CONCURRENT_INVOCATIONS`); more get 503 + Retry-After.
-    pub max_in_flight: usize,
-    /// Connections open at once (`MAX_CONNECTIONS`); more wait in the listen backlog.
-    pub max_connections: usize,
-    /// Time to receive a request head, also the idle limit of a kept-alive connection
-    /// (`REQUEST_HEADER_TIMEOUT_SECONDS`).
-    pub header_timeout: Duration,
-    /// Time to receive a request body (`REQUEST_BODY_TIMEOUT_SECONDS`).
-    pub body_timeout: Duration,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        Self {
-            max_in_flight: 64,
-            max_connections: 256,
-            header_timeout: Duration::from_secs(30),
-            body_timeout: Duration::from_secs(60),
+/// Reads the server's four limit settings into the runtime's `Limits`; each absent one keeps
+/// the runtime's default.
+pub fn server_limits(lookup: &impl Fn(&str) -> Option<String>) -> Result<Limits, ConfigError> {
+    let defaults = Limits::default();
+    let count = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
+        match lookup(name).filter(|v| !v.trim().is_empty()) {
+            None => Ok(default),
+            Some(value) => match value.trim().parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                _ => Err(ConfigError::Invalid {
+                    name,
+                    value,
+                    reason: "expected a whole number from 1 to 100000".into(),
+                }),
+            },
         }
-    }
-}
-
-impl ServerLimits {
-    /// Reads the four settings; each absent one keeps its default.
-    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        let count = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
-            match lookup(name).filter(|v| !v.trim().is_empty()) {
-                None => Ok(default),
-                Some(value) => match value.trim().parse::<usize>() {
-                    Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-                    _ => Err(ConfigError::Invalid {
-                        name,
-                        value,
-                        reason: "expected a whole number from 1 to 100000".into(),
-                    }),
-                },
-            }
-        };
-        let seconds = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
-            match lookup(name).filter(|v| !v.trim().is_empty()) {
-                None => Ok(default),
-                Some(value) => match value.trim().parse::<u64>() {
-                    Ok(n) if (1..=3600).contains(&n) => Ok(Duration::from_secs(n)),
-                    _ => Err(ConfigError::Invalid {
-                        name,
-                        value,
-                        reason: "expected whole seconds from 1 to 3600".into(),
-                    }),
-                },
-            }
-        };
-        Ok(Self {
-            max_in_flight: count("MAX_CONCURRENT_INVOCATIONS", defaults.max_in_flight)?,
-            max_connections: count("MAX_CONNECTIONS", defaults.max_connections)?,
-            header_timeout: seconds("REQUEST_HEADER_TIMEOUT_SECONDS", defaults.header_timeout)?,
-            body_timeout: seconds("REQUEST_BODY_TIMEOUT_SECONDS", defaults.body_timeout)?,
-        })
-    }
+    };
+    let seconds = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+        match lookup(name).filter(|v| !v.trim().is_empty()) {
+            None => Ok(default),
+            Some(value) => match value.trim().parse::<u64>() {
+                Ok(n) if (1..=3600).contains(&n) => Ok(Duration::from_secs(n)),
+                _ => Err(ConfigError::Invalid {
+                    name,
+                    value,
+                    reason: "expected whole seconds from 1 to 3600".into(),
+                }),
+            },
+        }
+    };
+    Ok(Limits {
+        max_in_flight: count("MAX_CONCURRENT_INVOCATIONS", defaults.max_in_flight)?,
+        max_connections: count("MAX_CONNECTIONS", defaults.max_connections)?,
+        header_timeout: seconds("REQUEST_HEADER_TIMEOUT_SECONDS", defaults.header_timeout)?,
+        body_timeout: seconds("REQUEST_BODY_TIMEOUT_SECONDS", defaults.body_timeout)?,
+    })
 }
 
 impl ServerConfig {
@@ -239,7 +215,7 @@ impl ServerConfig {
             .find_map(|name| lookup(name).filter(|v| !v.trim().is_empty()))
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."));
-        let limits = ServerLimits::from_lookup(&lookup)?;
+        let limits = server_limits(&lookup)?;
         Ok(Self {
             port,
             app_root,
@@ -291,7 +267,7 @@ mod tests {
             ServerConfig {
                 port: 4321,
                 app_root: "/home/site/wwwroot".into(),
-                limits: ServerLimits::default(),
+                limits: Limits::default(),
             }
         );
         let legacy =

@@ -18,7 +18,7 @@ use crate::clients::blob::StorageError;
 use crate::clients::keyvault::KeyVaultError;
 use crate::config::{AppSettings, ServerConfig};
 use crate::functions::token_info::TokenReport;
-use crate::registry;
+use custom_handler::registry;
 
 /// The command's usage line.
 pub const USAGE: &str = "handler doctor [--app-root DIR] [--secret NAME] [--container NAME]";

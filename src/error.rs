@@ -1,4 +1,5 @@
-//! The one place where a typed error becomes an HTTP status and a message.
+//! The one place where the app's typed errors become an HTTP status and a message, through the
+//! runtime's `custom_handler::Failure` trait (the runtime's own failures are its `RuntimeError`).
 //!
 //! Every message says what went wrong and what to do, and none carries a token, an identity
 //! header, a function key or a secret value: the types that hold those redact themselves, and
@@ -6,14 +7,13 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use custom_handler::{Failure, RuntimeError};
 
 use crate::auth::AuthError;
 use crate::clients::blob::StorageError;
 use crate::clients::downstream::DownstreamError;
 use crate::clients::keyvault::KeyVaultError;
 use crate::clients::names::InputError;
-use crate::http::HttpResponse;
 use crate::identity::IdentityError;
 
 /// Everything a function invocation can fail with.
@@ -22,21 +22,12 @@ pub enum FunctionError {
     /// The caller sent something this function cannot accept (a bad name, a missing parameter).
     #[error("{0}")]
     BadRequest(String),
-    /// The host's invocation payload could not be read.
-    #[error("the invocation payload could not be read: {0}")]
-    Payload(#[from] crate::contract::PayloadError),
     /// The caller may not do this.
     #[error("{0}")]
     Forbidden(String),
     /// What was asked for does not exist.
     #[error("{0}")]
     NotFound(String),
-    /// The request body exceeds the limit.
-    #[error("the request body is larger than the limit of {limit} bytes; send a smaller body")]
-    PayloadTooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
     /// A setting this function needs is missing or invalid; other functions keep working.
     #[error("this function needs the {setting} app setting: {problem}")]
     NotConfigured {
@@ -66,59 +57,15 @@ pub enum FunctionError {
     /// Another upstream failure, already described.
     #[error("{0}")]
     Upstream(String),
-    /// The function panicked: a bug in the handler, never the caller's fault.
-    #[error(
-        "the function failed unexpectedly (a bug in the handler); its log on stderr has the details"
-    )]
-    Panicked,
-    /// The function ran out of time.
-    #[error("the function did not finish within {} s (host.json functionTimeout)", .0.as_secs())]
-    Timeout(Duration),
-    /// JSON mode altered this body before the handler saw it (the host reads every body that is
-    /// not octet-stream or multipart as UTF-8 text), so storing it would store something else.
-    #[error(
-        "a {0} body cannot arrive intact in JSON mode: the Functions host decodes it as UTF-8 text first; send it as application/octet-stream, or turn on customHandler.enableForwardingHttpRequest in host.json"
-    )]
-    UnsupportedMediaType(String),
-    /// JSON mode cannot carry this response body back unchanged (the host writes a string body
-    /// as UTF-8 and ignores Content-Transfer-Encoding).
-    #[error(
-        "{0}; JSON mode carries response bodies as text, so the caller would get other bytes: turn on customHandler.enableForwardingHttpRequest in host.json"
-    )]
-    NotAcceptable(String),
-    /// More invocations are running than the handler accepts at once.
-    #[error(
-        "the handler is running its limit of {limit} invocations at once; retry shortly (MAX_CONCURRENT_INVOCATIONS)"
-    )]
-    Overloaded {
-        /// The cap.
-        limit: usize,
-    },
-    /// The client did not send the body in time.
-    #[error(
-        "the request body did not arrive within {} s (REQUEST_BODY_TIMEOUT_SECONDS)", .0.as_secs()
-    )]
-    BodyTimeout(Duration),
-    /// The handler is stopping and takes no new work.
-    #[error("the handler is shutting down; retry on another instance")]
-    ShuttingDown,
+    /// A failure the runtime defines (an unsupported media type, a body over the limit), used
+    /// by a function as the runtime would: it answers the runtime's status, code and headers.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
 }
 
-/// The JSON body of every error answer: `{"error": {"code": ..., "message": ...}}`.
-#[derive(Debug, Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Debug, Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
-}
-
-impl FunctionError {
+impl Failure for FunctionError {
     /// The HTTP status this error answers with.
-    pub fn status(&self) -> u16 {
+    fn status(&self) -> u16 {
         match self {
             Self::Identity(IdentityError::InvalidScope { .. }) => 400,
             Self::Identity(_) => 503,
@@ -128,21 +75,16 @@ impl FunctionError {
             Self::Auth(error) => error.status(),
             Self::Downstream(error) => error.status(),
             Self::Upstream(_) => 502,
-            Self::BadRequest(_) | Self::Payload(_) => 400,
+            Self::BadRequest(_) => 400,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
-            Self::PayloadTooLarge { .. } => 413,
-            Self::NotConfigured { .. } | Self::Panicked => 500,
-            Self::Timeout(_) => 504,
-            Self::UnsupportedMediaType(_) => 415,
-            Self::NotAcceptable(_) => 406,
-            Self::Overloaded { .. } | Self::ShuttingDown => 503,
-            Self::BodyTimeout(_) => 408,
+            Self::NotConfigured { .. } => 500,
+            Self::Runtime(error) => error.status(),
         }
     }
 
     /// A stable machine-readable code for the error body.
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &str {
         match self {
             Self::Identity(IdentityError::InvalidScope { .. }) => "BadRequest",
             Self::Identity(_) => "TokenUnavailable",
@@ -154,20 +96,33 @@ impl FunctionError {
                 status_code_name(self.status())
             }
             Self::BadRequest(_) => "BadRequest",
-            Self::Payload(_) => "BadInvocation",
             Self::Forbidden(_) => "Forbidden",
             Self::NotFound(_) => "NotFound",
-            Self::PayloadTooLarge { .. } => "PayloadTooLarge",
             Self::NotConfigured { .. } => "NotConfigured",
-            Self::Panicked => "InternalError",
-            Self::Timeout(_) => "Timeout",
-            Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
-            Self::NotAcceptable(_) => "NotAcceptable",
-            Self::Overloaded { .. } | Self::ShuttingDown => "ServiceUnavailable",
-            Self::BodyTimeout(_) => "RequestTimeout",
+            Self::Runtime(error) => error.code(),
         }
     }
 
+    /// Retry-After on a throttle, WWW-Authenticate on a refused bearer token, and what a
+    /// runtime failure carries.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        if let Self::Runtime(error) = self {
+            return error.headers();
+        }
+        let mut headers = Vec::new();
+        if let Some(wait) = self.retry_after() {
+            headers.push(("Retry-After", wait.as_secs().max(1).to_string()));
+        }
+        if let Self::Auth(error) = self
+            && let Some(challenge) = error.www_authenticate()
+        {
+            headers.push(("WWW-Authenticate", challenge));
+        }
+        headers
+    }
+}
+
+impl FunctionError {
     /// How long the caller should wait before trying again, when the error is a throttle.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -176,41 +131,13 @@ impl FunctionError {
             | Self::Storage(StorageError::Throttled { retry_after }) => {
                 Some(retry_after.unwrap_or(DEFAULT_RETRY_AFTER))
             }
-            Self::Overloaded { .. } | Self::ShuttingDown => Some(OVERLOAD_RETRY_AFTER),
             _ => None,
         }
-    }
-
-    /// The error as the response the caller gets.
-    pub fn to_response(&self) -> HttpResponse {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
-                message: self.to_string(),
-            },
-        };
-        // nosniff on every error too: ReadBlob and CallApi promise it on every answer.
-        let mut response = HttpResponse::json(self.status(), &body)
-            .with_header("Cache-Control", "no-store")
-            .with_header("X-Content-Type-Options", "nosniff");
-        if let Some(wait) = self.retry_after() {
-            response = response.with_header("Retry-After", wait.as_secs().max(1).to_string());
-        }
-        if let Self::Auth(error) = self
-            && let Some(challenge) = error.www_authenticate()
-        {
-            response = response.with_header("WWW-Authenticate", challenge);
-        }
-        response
     }
 }
 
 /// What a throttled caller is told to wait when the service did not say.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
-
-/// What a caller turned away by the in-flight cap is told to wait: invocations here last
-/// about a second, so one frees soon.
-const OVERLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Key Vault: 403 → 403 (the message names the role), 404 → 404, 429 → 503 with Retry-After,
 /// a token failure → 503, other upstream failures → 502.
@@ -276,8 +203,10 @@ mod tests {
                 .unwrap()
                 .contains("KEY_VAULT_URL")
         );
-        assert_eq!(FunctionError::PayloadTooLarge { limit: 10 }.status(), 413);
-        assert_eq!(FunctionError::Timeout(Duration::from_secs(3)).status(), 504);
+        let too_large = FunctionError::from(RuntimeError::PayloadTooLarge { limit: 10 });
+        assert_eq!(too_large.status(), 413);
+        let timeout = FunctionError::from(RuntimeError::Timeout(Duration::from_secs(3)));
+        assert_eq!(timeout.status(), 504);
     }
 
     #[test]

@@ -5,11 +5,12 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use custom_handler::{logging, registry, server};
 use handler::app::{self, App};
 use handler::config::{self, AppSettings, ServerConfig};
 use handler::doctor::{self, DoctorCommand};
+use handler::functions;
 use handler::token_command::{self, TokenCommand};
-use handler::{functions, logging, registry, server};
 
 const USAGE: &str =
     "usage: handler [serve]      serve the Azure Functions host on FUNCTIONS_CUSTOMHANDLER_PORT

@@ -129,10 +129,10 @@ async fn the_binary_listens_on_loopback_only() {
 #[test]
 fn the_repositorys_function_folders_match_the_functions_the_binary_implements() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (declared, broken) = handler::registry::load_declared(root).unwrap();
+    let (declared, broken) = custom_handler::registry::load_declared(root).unwrap();
     assert!(broken.is_empty(), "{broken:?}");
     assert_eq!(
-        handler::registry::compare(&declared, &handler::functions::all()),
+        custom_handler::registry::compare(&declared, &handler::functions::all()),
         []
     );
     let output = Command::new(handler_binary())

@@ -66,7 +66,7 @@ async fn the_package_holds_exactly_what_the_host_needs_and_runs_under_the_host()
     let entries = unpack(&package(), dir.path());
     let names: BTreeSet<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
     let (declared, _) =
-        handler::registry::load_declared(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        custom_handler::registry::load_declared(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
     let mut expected: BTreeSet<String> = declared
         .iter()
         .map(|f| format!("{}/function.json", f.name))
@@ -279,7 +279,7 @@ fn repo_root() -> &'static Path {
 
 /// host.json, each declared function's function.json and `handler`: what the host needs.
 fn what_the_host_needs() -> BTreeSet<String> {
-    let (declared, broken) = handler::registry::load_declared(repo_root()).unwrap();
+    let (declared, broken) = custom_handler::registry::load_declared(repo_root()).unwrap();
     assert!(broken.is_empty(), "{broken:?}");
     let mut expected: BTreeSet<String> = declared
         .iter()

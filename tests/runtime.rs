@@ -9,11 +9,12 @@ use std::time::Duration;
 use common::{
     AppRoot, JsonBody, TestApp, http_function, http_payload, timer_function, timer_payload,
 };
+use custom_handler::contract::TimerInfo;
+use custom_handler::http::{HttpRequest, HttpResponse};
+use custom_handler::registry::{Implemented, Mismatch, compare, load_declared};
 use futures::future::{BoxFuture, FutureExt};
-use handler::contract::TimerInfo;
+use handler::clients::names::MAX_BLOB_BYTES;
 use handler::error::FunctionError;
-use handler::http::{HttpRequest, HttpResponse};
-use handler::registry::{Implemented, ImplementedTrigger, Mismatch, compare, load_declared};
 use serde_json::{Value, json};
 
 fn echo(
@@ -30,7 +31,7 @@ fn echo(
             &json!({"method": request.method, "name": name, "query": request.query,
                     "body": String::from_utf8_lossy(&request.body), "body_len": request.body.len(),
                     "content_type": request.content_type(),
-                    "invocation_id": handler::invocation::with_current(|inv| inv.id().to_owned())}),
+                    "invocation_id": custom_handler::invocation::with_current(|inv| inv.id().to_owned())}),
         ))
     }
     .boxed()
@@ -102,54 +103,14 @@ fn tick(_: Arc<()>, timer: TimerInfo) -> BoxFuture<'static, Result<(), FunctionE
 
 fn implemented() -> Vec<Implemented<()>> {
     vec![
-        Implemented {
-            name: "Echo",
-            trigger: ImplementedTrigger::Http {
-                route: "echo/{name}",
-                methods: &["GET", "POST"],
-                run: echo,
-            },
-        },
-        Implemented {
-            name: "Fail",
-            trigger: ImplementedTrigger::Http {
-                route: "fail",
-                methods: &["GET"],
-                run: fail,
-            },
-        },
-        Implemented {
-            name: "Slow",
-            trigger: ImplementedTrigger::Http {
-                route: "slow",
-                methods: &["GET"],
-                run: slow,
-            },
-        },
-        Implemented {
-            name: "Binary",
-            trigger: ImplementedTrigger::Http {
-                route: "binary",
-                methods: &["GET"],
-                run: binary,
-            },
-        },
-        Implemented {
-            name: "Panics",
-            trigger: ImplementedTrigger::Http {
-                route: "panics",
-                methods: &["GET"],
-                run: panics,
-            },
-        },
-        Implemented {
-            name: "Tick",
-            trigger: ImplementedTrigger::Timer { run: tick },
-        },
-        Implemented {
-            name: "BrokenTick",
-            trigger: ImplementedTrigger::Timer { run: broken_tick },
-        },
+        Implemented::http("Echo", "echo/{name}", &["GET", "POST"], echo)
+            .with_body_limit(MAX_BLOB_BYTES),
+        Implemented::http("Fail", "fail", &["GET"], fail),
+        Implemented::http("Slow", "slow", &["GET"], slow),
+        Implemented::http("Binary", "binary", &["GET"], binary),
+        Implemented::http("Panics", "panics", &["GET"], panics),
+        Implemented::timer("Tick", tick),
+        Implemented::timer("BrokenTick", broken_tick),
     ]
 }
 
@@ -381,8 +342,7 @@ async fn malformed_payloads_answer_400_in_the_output_and_never_crash() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_with_413_in_the_output() {
     let app = spawn().await;
-    let envelope_limit =
-        handler::dispatch::ENVELOPE_OVERHEAD_BYTES + 2 * handler::dispatch::MAX_FUNCTION_BODY_BYTES;
+    let envelope_limit = custom_handler::dispatch::ENVELOPE_OVERHEAD_BYTES + 2 * MAX_BLOB_BYTES;
     let huge = vec![b'a'; envelope_limit + 1];
     let response = app
         .client

@@ -10,7 +10,7 @@
 //! missing or malformed type are all inert. The Content-Type itself is kept, so API clients still
 //! learn what the bytes are.
 
-use crate::http::HttpResponse;
+use custom_handler::http::HttpResponse;
 
 /// Media types (the part before any `;`, compared without regard to case) a browser shows as
 /// data and never as a document that runs script.

@@ -6,7 +6,7 @@ use crate::app::App;
 use crate::clients::blob::StorageError;
 use crate::clients::names::{InputError, validate_blob_name, validate_container_name};
 use crate::error::FunctionError;
-use crate::http::HttpRequest;
+use custom_handler::http::HttpRequest;
 
 /// The container and blob name of a `blobs/{container}/{name}` request, once every check passed:
 /// a bad name is 400, a container the caller may not use 403, a bad ALLOWED_CONTAINERS 500.

@@ -7,50 +7,42 @@
 
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, FutureExt};
-
 use crate::app::App;
 use crate::error::FunctionError;
 use crate::functions::active_content;
-use crate::http::{HttpRequest, HttpResponse};
+use custom_handler::http::{HttpRequest, HttpResponse};
 
 /// `GET /api/call/{*path}`: calls DOWNSTREAM_API_URL joined with `path`, with the query (minus
 /// the function key), and answers the downstream status, content type and body.
-pub fn run(
-    app: Arc<App>,
-    request: HttpRequest,
-) -> BoxFuture<'static, Result<HttpResponse, FunctionError>> {
-    async move {
-        let downstream = app.downstream()?;
-        let path = request.param("path").unwrap_or_default();
-        let query: Vec<(String, String)> = request
-            .query
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let target = downstream.api.target(path, &query)?;
-        let token = app.identity()?.get_token(&downstream.scope, None).await?;
-        let answer = downstream
-            .api
-            .get(path, &query, token.access_token.expose())
-            .await?;
+pub async fn run(app: Arc<App>, request: HttpRequest) -> Result<HttpResponse, FunctionError> {
+    let downstream = app.downstream()?;
+    let path = request.param("path").unwrap_or_default();
+    let query: Vec<(String, String)> = request
+        .query
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let target = downstream.api.target(path, &query)?;
+    let token = app.identity()?.get_token(&downstream.scope, None).await?;
+    let answer = downstream
+        .api
+        .get(path, &query, token.access_token.expose())
+        .await?;
+    log::info!(
+        "called {} {}: {}",
+        target.origin().ascii_serialization(),
+        target.path(),
+        answer.status
+    );
+    let content_type = answer
+        .content_type
+        .as_deref()
+        .unwrap_or("application/octet-stream");
+    if answer.location.is_some() {
         log::info!(
-            "called {} {}: {}",
-            target.origin().ascii_serialization(),
-            target.path(),
-            answer.status
+            "dropped the downstream's Location header: it is never relayed as a redirect on this app's origin"
         );
-        let content_type = answer
-            .content_type
-            .as_deref()
-            .unwrap_or("application/octet-stream");
-        if answer.location.is_some() {
-            log::info!(
-                "dropped the downstream's Location header: it is never relayed as a redirect on this app's origin"
-            );
-        }
-        let response = HttpResponse::new(answer.status, content_type, answer.body);
-        Ok(active_content::served_inert(response))
     }
-    .boxed()
+    let response = HttpResponse::new(answer.status, content_type, answer.body);
+    Ok(active_content::served_inert(response))
 }

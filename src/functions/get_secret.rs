@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, FutureExt};
 use serde::Serialize;
 
 use crate::app::App;
 use crate::clients::keyvault::KeyVaultError;
 use crate::clients::names::validate_secret_name;
 use crate::error::FunctionError;
-use crate::http::{HttpRequest, HttpResponse};
+use custom_handler::http::{HttpRequest, HttpResponse};
 
 /// The answer: the secret and what identifies it.
 #[derive(Debug, Serialize)]
@@ -24,43 +23,37 @@ struct SecretAnswer<'a> {
 }
 
 /// `GET /api/secrets/{name}[?version=V]`.
-pub fn run(
-    app: Arc<App>,
-    request: HttpRequest,
-) -> BoxFuture<'static, Result<HttpResponse, FunctionError>> {
-    async move {
-        let name = request.param("name").unwrap_or_default();
-        validate_secret_name(name).map_err(KeyVaultError::from)?;
-        allow(&app, name)?;
-        let cached = app
-            .secret_cache()?
-            .get(app.keyvault()?, name, request.query("version"))
-            .await?;
-        let secret = &cached.secret;
-        log::info!(
-            "{} secret '{}' version {}",
-            if cached.age.is_some() {
-                "cached"
-            } else {
-                "read"
-            },
-            secret.name,
-            secret.version.as_deref().unwrap_or("(latest)")
-        );
-        let answer = SecretAnswer {
-            name: &secret.name,
-            value: secret.value.expose(),
-            version: secret.version.as_deref(),
-            content_type: secret.content_type.as_deref(),
-        };
-        let response = HttpResponse::json(200, &answer).with_header("Cache-Control", "no-store");
-        // Age (RFC 9111 §5.1) says how old a value served from memory is, in whole seconds.
-        Ok(match cached.age {
-            Some(age) => response.with_header("Age", age.as_secs().to_string()),
-            None => response,
-        })
-    }
-    .boxed()
+pub async fn run(app: Arc<App>, request: HttpRequest) -> Result<HttpResponse, FunctionError> {
+    let name = request.param("name").unwrap_or_default();
+    validate_secret_name(name).map_err(KeyVaultError::from)?;
+    allow(&app, name)?;
+    let cached = app
+        .secret_cache()?
+        .get(app.keyvault()?, name, request.query("version"))
+        .await?;
+    let secret = &cached.secret;
+    log::info!(
+        "{} secret '{}' version {}",
+        if cached.age.is_some() {
+            "cached"
+        } else {
+            "read"
+        },
+        secret.name,
+        secret.version.as_deref().unwrap_or("(latest)")
+    );
+    let answer = SecretAnswer {
+        name: &secret.name,
+        value: secret.value.expose(),
+        version: secret.version.as_deref(),
+        content_type: secret.content_type.as_deref(),
+    };
+    let response = HttpResponse::json(200, &answer).with_header("Cache-Control", "no-store");
+    // Age (RFC 9111 §5.1) says how old a value served from memory is, in whole seconds.
+    Ok(match cached.age {
+        Some(age) => response.with_header("Age", age.as_secs().to_string()),
+        None => response,
+    })
 }
 
 /// Refuses, before any call to Key Vault, a secret that ALLOWED_SECRETS does not name.

@@ -4,31 +4,23 @@
 
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, FutureExt};
-
 use crate::app::App;
 use crate::error::FunctionError;
 use crate::functions::{active_content, blob_scope};
-use crate::http::{HttpRequest, HttpResponse};
+use custom_handler::http::{HttpRequest, HttpResponse};
 
 /// The content type answered when the blob has none.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
 /// `GET /api/blobs/{container}/{name}`.
-pub fn run(
-    app: Arc<App>,
-    request: HttpRequest,
-) -> BoxFuture<'static, Result<HttpResponse, FunctionError>> {
-    async move {
-        let (container, name) = blob_scope::checked(&app, &request)?;
-        let blob = app.blobs()?.get_blob(&container, &name).await?;
-        log::info!(
-            "read blob '{name}' in '{container}' ({} bytes)",
-            blob.bytes.len()
-        );
-        let content_type = blob.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
-        let response = HttpResponse::new(200, content_type, blob.bytes);
-        Ok(active_content::served_inert(response))
-    }
-    .boxed()
+pub async fn run(app: Arc<App>, request: HttpRequest) -> Result<HttpResponse, FunctionError> {
+    let (container, name) = blob_scope::checked(&app, &request)?;
+    let blob = app.blobs()?.get_blob(&container, &name).await?;
+    log::info!(
+        "read blob '{name}' in '{container}' ({} bytes)",
+        blob.bytes.len()
+    );
+    let content_type = blob.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
+    let response = HttpResponse::new(200, content_type, blob.bytes);
+    Ok(active_content::served_inert(response))
 }

@@ -10,14 +10,13 @@
 
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, FutureExt};
 use serde::Serialize;
 
 use crate::app::App;
 use crate::error::FunctionError;
-use crate::http::{HttpRequest, HttpResponse};
 use crate::identity::claims::Claims;
 use crate::identity::{IdentitySelector, Token, UserAssignedId, normalize_scope};
+use custom_handler::http::{HttpRequest, HttpResponse};
 
 /// The resource asked for when the caller names none.
 pub const DEFAULT_RESOURCE: &str = "https://vault.azure.net";
@@ -228,31 +227,24 @@ impl TokenReport {
 }
 
 /// `GET /api/token[?resource=R][&client_id=|&object_id=|&resource_id=]`.
-pub fn run(
-    app: Arc<App>,
-    request: HttpRequest,
-) -> BoxFuture<'static, Result<HttpResponse, FunctionError>> {
-    async move {
-        let policy = app.token_info_policy()?;
-        let resource =
-            policy.check_resource(request.query("resource").unwrap_or(DEFAULT_RESOURCE))?;
-        let identity = requested_identity(&request)?;
-        let credential = app.identity()?;
-        if let Some(identity) = &identity {
-            policy.check_identity(identity, credential.default_identity())?;
-        }
-        let token = credential.get_token(&resource, identity.as_ref()).await?;
-        let report = TokenReport::of(&token);
-        log::info!(
-            "token for {} from {} ({}): {} s left",
-            report.resource,
-            report.source,
-            report.identity,
-            report.expires_in
-        );
-        Ok(HttpResponse::json(200, &report).with_header("Cache-Control", "no-store"))
+pub async fn run(app: Arc<App>, request: HttpRequest) -> Result<HttpResponse, FunctionError> {
+    let policy = app.token_info_policy()?;
+    let resource = policy.check_resource(request.query("resource").unwrap_or(DEFAULT_RESOURCE))?;
+    let identity = requested_identity(&request)?;
+    let credential = app.identity()?;
+    if let Some(identity) = &identity {
+        policy.check_identity(identity, credential.default_identity())?;
     }
-    .boxed()
+    let token = credential.get_token(&resource, identity.as_ref()).await?;
+    let report = TokenReport::of(&token);
+    log::info!(
+        "token for {} from {} ({}): {} s left",
+        report.resource,
+        report.source,
+        report.identity,
+        report.expires_in
+    );
+    Ok(HttpResponse::json(200, &report).with_header("Cache-Control", "no-store"))
 }
 
 /// A user-assigned identity named in the query, at most one.
@@ -282,6 +274,8 @@ fn requested_identity(request: &HttpRequest) -> Result<Option<UserAssignedId>, F
 
 #[cfg(test)]
 mod tests {
+    use custom_handler::Failure as _;
+
     use super::*;
 
     const SUB: &str = "00000000-0000-4000-8000-000000000001";

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, FutureExt};
 use serde::Serialize;
 
 use crate::app::App;
 use crate::error::FunctionError;
-use crate::http::{HttpRequest, HttpResponse};
+use custom_handler::http::{HttpRequest, HttpResponse};
 
 /// Who called, from the validated token.
 #[derive(Debug, Serialize)]
@@ -22,27 +21,21 @@ struct Who<'a> {
 
 /// `GET /api/whoami` with `Authorization: Bearer <token>`: 200 with the caller's oid, appid, tid
 /// and roles; 401 with `WWW-Authenticate` for a missing or invalid token; 403 without the role.
-pub fn run(
-    app: Arc<App>,
-    request: HttpRequest,
-) -> BoxFuture<'static, Result<HttpResponse, FunctionError>> {
-    async move {
-        let caller = app
-            .validator()?
-            .validate(request.header("authorization"))
-            .await?;
-        log::info!(
-            "called by oid {} (appid {})",
-            caller.oid.as_deref().unwrap_or("-"),
-            caller.appid.as_deref().unwrap_or("-")
-        );
-        let who = Who {
-            oid: caller.oid.as_deref(),
-            appid: caller.appid.as_deref(),
-            tid: caller.tid.as_deref(),
-            roles: &caller.roles,
-        };
-        Ok(HttpResponse::json(200, &who).with_header("Cache-Control", "no-store"))
-    }
-    .boxed()
+pub async fn run(app: Arc<App>, request: HttpRequest) -> Result<HttpResponse, FunctionError> {
+    let caller = app
+        .validator()?
+        .validate(request.header("authorization"))
+        .await?;
+    log::info!(
+        "called by oid {} (appid {})",
+        caller.oid.as_deref().unwrap_or("-"),
+        caller.appid.as_deref().unwrap_or("-")
+    );
+    let who = Who {
+        oid: caller.oid.as_deref(),
+        appid: caller.appid.as_deref(),
+        tid: caller.tid.as_deref(),
+        roles: &caller.roles,
+    };
+    Ok(HttpResponse::json(200, &who).with_header("Cache-Control", "no-store"))
 }

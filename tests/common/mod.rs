@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use handler::registry::Implemented;
+use custom_handler::registry::Implemented;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -92,16 +92,20 @@ impl TestApp {
         state: S,
         functions: Vec<Implemented<S>>,
     ) -> Self {
-        handler::logging::init();
+        custom_handler::logging::init();
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
         let runtime = handler::app::runtime(root.path(), Arc::new(state), functions);
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(handler::server::run(listener, Arc::new(runtime), async {
-            let _ = rx.await;
-        }));
+        let server = tokio::spawn(custom_handler::server::run(
+            listener,
+            Arc::new(runtime),
+            async {
+                let _ = rx.await;
+            },
+        ));
         let base = format!("http://{addr}");
         wait_ready(&base).await;
         Self {

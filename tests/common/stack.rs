@@ -256,7 +256,7 @@ pub fn app_root_with_forwarding(forwarding: bool) -> tempfile::TempDir {
             .expect("host.json is JSON");
     host_json["customHandler"]["enableForwardingHttpRequest"] = Value::Bool(forwarding);
     std::fs::write(app_root.path().join("host.json"), host_json.to_string()).expect("write");
-    let (declared, _) = handler::registry::load_declared(repo).expect("function folders");
+    let (declared, _) = custom_handler::registry::load_declared(repo).expect("function folders");
     for function in &declared {
         std::fs::create_dir_all(app_root.path().join(&function.name)).expect("folder");
         std::fs::copy(

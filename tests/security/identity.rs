@@ -497,7 +497,7 @@ fn debug_output_of_the_request_types_never_shows_credentials() {
         "session=s3cr3t-cookie",
         "code-value-in-query",
     ];
-    let request = handler::http::HttpRequest {
+    let request = custom_handler::http::HttpRequest {
         method: "GET".into(),
         query: [
             ("code".to_owned(), SECRETS[3].to_owned()),
@@ -520,7 +520,8 @@ fn debug_output_of_the_request_types_never_shows_credentials() {
         "Params": {}
     }}, "Metadata": {"sys": {"MethodName": "TokenInfo"}}});
     let payload = payload.to_string();
-    let invocation = handler::contract::InvocationRequest::from_slice(payload.as_bytes()).unwrap();
+    let invocation =
+        custom_handler::contract::InvocationRequest::from_slice(payload.as_bytes()).unwrap();
     let trigger = invocation.http_trigger("req").unwrap();
     let printed = [
         format!("{request:?}"),

@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use handler::dispatch::{ENVELOPE_OVERHEAD_BYTES, MAX_FUNCTION_BODY_BYTES};
+use custom_handler::dispatch::ENVELOPE_OVERHEAD_BYTES;
+use handler::clients::names::MAX_BLOB_BYTES as MAX_FUNCTION_BODY_BYTES;
 
 use crate::common::{
     JsonBody, RawConnection, RunningHandler, head_header, head_status, http_payload,

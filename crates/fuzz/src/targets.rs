@@ -11,24 +11,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use custom_handler::contract::{InvocationRequest, Timestamp};
+use custom_handler::dispatch::{ForwardedRequest, Route, Runtime};
+use custom_handler::http::{HttpRequest, HttpResponse};
+use custom_handler::registry::{
+    Implemented, Registry, RouteTemplate, RuntimeOptions, load_declared, parse_function_json,
+    parse_host_options,
+};
 use futures::future::BoxFuture;
 use handler::auth::{check_unsigned, usable_kids};
 use handler::clients::downstream::DownstreamApi;
 use handler::clients::names::{
-    SecretAllowlist, validate_blob_name, validate_body_size, validate_container_name,
-    validate_content_type, validate_secret_name, validate_secret_version,
+    MAX_BLOB_BYTES, SecretAllowlist, validate_blob_name, validate_body_size,
+    validate_container_name, validate_content_type, validate_secret_name, validate_secret_version,
 };
-use handler::contract::{InvocationRequest, Timestamp};
-use handler::dispatch::{ForwardedRequest, Route, Runtime, RuntimeOptions};
 use handler::error::FunctionError;
-use handler::http::{HttpRequest, HttpResponse};
 use handler::identity::{
     SourceKind, check_token_body, normalize_scope, parse_expires_on, parse_retry_after,
     parse_seconds, service_detail,
-};
-use handler::registry::{
-    Implemented, ImplementedTrigger, Registry, RouteTemplate, load_declared, parse_function_json,
-    parse_host_options,
 };
 use serde_json::{Value, json};
 
@@ -456,7 +456,7 @@ fn standin_whoami(
 
 fn standin_timer(
     _state: Arc<Standin>,
-    timer: handler::contract::TimerInfo,
+    timer: custom_handler::contract::TimerInfo,
 ) -> BoxFuture<'static, Result<(), FunctionError>> {
     Box::pin(async move {
         let _ = format!("{timer:?}");
@@ -465,36 +465,28 @@ fn standin_timer(
 }
 
 fn standin_functions() -> Vec<Implemented<Standin>> {
-    let http = |name, route, methods, run| Implemented {
-        name,
-        trigger: ImplementedTrigger::Http {
-            route,
-            methods,
-            run,
-        },
-    };
     vec![
-        http("CallApi", "call/{*path}", &["GET"], standin_call),
-        http("GetSecret", "secrets/{name}", &["GET"], standin_secret),
-        http(
+        Implemented::http("CallApi", "call/{*path}", &["GET"], standin_call),
+        Implemented::http("GetSecret", "secrets/{name}", &["GET"], standin_secret),
+        Implemented::http(
             "ReadBlob",
             "blobs/{container}/{name}",
             &["GET"],
             standin_blob,
         ),
-        Implemented {
-            name: "RefreshTokens",
-            trigger: ImplementedTrigger::Timer { run: standin_timer },
-        },
-        http("TokenInfo", "token", &["GET"], standin_token),
-        http("Whoami", "whoami", &["GET"], standin_whoami),
-        http(
+        Implemented::timer("RefreshTokens", standin_timer),
+        Implemented::http("TokenInfo", "token", &["GET"], standin_token),
+        Implemented::http("Whoami", "whoami", &["GET"], standin_whoami),
+        Implemented::http(
             "WriteBlob",
             "blobs/{container}/{name}",
             &["PUT"],
             standin_blob,
         ),
     ]
+    .into_iter()
+    .map(|function| function.with_body_limit(MAX_BLOB_BYTES))
+    .collect()
 }
 
 struct Harness {
@@ -1129,9 +1121,9 @@ fn run_content_type(input: &[u8]) {
     let text = lossy(input);
     let _ = validate_content_type(&text);
     // What JSON mode decides from a content type: carried as base64, or text it keeps intact.
-    let _ = handler::http::media_type(&text);
-    let _ = handler::http::host_sends_base64(Some(&text));
-    let _ = handler::http::is_utf8_text(&text);
+    let _ = custom_handler::http::media_type(&text);
+    let _ = custom_handler::http::host_sends_base64(Some(&text));
+    let _ = custom_handler::http::is_utf8_text(&text);
     let request = HttpRequest {
         method: "PUT".into(),
         params: BTreeMap::new(),

@@ -39,9 +39,35 @@ use warp::Filter;
 use warp::path::FullPath;
 use warp::reply::{Reply as _, Response};
 
-use crate::config::ServerLimits;
 use crate::dispatch::{Answer, Body, ForwardedRequest, INVOCATION_ID_HEADER, Route, Runtime};
-use crate::error::FunctionError;
+use crate::failure::RuntimeError;
+
+/// The limits the server holds every connection and request to. The names in parentheses are
+/// the app settings a binary conventionally reads them from (the Overloaded and BodyTimeout
+/// messages name them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Invocations running at once (`MAX_CONCURRENT_INVOCATIONS`); more get 503 + Retry-After.
+    pub max_in_flight: usize,
+    /// Connections open at once (`MAX_CONNECTIONS`); more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time to receive a request head, also the idle limit of a kept-alive connection
+    /// (`REQUEST_HEADER_TIMEOUT_SECONDS`).
+    pub header_timeout: Duration,
+    /// Time to receive a request body (`REQUEST_BODY_TIMEOUT_SECONDS`).
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 64,
+            max_connections: 256,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Serves `runtime` on `listener` with the default limits until `shutdown` completes.
 pub async fn run<S: Send + Sync + 'static>(
@@ -49,7 +75,7 @@ pub async fn run<S: Send + Sync + 'static>(
     runtime: Arc<Runtime<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    run_with(listener, runtime, ServerLimits::default(), shutdown).await;
+    run_with(listener, runtime, Limits::default(), shutdown).await;
 }
 
 /// Serves `runtime` on `listener` under `limits` until `shutdown` completes, then closes idle
@@ -60,7 +86,7 @@ pub async fn run<S: Send + Sync + 'static>(
 pub async fn run_with<S: Send + Sync + 'static>(
     listener: TcpListener,
     runtime: Arc<Runtime<S>>,
-    limits: ServerLimits,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let shared = Arc::new(Shared {
@@ -110,7 +136,7 @@ async fn accept(
 /// What every connection shares.
 struct Shared<S> {
     runtime: Arc<Runtime<S>>,
-    limits: ServerLimits,
+    limits: Limits,
     in_flight: Arc<Semaphore>,
     stopping: watch::Sender<bool>,
 }
@@ -260,7 +286,7 @@ struct Call<'a, S> {
     /// The in-flight slot, held until the answer is written.
     permit: Option<OwnedSemaphorePermit>,
     /// Why the body will not be read: over the in-flight cap, or declared over the limit.
-    refusal: Option<FunctionError>,
+    refusal: Option<RuntimeError>,
 }
 
 impl<'a, S: Send + Sync + 'static> Call<'a, S> {
@@ -289,7 +315,7 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
             match Arc::clone(&shared.in_flight).try_acquire_owned() {
                 Ok(permit) => self.permit = Some(permit),
                 Err(_) => {
-                    self.refusal = Some(FunctionError::Overloaded {
+                    self.refusal = Some(RuntimeError::Overloaded {
                         limit: shared.limits.max_in_flight,
                     });
                 }
@@ -308,7 +334,7 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.limit as u64) {
-            self.refusal = Some(FunctionError::PayloadTooLarge { limit: self.limit });
+            self.refusal = Some(RuntimeError::PayloadTooLarge { limit: self.limit });
         }
         self
     }
@@ -383,9 +409,9 @@ async fn read_body<B: Buf>(
     let reading = read_limited(body, limit);
     tokio::select! {
         body = tokio::time::timeout(timeout, reading) => {
-            body.unwrap_or(Err(FunctionError::BodyTimeout(timeout)))
+            body.unwrap_or(Err(RuntimeError::BodyTimeout(timeout)))
         }
-        _ = stopping.wait_for(|stop| *stop) => Err(FunctionError::ShuttingDown),
+        _ = stopping.wait_for(|stop| *stop) => Err(RuntimeError::ShuttingDown),
     }
 }
 
@@ -396,11 +422,9 @@ async fn read_limited<B: Buf>(
     let mut body = std::pin::pin!(body);
     let mut collected = BytesMut::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            FunctionError::BadRequest(format!("the request body could not be read: {e}"))
-        })?;
+        let chunk = chunk.map_err(|e| RuntimeError::BodyUnreadable(e.to_string()))?;
         if collected.len() + chunk.remaining() > limit {
-            return Err(FunctionError::PayloadTooLarge { limit });
+            return Err(RuntimeError::PayloadTooLarge { limit });
         }
         collected.put(chunk);
     }

@@ -1,4 +1,4 @@
-//! The timer trigger's `TimerInfo` input (spec §2.5).
+//! The timer trigger's `TimerInfo` input (docs/host-contract.md in the repository).
 
 use serde_json::{Map, Value};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};

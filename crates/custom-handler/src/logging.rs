@@ -96,7 +96,7 @@ pub fn init() {
     install(false);
 }
 
-/// For the command-line tools (`handler token`, `handler check`): every line to stderr, so that
+/// For a binary's command-line tools: every line to stderr, so that
 /// stdout carries only the command's output.
 pub fn init_cli() {
     install(true);

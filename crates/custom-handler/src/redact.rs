@@ -1,6 +1,6 @@
 //! What `Debug` output of a request must never show: credentials in headers, cookies and the
-//! function key in the query string. The request types' `Debug` impls (`src/http.rs`,
-//! `src/contract/request.rs`) print these as `<redacted>`.
+//! function key in the query string. The request types' `Debug` impls (`HttpRequest`, and
+//! `HttpTriggerData` in the contract) print these as `<redacted>`.
 
 /// Header names whose values are credentials (compared without regard to case).
 pub const SENSITIVE_HEADERS: &[&str] = &[

@@ -17,47 +17,49 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt as _;
 
 use crate::contract::{HttpOutput, HttpTriggerData, InvocationRequest, InvocationResponse};
-use crate::error::FunctionError;
+use crate::failure::{BoxFailure, Failure, RuntimeError};
 use crate::http::{HttpRequest, HttpResponse, Transport};
 use crate::invocation::Invocation;
-use crate::registry::{DeclaredTrigger, Entry, ImplementedTrigger, Registry, RouteMatch};
-
-/// The largest body a function that takes one (any method but GET, HEAD, DELETE, OPTIONS)
-/// accepts: the blob limit, since WriteBlob is the one such function.
-pub const MAX_FUNCTION_BODY_BYTES: usize = crate::clients::names::MAX_BLOB_BYTES;
+use crate::registry::{
+    DeclaredTrigger, Entry, HttpFn, ImplementedTrigger, Registry, RouteMatch, RuntimeOptions,
+    TimerFn,
+};
 
 /// Room a JSON-mode envelope needs beside the body it carries: headers, query, identities,
 /// metadata. The host's own header limit (Kestrel, 32 KiB) keeps these far smaller.
 pub const ENVELOPE_OVERHEAD_BYTES: usize = 1024 * 1024;
 
 /// A request body, or why it was not read.
-pub type Body = Result<Bytes, FunctionError>;
+pub type Body = Result<Bytes, RuntimeError>;
 
 /// The header carrying the host's invocation id.
 pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
 
-/// How the runtime behaves: read once from host.json at start-up.
-#[derive(Debug, Clone)]
-pub struct RuntimeOptions {
-    /// `extensions.http.routePrefix`, default `api`.
-    pub route_prefix: String,
-    /// `functionTimeout`; `None` when host.json says `-1` (unlimited). host.json sets it; the
-    /// default when it does not is the host's on every plan but Consumption, 30 minutes.
-    pub function_timeout: Option<Duration>,
+/// Why a function gave no value: the runtime's own failure around it, or the function's own.
+enum Failed {
+    /// The runtime refused or stopped the invocation (payload, limits, panic, timeout).
+    Runtime(RuntimeError),
+    /// The function returned an error.
+    Function(BoxFailure),
 }
 
-impl Default for RuntimeOptions {
-    fn default() -> Self {
-        Self {
-            route_prefix: "api".into(),
-            function_timeout: Some(Duration::from_secs(30 * 60)),
+impl Failed {
+    fn failure(&self) -> &dyn Failure {
+        match self {
+            Self::Runtime(error) => error,
+            Self::Function(error) => error,
         }
+    }
+}
+
+impl From<RuntimeError> for Failed {
+    fn from(error: RuntimeError) -> Self {
+        Self::Runtime(error)
     }
 }
 
@@ -97,7 +99,7 @@ impl Answer {
     }
 
     /// A JSON-mode failure: the error's status with its message as the reason phrase.
-    fn failure(error: &FunctionError, what: &str) -> Self {
+    fn failure(error: &dyn Failure, what: &str) -> Self {
         let mut answer = Self::from_response(error.to_response());
         answer.reason = Some(reason_phrase(&format!("{what}: {error}")));
         answer
@@ -161,11 +163,10 @@ impl<S: Send + Sync + 'static> Runtime<S> {
         match routed {
             Some(RouteMatch::Found { entry, params }) => Route::Forwarded { entry, params },
             Some(RouteMatch::MethodNotAllowed) => Route::Answer(Answer::from_response(
-                FunctionError::BadRequest(format!(
+                RuntimeError::MethodNotAllowed(format!(
                     "{method} is not allowed on {path}; see the function's methods in its function.json"
                 ))
-                .to_response()
-                .with_status(405),
+                .to_response(),
             )),
             _ => Route::Answer(match json_name {
                 Some(name) => unknown_function(name),
@@ -198,7 +199,7 @@ impl<S: Send + Sync + 'static> Runtime<S> {
         match (&entry.declared.trigger, &entry.trigger) {
             (DeclaredTrigger::Http(http), ImplementedTrigger::Http { run, .. }) => {
                 let limit = function_body_limit(entry);
-                let work = self.json_http(*run, &http.binding, limit, body);
+                let work = self.json_http(run, &http.binding, limit, body);
                 match invocation.scope(work).await {
                     Ok(output) => Answer::envelope(&InvocationResponse::http(
                         &http.output,
@@ -209,10 +210,10 @@ impl<S: Send + Sync + 'static> Runtime<S> {
                 }
             }
             (DeclaredTrigger::Timer { binding, .. }, ImplementedTrigger::Timer { run }) => {
-                let work = self.json_timer(*run, binding, body);
+                let work = self.json_timer(run, binding, body);
                 match invocation.scope(work).await {
                     Ok(()) => Answer::envelope(&InvocationResponse::logs_only(invocation.logs())),
-                    Err(error) => fail_invocation(&invocation, &error),
+                    Err(error) => fail_invocation(&invocation, error.failure()),
                 }
             }
             _ => unknown_function(&entry.declared.name),
@@ -223,15 +224,15 @@ impl<S: Send + Sync + 'static> Runtime<S> {
     /// invocation itself.
     async fn json_http(
         &self,
-        run: crate::registry::HttpFn<S>,
+        run: &HttpFn<S>,
         binding: &str,
         limit: usize,
         body: Body,
-    ) -> Result<HttpOutput, FunctionError> {
+    ) -> Result<HttpOutput, RuntimeError> {
         let request = body.and_then(|bytes| {
             let request = request_from_trigger(crate::contract::http_trigger(&bytes, binding)?);
             if request.body.len() > limit {
-                return Err(FunctionError::PayloadTooLarge { limit });
+                return Err(RuntimeError::PayloadTooLarge { limit });
             }
             Ok(request)
         });
@@ -243,21 +244,16 @@ impl<S: Send + Sync + 'static> Runtime<S> {
                     accept_charset,
                 )
             }
-            Err(error) => (Err(error), None),
+            Err(error) => (Err(Failed::Runtime(error)), None),
         };
-        if let Err(FunctionError::Panicked) = outcome {
-            return Err(FunctionError::Panicked);
+        if let Err(Failed::Runtime(RuntimeError::Panicked)) = outcome {
+            return Err(RuntimeError::Panicked);
         }
         let response = into_response(outcome);
         Ok(to_http_output(response, accept_charset.as_deref()))
     }
 
-    async fn json_timer(
-        &self,
-        run: crate::registry::TimerFn<S>,
-        binding: &str,
-        body: Body,
-    ) -> Result<(), FunctionError> {
+    async fn json_timer(&self, run: &TimerFn<S>, binding: &str, body: Body) -> Result<(), Failed> {
         let timer =
             body.and_then(|bytes| Ok(InvocationRequest::from_slice(&bytes)?.timer(binding)?))?;
         self.limited(run(self.state.clone(), timer)).await
@@ -284,9 +280,9 @@ impl<S: Send + Sync + 'static> Runtime<S> {
         let work = async {
             let body = request.body?;
             if body.len() > function_body_limit(entry) {
-                return Err(FunctionError::PayloadTooLarge {
+                return Err(Failed::Runtime(RuntimeError::PayloadTooLarge {
                     limit: function_body_limit(entry),
-                });
+                }));
             }
             let params = params
                 .into_iter()
@@ -303,14 +299,14 @@ impl<S: Send + Sync + 'static> Runtime<S> {
             self.limited(run(self.state.clone(), http)).await
         };
         match invocation.scope(work).await {
-            Err(FunctionError::Panicked) => {
+            Err(Failed::Runtime(RuntimeError::Panicked)) => {
                 invocation.sync_scope(|| {
                     log::error!(
                         "the invocation failed: {}; the connection is cut so that the host records a failure",
-                        FunctionError::Panicked
+                        RuntimeError::Panicked
                     )
                 });
-                let mut answer = Answer::from_response(FunctionError::Panicked.to_response());
+                let mut answer = Answer::from_response(RuntimeError::Panicked.to_response());
                 answer.abort = true;
                 answer
             }
@@ -322,28 +318,33 @@ impl<S: Send + Sync + 'static> Runtime<S> {
     /// one) fails only this invocation.
     async fn limited<T>(
         &self,
-        work: impl Future<Output = Result<T, FunctionError>>,
-    ) -> Result<T, FunctionError> {
+        work: impl Future<Output = Result<T, BoxFailure>>,
+    ) -> Result<T, Failed> {
         let work = std::panic::AssertUnwindSafe(work)
             .catch_unwind()
-            .map(|outcome| outcome.unwrap_or(Err(FunctionError::Panicked)));
+            .map(|outcome| match outcome {
+                Ok(result) => result.map_err(Failed::Function),
+                Err(_) => Err(Failed::Runtime(RuntimeError::Panicked)),
+            });
         match self.options.function_timeout {
             Some(limit) => tokio::time::timeout(limit, work)
                 .await
-                .unwrap_or(Err(FunctionError::Timeout(limit))),
+                .unwrap_or(Err(Failed::Runtime(RuntimeError::Timeout(limit)))),
             None => work.await,
         }
     }
 }
 
-/// A function's body limit: none for one whose methods never carry a body.
+/// A function's body limit, as registered: none for one whose methods never carry a body.
 fn function_body_limit<S>(entry: &Entry<S>) -> usize {
     const BODILESS: [&str; 4] = ["GET", "HEAD", "DELETE", "OPTIONS"];
-    match &entry.declared.trigger {
-        DeclaredTrigger::Http(http) => match &http.methods {
-            Some(methods) if methods.iter().all(|m| BODILESS.contains(&m.as_str())) => 0,
-            _ => MAX_FUNCTION_BODY_BYTES,
-        },
+    match (&entry.declared.trigger, &entry.trigger) {
+        (DeclaredTrigger::Http(http), ImplementedTrigger::Http { body_limit, .. }) => {
+            match &http.methods {
+                Some(methods) if methods.iter().all(|m| BODILESS.contains(&m.as_str())) => 0,
+                _ => *body_limit,
+            }
+        }
         _ => 0,
     }
 }
@@ -366,7 +367,7 @@ pub struct ForwardedRequest {
 /// A JSON-mode invocation that failed: the host reads no `Logs` from a non-2xx answer, so the
 /// lines kept for them go to stdout, and the reason to stderr (an Error in the host's log) and
 /// into the status line's reason phrase (the host's exception message).
-fn fail_invocation(invocation: &Invocation, error: &FunctionError) -> Answer {
+fn fail_invocation(invocation: &Invocation, error: &dyn Failure) -> Answer {
     crate::logging::write_lines(false, &invocation.take_console_lines());
     invocation.sync_scope(|| log::error!("the invocation failed: {error}"));
     Answer::failure(error, &format!("{} failed", invocation.function()))
@@ -392,8 +393,9 @@ fn reason_phrase(text: &str) -> String {
 }
 
 /// A failure becomes its error response, and a line in the invocation's log.
-fn into_response(outcome: Result<HttpResponse, FunctionError>) -> HttpResponse {
-    outcome.unwrap_or_else(|error| {
+fn into_response(outcome: Result<HttpResponse, Failed>) -> HttpResponse {
+    outcome.unwrap_or_else(|failed| {
+        let error = failed.failure();
         log::warn!("answered {}: {error}", error.status());
         error.to_response()
     })
@@ -461,7 +463,7 @@ fn to_http_output(response: HttpResponse, accept_charset: Option<&str>) -> HttpO
     };
     let response = match problem {
         Some(problem) if !response.body.is_empty() => {
-            let error = FunctionError::NotAcceptable(problem.to_owned());
+            let error = RuntimeError::NotAcceptable(problem.to_owned());
             log::warn!("answered {}: {error}", error.status());
             error.to_response()
         }
@@ -531,7 +533,7 @@ fn host_writes_utf16(content_type: Option<&str>, accept_charset: Option<&str>) -
 /// A JSON-mode call of a function this handler does not serve: a failed invocation (404), whose
 /// reason the host logs, never a 200 that it would count as a success.
 fn unknown_function(name: &str) -> Answer {
-    let error = FunctionError::NotFound(format!(
+    let error = RuntimeError::NotFound(format!(
         "no function named '{name}' is served by this handler: check that {name}/function.json exists beside host.json and that the handler implements it (`handler check`)"
     ));
     log::error!("{error}");
@@ -545,7 +547,7 @@ fn json_mode_name<'a>(method: &str, path: &'a str) -> Option<&'a str> {
 }
 
 fn no_route(method: &str, path: &str) -> HttpResponse {
-    FunctionError::NotFound(format!("no function's route matches {method} {path}")).to_response()
+    RuntimeError::NotFound(format!("no function's route matches {method} {path}")).to_response()
 }
 
 fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
