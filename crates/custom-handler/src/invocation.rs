@@ -240,7 +240,12 @@ mod tests {
     fn a_deferred_line_becomes_its_console_form_only_when_taken() {
         let inv = Invocation::json("GetSecret", "id-1");
         let at = time::macros::datetime!(2026-11-30 10:20:30.456 UTC);
-        inv.record_deferred("INFO: read secret 'db'".to_owned(), at, log::Level::Info, "app::f");
+        inv.record_deferred(
+            "INFO: read secret 'db'".to_owned(),
+            at,
+            log::Level::Info,
+            "app::f",
+        );
         assert_eq!(inv.logs(), ["INFO: read secret 'db'"]);
         assert_eq!(
             inv.take_console_lines(),
