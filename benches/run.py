@@ -41,6 +41,8 @@ RELEASE = ROOT / "target" / "x86_64-unknown-linux-gnu" / "release"
 # The binary exactly as it ships: scripts/package builds it against glibc 2.28 (in its own target
 # directory) and leaves it at the repository root.
 HANDLER = ROOT / "handler"
+# Extra environment for every app started (--env), e.g. LD_PRELOAD to try another allocator.
+HANDLER_ENV = {}
 EMULATORS = RELEASE / "emulators"
 LOADGEN = RELEASE / "loadgen"
 HYPER_HELLO = RELEASE / "hyper-hello"
@@ -299,6 +301,8 @@ class Stack:
             "node": ["node", str(PEERS / "node" / "getsecret.js")],
             "python": [str(PYTHON), str(PEERS / "python" / "getsecret.py")],
         }[kind]
+        if kind == "handler":
+            env.update(HANDLER_ENV)
         proc = self.procs.start(name, argv, env, self.logs)
         base = f"http://127.0.0.1:{port}"
         wait_http_ok(base, proc)
@@ -533,6 +537,7 @@ def callgrind_instructions(stack, cfg, tokeninfo_payload, getsecret_payload):
         for n in (short, long):
             port = free_port()
             env = stack.app_env(port, extra=NO_SECRET_CACHE if mode == "getsecret" else None)
+            env.update(HANDLER_ENV)
             dump = stack.state / f"callgrind-{mode}-{n}.out"
             dump.unlink(missing_ok=True)
             proc = stack.procs.start(f"callgrind-{mode}-{n}", [
@@ -936,12 +941,17 @@ def main():
     parser.add_argument("--only", help=f"comma-separated sections to run ({', '.join(SECTIONS)}); "
                         "prints their raw results as JSON and writes no report (for trying a change)")
     parser.add_argument("--handler", help="the handler binary to measure (default: ./handler, as scripts/package leaves it)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the handler wherever it is measured but the cold start (repeatable), e.g. LD_PRELOAD=<allocator>")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else set(SECTIONS)
     if not only <= set(SECTIONS):
         parser.error(f"--only takes {', '.join(SECTIONS)}")
     if args.handler:
         HANDLER = Path(args.handler).resolve()
+    for pair in args.env:
+        name, _, value = pair.partition("=")
+        HANDLER_ENV[name] = value
     cfg = SMOKE if args.smoke else FULL
     state = ROOT / ".local" / "bench"
     out = Path(args.out) if args.out else (state / "BENCHMARKS-smoke.md" if args.smoke else ROOT / "BENCHMARKS.md")
