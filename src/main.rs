@@ -20,6 +20,11 @@ const USAGE: &str =
        handler doctor [--app-root DIR] [--secret NAME] [--container NAME]
                             check identity, Key Vault, Storage, settings, folders and glibc";
 
+/// mimalloc instead of glibc's malloc: 12-23% fewer instructions per warm invocation for about
+/// 0.15 MiB of binary (docs/performance.md, "Allocation").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -404,15 +404,6 @@ fn into_response(outcome: Result<HttpResponse, Failed>) -> HttpResponse {
 /// The host's http trigger data as the function sees it. Bodies the host base64-encoded
 /// (octet-stream, multipart) are decoded back to their bytes.
 fn request_from_trigger(trigger: HttpTriggerData) -> HttpRequest {
-    let headers: Vec<(String, String)> = trigger
-        .headers
-        .iter()
-        .flat_map(|(name, values)| {
-            values
-                .iter()
-                .map(move |value| (name.clone(), value.clone()))
-        })
-        .collect();
     let content_type = trigger
         .header("content-type")
         .and_then(|v| v.first())
@@ -421,6 +412,17 @@ fn request_from_trigger(trigger: HttpTriggerData) -> HttpRequest {
         .body
         .map(|text| body_bytes(content_type.as_deref(), text))
         .unwrap_or_default();
+    // One entry per value, the name and values moved rather than copied (a name is copied only
+    // for its second and later values).
+    let count = trigger.headers.iter().map(|(_, values)| values.len()).sum();
+    let mut headers = Vec::with_capacity(count);
+    for (name, values) in trigger.headers {
+        let mut values = values.into_iter();
+        if let Some(last) = values.next_back() {
+            headers.extend(values.map(|value| (name.clone(), value)));
+            headers.push((name, last));
+        }
+    }
     HttpRequest {
         method: trigger.method,
         params: trigger
@@ -469,9 +471,13 @@ fn to_http_output(response: HttpResponse, accept_charset: Option<&str>) -> HttpO
         }
         _ => response,
     };
+    // The body's own buffer when it is the only reference to it (as HttpResponse::json leaves
+    // it) and UTF-8, checked once more here; copied only otherwise.
+    let body = String::from_utf8(Vec::from(response.body))
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
     HttpOutput {
         status_code: response.status,
-        body: String::from_utf8_lossy(&response.body).into_owned(),
+        body,
         headers: response.headers,
     }
 }

@@ -38,7 +38,19 @@ struct Line {
     /// As a `Logs` entry.
     logs: String,
     /// As a console line, with its time and context, for when `Logs` will not be read.
-    console: String,
+    console: Console,
+}
+
+/// A kept line's console form: given whole, or formatted only when it is needed (rarely: the
+/// answer carried no `Logs`) from what the logger saw.
+#[derive(Debug, Clone)]
+enum Console {
+    Text(String),
+    Deferred {
+        at: time::OffsetDateTime,
+        level: log::Level,
+        target: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -99,9 +111,53 @@ impl Invocation {
     pub fn record(&self, logs: String, console: String) {
         let mut captured = self.lock();
         if captured.kept.len() < MAX_LOG_LINES {
+            captured.kept.push(Line {
+                logs,
+                console: Console::Text(console),
+            });
+        } else {
+            captured.dropped += 1;
+        }
+    }
+
+    /// Keeps a line for `Logs` (`logs`, which reads `"{level}: {message}"`), and what its console
+    /// form is made of, formatted only if [`Invocation::take_console_lines`] asks for it.
+    pub(crate) fn record_deferred(
+        &self,
+        logs: String,
+        at: time::OffsetDateTime,
+        level: log::Level,
+        target: &str,
+    ) {
+        let mut captured = self.lock();
+        if captured.kept.len() < MAX_LOG_LINES {
+            let target = target.to_owned();
+            let console = Console::Deferred { at, level, target };
             captured.kept.push(Line { logs, console });
         } else {
             captured.dropped += 1;
+        }
+    }
+
+    /// A kept line in console form.
+    fn console_text(&self, line: Line) -> String {
+        match line.console {
+            Console::Text(text) => text,
+            Console::Deferred { at, level, target } => {
+                let message = line
+                    .logs
+                    .strip_prefix(level.as_str())
+                    .and_then(|rest| rest.strip_prefix(": "))
+                    .unwrap_or(&line.logs);
+                crate::logging::ConsoleLine {
+                    at,
+                    level,
+                    invocation: Some(self),
+                    target: &target,
+                    message,
+                }
+                .to_string()
+            }
         }
     }
 
@@ -122,7 +178,8 @@ impl Invocation {
     /// (a failure), so that they reach the host's log through stdout instead of nowhere.
     pub fn take_console_lines(&self) -> Vec<String> {
         let mut captured = self.lock();
-        let mut lines: Vec<String> = captured.kept.drain(..).map(|l| l.console).collect();
+        let kept = std::mem::take(&mut captured.kept);
+        let mut lines: Vec<String> = kept.into_iter().map(|l| self.console_text(l)).collect();
         if captured.dropped > 0 {
             lines.push(format!(
                 "({} more log lines of invocation {} were dropped)",
@@ -176,6 +233,23 @@ mod tests {
         assert!(
             b.logs().is_empty(),
             "taken lines are not also returned in Logs"
+        );
+    }
+
+    #[test]
+    fn a_deferred_line_becomes_its_console_form_only_when_taken() {
+        let inv = Invocation::json("GetSecret", "id-1");
+        let at = time::macros::datetime!(2026-11-30 10:20:30.456 UTC);
+        inv.record_deferred(
+            "INFO: read secret 'db'".to_owned(),
+            at,
+            log::Level::Info,
+            "app::f",
+        );
+        assert_eq!(inv.logs(), ["INFO: read secret 'db'"]);
+        assert_eq!(
+            inv.take_console_lines(),
+            ["2026-11-30T10:20:30.456Z INFO  [GetSecret id-1] app::f: read secret 'db'"]
         );
     }
 

@@ -13,12 +13,14 @@
 //! Lines logged inside an invocation carry its function and id, so one invocation's lines can
 //! be found in Application Insights even where the host does not attach the id itself.
 
+use std::fmt;
 use std::io::Write;
 
 use env_logger::{Builder, Env, Logger};
 use log::{Level, Log, Metadata, Record};
+use time::OffsetDateTime;
 
-use crate::invocation;
+use crate::invocation::{self, Invocation};
 
 /// Routes records by level and mode; `filter` only decides what is logged (`RUST_LOG`).
 struct HandlerLogger {
@@ -36,20 +38,30 @@ impl Log for HandlerLogger {
         if !self.filter.matches(record) {
             return;
         }
-        let context = invocation::with_current(|inv| {
-            (inv.clone(), format!(" [{} {}]", inv.function(), inv.id()))
-        });
-        let console = console_line(record, context.as_ref().map_or("", |(_, c)| c.as_str()));
-        if record.level() <= Level::Warn {
-            write_lines(true, std::slice::from_ref(&console));
+        let at = OffsetDateTime::now_utc();
+        let current = invocation::with_current(Invocation::clone);
+        if record.level() > Level::Warn
+            && let Some(inv) = current.as_ref().filter(|inv| inv.captures())
+        {
+            // Kept for `Logs`. Its console form is needed only if the answer ends up carrying no
+            // `Logs` (a failure), so only its parts are kept and the line is formatted then.
+            let logs = format!("{}: {}", record.level(), record.args());
+            inv.record_deferred(logs, at, record.level(), record.target());
             return;
         }
-        match context {
-            Some((inv, _)) if inv.captures() => {
-                inv.record(format!("{}: {}", record.level(), record.args()), console);
-            }
-            _ => write_lines(self.ordinary_to_stderr, std::slice::from_ref(&console)),
-        }
+        let line = ConsoleLine {
+            at,
+            level: record.level(),
+            invocation: current.as_ref(),
+            target: record.target(),
+            message: record.args(),
+        };
+        // Formatted once into one buffer and written whole: formatting piece by piece into the
+        // locked stream costs a newline search (stdout) or a write (stderr) per piece.
+        let mut text = String::with_capacity(256);
+        let _ = fmt::Write::write_fmt(&mut text, format_args!("{line}"));
+        let to_stderr = record.level() <= Level::Warn || self.ordinary_to_stderr;
+        write_lines(to_stderr, std::slice::from_ref(&text));
     }
 
     fn flush(&self) {
@@ -59,19 +71,31 @@ impl Log for HandlerLogger {
 }
 
 /// One console line: time, level, the invocation it belongs to (if any), target, message.
-fn console_line(record: &Record<'_>, context: &str) -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    let timestamp = time::OffsetDateTime::now_utc()
-        .format(FORMAT)
-        .unwrap_or_default();
-    format!(
-        "{timestamp} {:<5}{context} {}: {}",
-        record.level(),
-        record.target(),
-        record.args()
-    )
+pub(crate) struct ConsoleLine<'a, M> {
+    pub(crate) at: OffsetDateTime,
+    pub(crate) level: Level,
+    pub(crate) invocation: Option<&'a Invocation>,
+    pub(crate) target: &'a str,
+    pub(crate) message: M,
+}
+
+impl<M: fmt::Display> fmt::Display for ConsoleLine<'_, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        // The timestamp is formatted into a buffer on the stack (at most 24 bytes in this format).
+        let mut stamp = [0u8; 32];
+        let mut rest = &mut stamp[..];
+        let _ = self.at.format_into(&mut rest, FORMAT);
+        let written = 32 - rest.len();
+        let stamp = std::str::from_utf8(&stamp[..written]).unwrap_or_default();
+        write!(f, "{stamp} {:<5}", self.level)?;
+        if let Some(inv) = self.invocation {
+            write!(f, " [{} {}]", inv.function(), inv.id())?;
+        }
+        write!(f, " {}: {}", self.target, self.message)
+    }
 }
 
 /// Writes whole lines to stderr or stdout, each stream locked once so lines never interleave.
