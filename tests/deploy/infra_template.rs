@@ -1556,94 +1556,34 @@ fn check_outputs(t: &Value, routes: &BTreeMap<String, String>, prefix: &str) -> 
 // The real template passes every check
 // ---------------------------------------------------------------------------------------------
 
+/// Every check on the real template, one case per check: all of them run before the first
+/// failure is reported, and each failure names its check.
 #[test]
-fn well_formed_passes() {
-    assert_no_problems("check_well_formed", &check_well_formed(&template()));
-}
-
-#[test]
-fn dependencies_pass() {
-    assert_no_problems("check_dependencies", &check_dependencies(&template()));
-}
-
-#[test]
-fn role_definitions_pass() {
-    assert_no_problems(
-        "check_role_definitions",
-        &check_role_definitions(&template()),
-    );
-}
-
-#[test]
-fn role_plan_passes() {
-    assert_no_problems("check_role_plan", &check_role_plan(&template()));
-}
-
-#[test]
-fn assignment_wiring_passes() {
-    assert_no_problems(
-        "check_assignment_wiring",
-        &check_assignment_wiring(&template()),
-    );
-}
-
-#[test]
-fn storage_passes() {
-    assert_no_problems("check_storage", &check_storage(&template()));
-}
-
-#[test]
-fn vault_passes() {
-    assert_no_problems("check_vault", &check_vault(&template()));
-}
-
-#[test]
-fn site_passes() {
-    assert_no_problems("check_site", &check_site(&template()));
-}
-
-#[test]
-fn flex_passes() {
-    assert_no_problems("check_flex", &check_flex(&template()));
-}
-
-#[test]
-fn plan_settings_pass() {
-    assert_no_problems("check_plan_settings", &check_plan_settings(&template()));
-}
-
-#[test]
-fn no_keys_passes() {
-    assert_no_problems(
-        "check_no_keys",
-        &check_no_keys(&template(), &template_text()),
-    );
-}
-
-#[test]
-fn handler_settings_pass() {
-    assert_no_problems(
-        "check_handler_settings",
-        &check_handler_settings(&template()),
-    );
-}
-
-#[test]
-fn timer_schedule_passes() {
-    assert_no_problems("check_timer_schedule", &check_timer_schedule(&template()));
-}
-
-#[test]
-fn outputs_pass() {
+fn the_real_template_passes_every_check() {
+    let t = template();
     let root = package_root();
-    assert_no_problems(
-        "check_outputs",
-        &check_outputs(
-            &template(),
-            &http_function_routes(&root),
-            &route_prefix(&root),
+    let results = [
+        ("check_well_formed", check_well_formed(&t)),
+        ("check_dependencies", check_dependencies(&t)),
+        ("check_role_definitions", check_role_definitions(&t)),
+        ("check_role_plan", check_role_plan(&t)),
+        ("check_assignment_wiring", check_assignment_wiring(&t)),
+        ("check_storage", check_storage(&t)),
+        ("check_vault", check_vault(&t)),
+        ("check_site", check_site(&t)),
+        ("check_flex", check_flex(&t)),
+        ("check_plan_settings", check_plan_settings(&t)),
+        ("check_handler_settings", check_handler_settings(&t)),
+        ("check_timer_schedule", check_timer_schedule(&t)),
+        ("check_no_keys", check_no_keys(&t, &template_text())),
+        (
+            "check_outputs",
+            check_outputs(&t, &http_function_routes(&root), &route_prefix(&root)),
         ),
-    );
+    ];
+    for (check, problems) in &results {
+        assert_no_problems(check, problems);
+    }
 }
 
 /// The verified table itself: unique names, unique GUIDs, GUID shape.
