@@ -51,7 +51,7 @@ async fn a_scope_and_its_resource_share_one_cached_token_and_other_resources_get
 
 #[tokio::test]
 async fn a_user_assigned_identity_can_be_the_default_or_named_per_call() {
-    let (stack, handler) =
+    let (_stack, handler) =
         Stack::start_with_handler(false, &[("AZURE_CLIENT_ID", READER_CLIENT_ID)]).await;
     let (_, body) = handler.token_info(json!({})).await;
     assert_eq!(body["claims"]["oid"], READER_OID);
