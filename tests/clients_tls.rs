@@ -14,6 +14,7 @@ use handler::clients::{
 };
 use managed_identity::error_chain::error_chain;
 use test_kit::azure::FakeCredential;
+use test_kit::handler::get;
 use test_kit::pki::TestPki;
 use test_kit::recorder::Reply;
 use test_kit::server::FakeServer;
@@ -74,17 +75,9 @@ async fn redirects_and_encodings_are_left_alone(pki: &TestPki, client: &reqwest:
         }
     })
     .await;
-    let redirected = client
-        .get(format!("{}/redirect", server.base))
-        .send()
-        .await
-        .unwrap();
+    let redirected = get(client, format!("{}/redirect", server.base)).await;
     assert_eq!(redirected.status(), 302);
-    let encoded = client
-        .get(format!("{}/gz", server.base))
-        .send()
-        .await
-        .unwrap();
+    let encoded = get(client, format!("{}/gz", server.base)).await;
     assert_eq!(encoded.bytes().await.unwrap().as_ref(), b"raw!");
 }
 

@@ -2,32 +2,29 @@
 //! HTTPS with OAuth (Azurite checks each token's audience, issuer and lifetime).
 
 use base64::Engine as _;
-use serde_json::{Value, json};
-use test_kit::handler::{RunningHandler, http_output, http_payload};
+use serde_json::json;
+use test_kit::handler::{RunningHandler, blob_request};
 use test_kit::stack::Stack;
 
-fn blob_request(method: &str, container: &str, name: &str, body: Option<(&str, &str)>) -> Value {
-    let url = format!("http://localhost:7071/api/blobs/{container}/{name}");
-    let params = json!({"container": container, "name": name});
-    let mut payload = http_payload(method, &url, params, body.map(|(_, text)| text));
-    if let Some((content_type, _)) = body {
-        payload["Data"]["req"]["Headers"]["Content-Type"] = json!([content_type]);
-    }
-    payload
+/// WriteBlob of `bytes` as application/octet-stream, base64 in the payload as the host sends a
+/// binary body in JSON mode.
+fn binary_write(container: &str, name: &str, bytes: &[u8]) -> serde_json::Value {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let body = Some(("application/octet-stream", encoded.as_str()));
+    blob_request("PUT", container, name, body)
 }
 
 #[tokio::test]
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn a_text_blob_round_trips_with_its_content_type_creating_the_container() {
-    let stack = Stack::start(true);
-    let handler = stack.start_handler(&[]).await;
+    let (_stack, handler) = Stack::start_with_handler(true, &[]).await;
     let write = blob_request(
         "PUT",
         "notes",
         "hello.txt",
         Some(("text/plain; charset=utf-8", "hello, blob")),
     );
-    let (status, written) = http_output(&handler.invoke("WriteBlob", &write).await);
+    let (status, written) = handler.invoke_http("WriteBlob", &write).await;
     assert_eq!(status, 201, "{written}");
     assert_eq!(written["size"], 11);
     let envelope = handler
@@ -45,17 +42,10 @@ async fn a_text_blob_round_trips_with_its_content_type_creating_the_container() 
 #[tokio::test]
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn a_binary_blob_is_written_whole_from_base64_but_never_read_back_as_text() {
-    let stack = Stack::start(true);
-    let handler = stack.start_handler(&[]).await;
+    let (_stack, handler) = Stack::start_with_handler(true, &[]).await;
     let bytes: Vec<u8> = (0..=255u8).chain([0, 159, 146, 150]).collect();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    let write = blob_request(
-        "PUT",
-        "bin",
-        "all-bytes.bin",
-        Some(("application/octet-stream", &encoded)),
-    );
-    let (status, written) = http_output(&handler.invoke("WriteBlob", &write).await);
+    let write = binary_write("bin", "all-bytes.bin", &bytes);
+    let (status, written) = handler.invoke_http("WriteBlob", &write).await;
     assert_eq!(status, 201, "{written}");
     assert_eq!(written["size"], bytes.len());
     let envelope = handler
@@ -95,7 +85,7 @@ async fn a_json_mode_body_the_host_read_as_text_is_refused_before_any_storage_ca
                     .remove("Content-Type");
             }
         }
-        let (status, body) = http_output(&handler.invoke("WriteBlob", &write).await);
+        let (status, body) = handler.invoke_http("WriteBlob", &write).await;
         assert_eq!(status, 415, "{content_type:?}: {body}");
     }
     assert_eq!(stack.token_requests().await, 0, "refused before any call");
@@ -104,27 +94,22 @@ async fn a_json_mode_body_the_host_read_as_text_is_refused_before_any_storage_ca
 #[tokio::test]
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn a_missing_blob_is_404_and_bad_names_are_400() {
-    let stack = Stack::start(true);
-    let handler = stack.start_handler(&[]).await;
-    let (status, body) = http_output(
-        &handler
-            .invoke(
-                "ReadBlob",
-                &blob_request("GET", "nothing", "here.txt", None),
-            )
-            .await,
-    );
+    let (_stack, handler) = Stack::start_with_handler(true, &[]).await;
+    let (status, body) = handler
+        .invoke_http(
+            "ReadBlob",
+            &blob_request("GET", "nothing", "here.txt", None),
+        )
+        .await;
     assert_eq!(status, 404, "{body}");
     for (container, name) in [
         ("Bad_Container", "a.txt"),
         ("ok", "ends-with-dot."),
         ("ab", "a.txt"),
     ] {
-        let (status, body) = http_output(
-            &handler
-                .invoke("ReadBlob", &blob_request("GET", container, name, None))
-                .await,
-        );
+        let (status, body) = handler
+            .invoke_http("ReadBlob", &blob_request("GET", container, name, None))
+            .await;
         assert_eq!(status, 400, "{container}/{name}: {body}");
     }
 }
@@ -132,17 +117,10 @@ async fn a_missing_blob_is_404_and_bad_names_are_400() {
 #[tokio::test]
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn a_body_over_the_documented_limit_is_refused_with_413() {
-    let stack = Stack::start(true);
-    let handler = stack.start_handler(&[]).await;
+    let (stack, handler) = Stack::start_with_handler(true, &[]).await;
     let too_big = vec![7u8; handler::clients::names::MAX_BLOB_BYTES + 1];
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&too_big);
-    let write = blob_request(
-        "PUT",
-        "big",
-        "too-big.bin",
-        Some(("application/octet-stream", &encoded)),
-    );
-    let (status, body) = http_output(&handler.invoke("WriteBlob", &write).await);
+    let write = binary_write("big", "too-big.bin", &too_big);
+    let (status, body) = handler.invoke_http("WriteBlob", &write).await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(stack.token_requests().await, 0, "refused before any call");
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use test_kit::emulator::Running;
-use test_kit::handler::JsonBody;
+use test_kit::handler::{JsonBody, get, send};
 use test_kit::stack::{Stack, app_root_with_forwarding};
 
 struct Host {
@@ -22,12 +22,12 @@ impl Host {
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .header("x-functions-key", &self.key)
-            .send()
-            .await
-            .expect("GET")
+        send(
+            self.client
+                .get(self.url(path))
+                .header("x-functions-key", &self.key),
+        )
+        .await
     }
 
     async fn put(&self, path: &str, content_type: Option<&str>, body: &[u8]) -> reqwest::Response {
@@ -39,19 +39,49 @@ impl Host {
         if let Some(kind) = content_type {
             request = request.header("Content-Type", kind);
         }
-        request.send().await.expect("PUT")
+        send(request).await
+    }
+
+    /// Writes blob `name` of the container the body tests use, through the host's route.
+    async fn put_body(
+        &self,
+        name: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> reqwest::Response {
+        self.put(&format!("/api/blobs/bodies/{name}"), content_type, body)
+            .await
+    }
+
+    /// Reads blob `name` of the container the body tests use.
+    async fn get_body(&self, name: &str) -> reqwest::Response {
+        self.get(&format!("/api/blobs/bodies/{name}")).await
     }
 
     /// The host's log as the real host would record it.
     async fn host_log(&self) -> Vec<Value> {
-        let body = self
-            .client
-            .get(self.url("/_emulator/logs"))
-            .send()
-            .await
-            .expect("logs");
+        self.emulator_list("/_emulator/logs").await
+    }
+
+    /// A JSON list the emulator keeps (its log, its invocations).
+    async fn emulator_list(&self, path: &str) -> Vec<Value> {
+        let body = get(&self.client, self.url(path)).await;
         let json: Value = serde_json::from_slice(&body.bytes().await.expect("body")).expect("JSON");
         json.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Runs RefreshTokens through the admin API with the master key, as the portal's "Test/Run"
+    /// does (`{"input":""}`, with or without a JSON content type).
+    async fn start_refresh(&self, json_content_type: bool) -> reqwest::Response {
+        let master = self.running.ready_str("master_key");
+        let mut request = self
+            .client
+            .post(self.url("/admin/functions/RefreshTokens"))
+            .header("x-functions-key", master);
+        if json_content_type {
+            request = request.header("Content-Type", "application/json");
+        }
+        send(request.body(r#"{"input":""}"#)).await
     }
 
     /// Waits for the invocation of `function` that `matches`, up to 20 s.
@@ -75,28 +105,22 @@ impl Host {
     }
 
     async fn invocations(&self) -> Vec<Value> {
-        let body = self
-            .client
-            .get(self.url("/_emulator/invocations"))
-            .send()
-            .await
-            .expect("invocations");
-        let json: Value = serde_json::from_slice(&body.bytes().await.expect("body")).expect("JSON");
-        json.as_array().cloned().unwrap_or_default()
+        self.emulator_list("/_emulator/invocations").await
+    }
+
+    fn new(running: Running) -> Self {
+        let key = running.ready_str("function_key");
+        Host {
+            running,
+            key,
+            client: reqwest::Client::new(),
+        }
     }
 }
 
 fn start_host(stack: &Stack, env: &[(&str, &str)]) -> (Host, tempfile::TempDir) {
     let (running, keys) = stack.host(env);
-    let key = running.ready_str("function_key");
-    (
-        Host {
-            running,
-            key,
-            client: reqwest::Client::new(),
-        },
-        keys,
-    )
+    (Host::new(running), keys)
 }
 
 /// The host emulator on a copy of the app with forwarding on or off.
@@ -107,14 +131,20 @@ fn start_host_in_mode(
 ) -> (Host, Vec<tempfile::TempDir>) {
     let app_root = app_root_with_forwarding(forwarding);
     let (running, keys) = stack.host_in(app_root.path(), env);
-    let key = running.ready_str("function_key");
-    let host = Host {
-        running,
-        key,
-        client: reqwest::Client::new(),
-    };
-    (host, vec![app_root, keys])
+    (Host::new(running), vec![app_root, keys])
 }
+
+/// The stack with Azurite and the host in either mode, allowed to write the "bodies" container
+/// the body tests use (the stack is returned because it must outlive the host).
+fn start_bodies_host(forwarding: bool) -> (Stack, Host, Vec<tempfile::TempDir>) {
+    let stack = Stack::start(true);
+    let (host, dirs) = start_host_in_mode(&stack, forwarding, &[("ALLOWED_CONTAINERS", "bodies")]);
+    (stack, host, dirs)
+}
+
+/// A blob name with a content type, and one sent with none.
+const TYPED_AND_UNTYPED: [(&str, Option<&str>); 2] =
+    [("photo.png", Some("image/png")), ("untyped.bin", None)];
 
 /// A PNG that is no valid UTF-8 and starts with a UTF-8 BOM: the host's text reading would drop
 /// the BOM and replace the invalid sequences, so any lossy hop shows.
@@ -146,14 +176,13 @@ async fn every_function_works_through_the_host_and_the_timer_fires_on_its_schedu
     assert_eq!(secret.headers()["cache-control"], "no-store");
     assert_eq!(secret.json_body().await["value"], "hello from the vault");
 
-    let written = host
-        .client
-        .put(host.url(&format!("/api/blobs/e2e/note.txt?code={}", host.key)))
-        .header("Content-Type", "text/plain")
-        .body("written through the host")
-        .send()
-        .await
-        .unwrap();
+    let written = send(
+        host.client
+            .put(host.url(&format!("/api/blobs/e2e/note.txt?code={}", host.key)))
+            .header("Content-Type", "text/plain")
+            .body("written through the host"),
+    )
+    .await;
     assert_eq!(written.status(), 201);
     let read = host.get("/api/blobs/e2e/note.txt").await;
     assert_eq!(read.headers()["content-type"], "text/plain");
@@ -202,40 +231,19 @@ async fn every_function_works_through_the_host_and_the_timer_fires_on_its_schedu
 async fn keys_are_enforced_as_in_azure_and_the_admin_api_runs_the_timer() {
     let stack = Stack::start(false);
     let (host, _keys) = start_host(&stack, &[("TOKEN_REFRESH_SCHEDULE", "0 0 0 1 1 *")]);
-    let anonymous = host
-        .client
-        .get(host.url("/api/token"))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = get(&host.client, host.url("/api/token")).await;
     assert_eq!(anonymous.status(), 401);
     assert!(anonymous.bytes().await.unwrap().is_empty());
-    let wrong = host
-        .client
-        .get(host.url("/api/token?code=wrong"))
-        .send()
-        .await
-        .unwrap();
+    let wrong = get(&host.client, host.url("/api/token?code=wrong")).await;
     assert_eq!(wrong.status(), 401);
-    let by_query = host
-        .client
-        .get(host.url(&format!("/api/token?code={}", host.key)))
-        .send()
-        .await
-        .unwrap();
+    let by_query = get(
+        &host.client,
+        host.url(&format!("/api/token?code={}", host.key)),
+    )
+    .await;
     assert_eq!(by_query.status(), 200);
 
-    let master = host.running.ready_str("master_key");
-    let started = host
-        .client
-        .post(host.url("/admin/functions/RefreshTokens"))
-        .header("x-functions-key", master)
-        .header("Content-Type", "application/json")
-        .body(r#"{"input":""}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(started.status(), 202);
+    assert_eq!(host.start_refresh(true).await.status(), 202);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let runs = host.invocations().await;
@@ -299,20 +307,7 @@ async fn a_forwarded_warning_reaches_the_host_once_as_a_warning_naming_its_invoc
 async fn a_timer_run_logs_each_line_once_and_a_failed_run_is_a_failure_with_its_reason() {
     let stack = Stack::start(false);
     let (host, _keys) = start_host(&stack, &[("TOKEN_REFRESH_SCHEDULE", "0 0 0 1 1 *")]);
-    let master = host.running.ready_str("master_key");
-    let run_timer = || async {
-        let started = host
-            .client
-            .post(host.url("/admin/functions/RefreshTokens"))
-            .header("x-functions-key", &master)
-            .header("Content-Type", "application/json")
-            .body(r#"{"input":""}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(started.status(), 202);
-    };
-    run_timer().await;
+    assert_eq!(host.start_refresh(true).await.status(), 202);
     let run = host.wait_for("RefreshTokens", |_| true).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let id = run["invocation_id"].as_str().unwrap();
@@ -344,16 +339,7 @@ async fn a_timer_run_logs_each_line_once_and_a_failed_run_is_a_failure_with_its_
             ("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token"),
         ],
     );
-    let master = host.running.ready_str("master_key");
-    let started = host
-        .client
-        .post(host.url("/admin/functions/RefreshTokens"))
-        .header("x-functions-key", &master)
-        .body(r#"{"input":""}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(started.status(), 202);
+    assert_eq!(host.start_refresh(false).await.status(), 202);
     let failed = host.wait_for("RefreshTokens", |_| true).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     let error = failed["error"].as_str().unwrap();
@@ -377,16 +363,13 @@ async fn a_timer_run_logs_each_line_once_and_a_failed_run_is_a_failure_with_its_
 #[tokio::test]
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn any_body_round_trips_byte_for_byte_when_forwarded() {
-    let stack = Stack::start(true);
-    let (host, _dirs) = start_host_in_mode(&stack, true, &[("ALLOWED_CONTAINERS", "bodies")]);
+    let (_stack, host, _dirs) = start_bodies_host(true);
     let png = awkward_png();
-    for (name, content_type) in [("photo.png", Some("image/png")), ("untyped.bin", None)] {
-        let written = host
-            .put(&format!("/api/blobs/bodies/{name}"), content_type, &png)
-            .await;
+    for (name, content_type) in TYPED_AND_UNTYPED {
+        let written = host.put_body(name, content_type, &png).await;
         assert_eq!(written.status(), 201, "{name}");
         assert_eq!(written.json_body().await["size"], png.len(), "{name}");
-        let read = host.get(&format!("/api/blobs/bodies/{name}")).await;
+        let read = host.get_body(name).await;
         assert_eq!(read.status(), 200, "{name}");
         let stored_type = read.headers()["content-type"].to_str().unwrap().to_owned();
         assert_eq!(
@@ -400,54 +383,43 @@ async fn any_body_round_trips_byte_for_byte_when_forwarded() {
 #[tokio::test]
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn in_json_mode_a_body_the_host_altered_is_refused_and_nothing_is_stored() {
-    let stack = Stack::start(true);
-    let (host, _dirs) = start_host_in_mode(&stack, false, &[("ALLOWED_CONTAINERS", "bodies")]);
+    let (_stack, host, _dirs) = start_bodies_host(false);
     let png = awkward_png();
-    for (name, content_type) in [("photo.png", Some("image/png")), ("untyped.bin", None)] {
-        let refused = host
-            .put(&format!("/api/blobs/bodies/{name}"), content_type, &png)
-            .await;
+    for (name, content_type) in TYPED_AND_UNTYPED {
+        let refused = host.put_body(name, content_type, &png).await;
         assert_eq!(refused.status(), 415, "{name}");
         let message = refused.json_body().await["error"]["message"].to_string();
         assert!(message.contains("enableForwardingHttpRequest"), "{message}");
-        let read = host.get(&format!("/api/blobs/bodies/{name}")).await;
+        let read = host.get_body(name).await;
         assert_eq!(read.status(), 404, "{name}: nothing was stored");
     }
     // What JSON mode can carry still works: octet-stream travels base64 and arrives whole, but
     // a binary answer cannot go back as a string, so reading it is refused rather than mangled.
     let written = host
-        .put(
-            "/api/blobs/bodies/raw.bin",
-            Some("application/octet-stream"),
-            &png,
-        )
+        .put_body("raw.bin", Some("application/octet-stream"), &png)
         .await;
     assert_eq!(written.status(), 201);
     assert_eq!(written.json_body().await["size"], png.len());
-    let read = host.get("/api/blobs/bodies/raw.bin").await;
+    let read = host.get_body("raw.bin").await;
     assert_eq!(read.status(), 406);
     let text = "plain text, é and all";
     let written = host
-        .put(
-            "/api/blobs/bodies/note.txt",
+        .put_body(
+            "note.txt",
             Some("text/plain; charset=utf-8"),
             text.as_bytes(),
         )
         .await;
     assert_eq!(written.status(), 201);
-    let read = host.get("/api/blobs/bodies/note.txt").await;
+    let read = host.get_body("note.txt").await;
     assert_eq!(read.bytes().await.unwrap(), text.as_bytes());
     // Text the host's JSON reader would take for a date comes back refused, not re-formatted.
     let date = "2024-10-24T17:42:07Z";
     let written = host
-        .put(
-            "/api/blobs/bodies/date.txt",
-            Some("text/plain"),
-            date.as_bytes(),
-        )
+        .put_body("date.txt", Some("text/plain"), date.as_bytes())
         .await;
     assert_eq!(written.status(), 201);
-    assert_eq!(host.get("/api/blobs/bodies/date.txt").await.status(), 406);
+    assert_eq!(host.get_body("date.txt").await.status(), 406);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use test_kit::handler::{JsonBody, handler_binary, http_output, timer_payload, token_info};
+use test_kit::handler::{handler_binary, http_output, timer_payload, token_info};
 use test_kit::stack::{READER_CLIENT_ID, READER_OID, SYSTEM_OID, Stack};
 
 #[tokio::test]
@@ -36,18 +36,13 @@ async fn two_hundred_concurrent_cold_invocations_make_one_endpoint_request() {
 
 #[tokio::test]
 async fn a_scope_and_its_resource_share_one_cached_token_and_other_resources_get_their_own() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
+    let (stack, handler) = Stack::start_with_handler(false, &[]).await;
     for resource in [
         "https://storage.azure.com",
         "https://storage.azure.com/.default",
         "https://vault.azure.net",
     ] {
-        let (status, body) = http_output(
-            &handler
-                .invoke("TokenInfo", &token_info(json!({"resource": resource})))
-                .await,
-        );
+        let (status, body) = handler.token_info(json!({"resource": resource})).await;
         assert_eq!(status, 200);
         assert_eq!(body["resource"], resource.trim_end_matches("/.default"));
     }
@@ -56,11 +51,9 @@ async fn a_scope_and_its_resource_share_one_cached_token_and_other_resources_get
 
 #[tokio::test]
 async fn a_user_assigned_identity_can_be_the_default_or_named_per_call() {
-    let stack = Stack::start(false);
-    let handler = stack
-        .start_handler(&[("AZURE_CLIENT_ID", READER_CLIENT_ID)])
-        .await;
-    let (_, body) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
+    let (_stack, handler) =
+        Stack::start_with_handler(false, &[("AZURE_CLIENT_ID", READER_CLIENT_ID)]).await;
+    let (_, body) = handler.token_info(json!({})).await;
     assert_eq!(body["claims"]["oid"], READER_OID);
     assert_eq!(
         body["identity"],
@@ -70,13 +63,13 @@ async fn a_user_assigned_identity_can_be_the_default_or_named_per_call() {
     let named = token_info(json!({"client_id": READER_CLIENT_ID}));
     // A call may name only the identities TOKEN_INFO_IDENTITIES lists.
     let plain = system.start_handler(&[]).await;
-    let (status, _) = http_output(&plain.invoke("TokenInfo", &named).await);
+    let (status, _) = plain.invoke_http("TokenInfo", &named).await;
     assert_eq!(status, 403);
     assert_eq!(system.token_requests().await, 0);
     let listed = system
         .start_handler(&[("TOKEN_INFO_IDENTITIES", READER_CLIENT_ID)])
         .await;
-    let (_, body) = http_output(&listed.invoke("TokenInfo", &named).await);
+    let (_, body) = listed.invoke_http("TokenInfo", &named).await;
     assert_eq!(body["claims"]["oid"], READER_OID);
 }
 
@@ -87,42 +80,45 @@ async fn transient_failures_are_retried_and_the_token_still_arrives() {
         .fault(&stack.identity, json!([{"status": 500, "times": 2}]))
         .await;
     let handler = stack.start_handler(&[]).await;
-    let (status, _) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
+    let (status, _) = handler.token_info(json!({})).await;
     assert_eq!(status, 200);
     assert_eq!(stack.token_requests().await, 3, "500, 500, then 200");
 
     stack
         .fault(&stack.identity, json!({"status": 429, "retry_after": "1"}))
         .await;
-    let storage = token_info(json!({"resource": "https://storage.azure.com"}));
-    let (status, _) = http_output(&handler.invoke("TokenInfo", &storage).await);
+    let (status, _) = handler
+        .token_info(json!({"resource": "https://storage.azure.com"}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(stack.token_requests().await, 5, "429 honoured, then 200");
 }
 
 #[tokio::test]
 async fn refusals_are_not_retried_and_answer_503_with_a_message_that_says_what_to_check() {
-    let stack = Stack::start(false);
-    let handler = stack
-        .start_handler(&[(
+    let (stack, handler) = Stack::start_with_handler(
+        false,
+        &[(
             "TOKEN_INFO_IDENTITIES",
             "11111111-2222-4333-8444-555555555555",
-        )])
-        .await;
+        )],
+    )
+    .await;
     stack
         .fault(
             &stack.identity,
             json!({"status": 403, "body": "{\"message\":\"no\"}"}),
         )
         .await;
-    let (status, body) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
+    let (status, body) = handler.token_info(json!({})).await;
     assert_eq!(status, 503);
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("forbidden"), "{message}");
     assert_eq!(stack.token_requests().await, 1);
 
-    let unknown = token_info(json!({"client_id": "11111111-2222-4333-8444-555555555555"}));
-    let (status, body) = http_output(&handler.invoke("TokenInfo", &unknown).await);
+    let (status, body) = handler
+        .token_info(json!({"client_id": "11111111-2222-4333-8444-555555555555"}))
+        .await;
     assert_eq!(status, 503);
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
@@ -139,7 +135,7 @@ async fn a_malformed_answer_is_a_clear_error() {
         .fault(&stack.identity, json!({"malformed": true}))
         .await;
     let handler = stack.start_handler(&[]).await;
-    let (status, body) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
+    let (status, body) = handler.token_info(json!({})).await;
     assert_eq!(status, 503);
     assert!(
         body["error"]["message"]
@@ -161,8 +157,7 @@ async fn every_expires_on_form_the_platform_sends_is_read() {
             )
             .await;
         let handler = stack.start_handler(&[]).await;
-        let (status, body) =
-            http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
+        let (status, body) = handler.token_info(json!({})).await;
         assert_eq!(status, 200, "{format}: {body}");
         let left = body["expires_in"].as_i64().unwrap();
         assert!((7000..=7200).contains(&left), "{format}: {left} s left");
@@ -171,34 +166,17 @@ async fn every_expires_on_form_the_platform_sends_is_read() {
 
 #[tokio::test]
 async fn the_2019_endpoint_answering_unsupported_api_version_falls_back_to_2017_once() {
-    let stack = Stack::start(false);
-    let secret = stack.identity.ready_str("header_secret");
-    let endpoint = format!("{}/msi/token", stack.identity.base_url);
-    stack
-        .fault(
-            &stack.identity,
-            json!({"protocol": "appservice2019", "unsupported_api_version": true}),
-        )
-        .await;
-    let handler = stack
-        .start_handler(&[("MSI_ENDPOINT", &endpoint), ("MSI_SECRET", &secret)])
-        .await;
-    let (status, body) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
+    let (stack, handler) = Stack::start_with_both_protocols(
+        json!({"protocol": "appservice2019", "unsupported_api_version": true}),
+    )
+    .await;
+    let (status, body) = handler.token_info(json!({})).await;
     assert_eq!(status, 200, "{body}");
-    let storage = token_info(json!({"resource": "https://storage.azure.com"}));
-    let (status, _) = http_output(&handler.invoke("TokenInfo", &storage).await);
-    assert_eq!(status, 200);
-    let log: Value = reqwest::get(format!("{}/_emulator/requests", stack.identity.base_url))
-        .await
-        .unwrap()
-        .json_body()
+    let (status, _) = handler
+        .token_info(json!({"resource": "https://storage.azure.com"}))
         .await;
-    let protocols: Vec<&str> = log["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["protocol"].as_str().unwrap())
-        .collect();
+    assert_eq!(status, 200);
+    let protocols = stack.identity_protocols().await;
     assert_eq!(
         protocols,
         ["appservice2019", "legacy2017", "legacy2017"],
@@ -208,8 +186,7 @@ async fn the_2019_endpoint_answering_unsupported_api_version_falls_back_to_2017_
 
 #[tokio::test]
 async fn refresh_tokens_answers_a_host_shaped_timer_payload_with_each_tokens_life_in_logs() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
+    let (stack, handler) = Stack::start_with_handler(false, &[]).await;
     let status = json!({"Last": "0001-01-01T00:00:00+00:00", "Next": "2024-10-24T17:45:00+00:00", "LastUpdated": "0001-01-01T00:00:00+00:00"});
     let envelope = handler
         .invoke("RefreshTokens", &timer_payload(status))

@@ -4,30 +4,16 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use test_kit::handler::{RunningHandler, http_output, http_payload};
-use test_kit::stack::{FIRST_VERSION, Stack};
+use test_kit::handler::{RunningHandler, get_secret, http_output, http_payload};
+use test_kit::stack::{FIRST_VERSION, Stack, set_env};
 
-fn get_secret(name: &str, version: Option<&str>) -> Value {
-    let mut payload = http_payload(
-        "GET",
-        "http://localhost:7071/api/secrets/x",
-        json!({"name": name}),
-        None,
-    );
-    if let Some(version) = version {
-        payload["Data"]["req"]["Query"] = json!({"version": version});
-    }
-    payload
-}
-
-/// The handler with every stack setting but `setting`.
-async fn start_without(stack: &Stack, setting: &str) -> RunningHandler {
-    let env: Vec<(String, String)> = stack
-        .handler_env()
-        .into_iter()
-        .filter(|(k, _)| k != setting)
-        .collect();
-    RunningHandler::start_in_repo(&env).await
+/// A stack, and the handler with every stack setting but `setting`.
+async fn start_without(setting: &str) -> (Stack, RunningHandler) {
+    let stack = Stack::start(false);
+    let mut env = stack.handler_env();
+    set_env(&mut env, setting, None);
+    let handler = RunningHandler::start_in_repo(&env).await;
+    (stack, handler)
 }
 
 /// The cache off: every read goes to the vault.
@@ -48,21 +34,31 @@ fn age(envelope: &Value) -> Option<&str> {
 }
 
 async fn read_greeting(handler: &RunningHandler) -> (u16, Value) {
-    http_output(
-        &handler
-            .invoke("GetSecret", &get_secret("app-greeting", None))
-            .await,
-    )
+    read_secret(handler, "app-greeting", None).await
+}
+
+/// GetSecret of `name` (at `version` when given), read as its HTTP status and JSON body.
+async fn read_secret(handler: &RunningHandler, name: &str, version: Option<&str>) -> (u16, Value) {
+    handler
+        .invoke_http("GetSecret", &get_secret(name, version))
+        .await
 }
 
 fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or_default()
 }
 
+/// Asserts that `answer` is a refusal with `status` whose message contains `needle`, and returns
+/// its body for further checks.
+fn refused((status, body): (u16, Value), expected: u16, needle: &str) -> Value {
+    assert_eq!(status, expected, "{body}");
+    assert!(message(&body).contains(needle), "{needle:?} not in {body}");
+    body
+}
+
 #[tokio::test]
 async fn an_allowed_secret_is_read_with_its_version_and_never_cached_by_the_client() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
+    let (_stack, handler) = Stack::start_with_handler(false, &[]).await;
     let envelope = handler
         .invoke("GetSecret", &get_secret("app-greeting", None))
         .await;
@@ -83,14 +79,12 @@ async fn an_allowed_secret_is_read_with_its_version_and_never_cached_by_the_clie
         "the value must not be logged"
     );
 
-    let (status, older) = http_output(
-        &handler
-            .invoke(
-                "GetSecret",
-                &get_secret("app-greeting", Some(FIRST_VERSION)),
-            )
-            .await,
-    );
+    let (status, older) = handler
+        .invoke_http(
+            "GetSecret",
+            &get_secret("app-greeting", Some(FIRST_VERSION)),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(older["value"], "first");
     assert_eq!(older["version"], FIRST_VERSION);
@@ -98,61 +92,49 @@ async fn an_allowed_secret_is_read_with_its_version_and_never_cached_by_the_clie
 
 #[tokio::test]
 async fn a_secret_outside_allowed_secrets_is_refused_before_any_call_to_key_vault() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
-    let (status, body) = http_output(
-        &handler
-            .invoke("GetSecret", &get_secret("other-secret", None))
-            .await,
+    let (stack, handler) = Stack::start_with_handler(false, &[]).await;
+    refused(
+        read_secret(&handler, "other-secret", None).await,
+        403,
+        "ALLOWED_SECRETS",
     );
-    assert_eq!(status, 403);
-    assert!(message(&body).contains("ALLOWED_SECRETS"), "{body}");
     assert_eq!(stack.vault_requests().await, (0, 0));
 }
 
 #[tokio::test]
 async fn with_allowed_secrets_unset_nothing_is_allowed_and_the_message_says_how_to_allow() {
-    let stack = Stack::start(false);
-    let handler = start_without(&stack, "ALLOWED_SECRETS").await;
-    let (status, body) = read_greeting(&handler).await;
-    assert_eq!(status, 403);
-    assert!(
-        message(&body).contains("ALLOWED_SECRETS is not set"),
-        "{body}"
+    let (_stack, handler) = start_without("ALLOWED_SECRETS").await;
+    refused(
+        read_greeting(&handler).await,
+        403,
+        "ALLOWED_SECRETS is not set",
     );
 }
 
 #[tokio::test]
 async fn a_secret_the_identity_has_no_role_for_is_403_naming_the_role() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
-    let (status, body) = http_output(
-        &handler
-            .invoke("GetSecret", &get_secret("db-password", None))
-            .await,
+    let (_stack, handler) = Stack::start_with_handler(false, &[]).await;
+    let body = refused(
+        read_secret(&handler, "db-password", None).await,
+        403,
+        "Key Vault Secrets User",
     );
-    assert_eq!(status, 403);
-    assert!(message(&body).contains("Key Vault Secrets User"), "{body}");
     assert!(!body.to_string().contains("s3cr3t"), "{body}");
 }
 
 #[tokio::test]
 async fn a_missing_secret_is_404() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
-    let (status, body) = http_output(
-        &handler
-            .invoke("GetSecret", &get_secret("app-missing", None))
-            .await,
+    let (_stack, handler) = Stack::start_with_handler(false, &[]).await;
+    refused(
+        read_secret(&handler, "app-missing", None).await,
+        404,
+        "app-missing",
     );
-    assert_eq!(status, 404, "{body}");
-    assert!(message(&body).contains("app-missing"));
 }
 
 #[tokio::test]
 async fn bad_names_and_versions_are_400_before_any_call() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
+    let (stack, handler) = Stack::start_with_handler(false, &[]).await;
     let too_long = "a".repeat(128);
     for (name, version) in [
         ("bad_name", None),
@@ -160,11 +142,7 @@ async fn bad_names_and_versions_are_400_before_any_call() {
         (too_long.as_str(), None),
         ("app-greeting", Some("not-hex")),
     ] {
-        let (status, body) = http_output(
-            &handler
-                .invoke("GetSecret", &get_secret(name, version))
-                .await,
-        );
+        let (status, body) = read_secret(&handler, name, version).await;
         assert_eq!(status, 400, "{name} {version:?}: {body}");
     }
     assert_eq!(stack.vault_requests().await, (0, 0));
@@ -172,8 +150,7 @@ async fn bad_names_and_versions_are_400_before_any_call() {
 
 #[tokio::test]
 async fn throttling_answers_503_with_retry_after() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
+    let (stack, handler) = Stack::start_with_handler(false, &[]).await;
     stack
         .fault(&stack.keyvault, json!({"status": 429, "retry_after": "2"}))
         .await;
@@ -191,14 +168,7 @@ async fn concurrent_cold_reads_pay_the_challenge_once_then_one_request_per_read(
     let handler = Arc::new(stack.start_handler(NO_CACHE).await);
     let reads = (0..50).map(|_| {
         let handler = handler.clone();
-        async move {
-            http_output(
-                &handler
-                    .invoke("GetSecret", &get_secret("app-greeting", None))
-                    .await,
-            )
-            .0
-        }
+        async move { read_greeting(&handler).await.0 }
     });
     let statuses = futures::future::join_all(reads).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
@@ -218,18 +188,10 @@ async fn a_token_that_runs_short_during_the_run_is_refreshed_and_the_call_succee
         .fault(&stack.identity, json!({"lifetime_secs": 302}))
         .await;
     let handler = stack.start_handler(NO_CACHE).await;
-    let (status, _) = http_output(
-        &handler
-            .invoke("GetSecret", &get_secret("app-greeting", None))
-            .await,
-    );
+    let (status, _) = read_greeting(&handler).await;
     assert_eq!(status, 200);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let (status, _) = http_output(
-        &handler
-            .invoke("GetSecret", &get_secret("app-greeting", None))
-            .await,
-    );
+    let (status, _) = read_greeting(&handler).await;
     assert_eq!(status, 200);
     assert_eq!(
         stack.token_requests().await,
@@ -240,13 +202,10 @@ async fn a_token_that_runs_short_during_the_run_is_refreshed_and_the_call_succee
 
 #[tokio::test]
 async fn a_missing_setting_fails_only_the_functions_that_need_it() {
-    let stack = Stack::start(false);
-    let handler = start_without(&stack, "KEY_VAULT_URL").await;
-    let (status, body) = read_greeting(&handler).await;
-    assert_eq!(status, 500);
-    assert!(message(&body).contains("KEY_VAULT_URL"), "{body}");
+    let (_stack, handler) = start_without("KEY_VAULT_URL").await;
+    refused(read_greeting(&handler).await, 500, "KEY_VAULT_URL");
     let token = http_payload("GET", "http://localhost:7071/api/token", json!({}), None);
-    let (status, _) = http_output(&handler.invoke("TokenInfo", &token).await);
+    let (status, _) = handler.invoke_http("TokenInfo", &token).await;
     assert_eq!(status, 200, "the other functions keep serving");
 }
 
@@ -300,8 +259,7 @@ async fn warm_reads_within_the_ttl_are_served_from_memory_with_an_age() {
 
 #[tokio::test]
 async fn after_the_ttl_the_latest_version_is_read_again() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[("SECRET_CACHE_SECONDS", "1")]).await;
+    let (stack, handler) = Stack::start_with_handler(false, &[("SECRET_CACHE_SECONDS", "1")]).await;
     assert_eq!(read_greeting(&handler).await.0, 200);
     let (all, _) = stack.vault_requests().await;
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
@@ -315,10 +273,9 @@ async fn after_the_ttl_the_latest_version_is_read_again() {
 
 #[tokio::test]
 async fn a_version_pinned_read_is_cached_apart_from_the_latest() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
+    let (stack, handler) = Stack::start_with_handler(false, &[]).await;
     let pinned = get_secret("app-greeting", Some(FIRST_VERSION));
-    let (_, first) = http_output(&handler.invoke("GetSecret", &pinned).await);
+    let (_, first) = handler.invoke_http("GetSecret", &pinned).await;
     assert_eq!(first["value"], "first");
     let (_, latest) = read_greeting(&handler).await;
     assert_eq!(latest["value"], "hello from the vault");
@@ -331,12 +288,11 @@ async fn a_version_pinned_read_is_cached_apart_from_the_latest() {
 
 #[tokio::test]
 async fn refusals_and_misses_are_never_cached() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
+    let (stack, handler) = Stack::start_with_handler(false, &[]).await;
     for (name, status) in [("app-missing", 404), ("db-password", 403)] {
         let (before, _) = stack.vault_requests().await;
         for _ in 0..2 {
-            let (got, _) = http_output(&handler.invoke("GetSecret", &get_secret(name, None)).await);
+            let (got, _) = read_secret(&handler, name, None).await;
             assert_eq!(got, status, "{name}");
         }
         let (after, _) = stack.vault_requests().await;
@@ -359,8 +315,7 @@ async fn refusals_and_misses_are_never_cached() {
 
 #[tokio::test]
 async fn zero_turns_the_cache_off() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(NO_CACHE).await;
+    let (stack, handler) = Stack::start_with_handler(false, NO_CACHE).await;
     for _ in 0..3 {
         let envelope = handler
             .invoke("GetSecret", &get_secret("app-greeting", None))
@@ -377,12 +332,8 @@ async fn zero_turns_the_cache_off() {
 
 #[tokio::test]
 async fn a_bad_cache_setting_fails_get_secret_naming_it() {
-    let stack = Stack::start(false);
-    let handler = stack
-        .start_handler(&[("SECRET_CACHE_SECONDS", "ten")])
-        .await;
-    let (status, body) = read_greeting(&handler).await;
-    assert_eq!(status, 500);
-    assert!(message(&body).contains("SECRET_CACHE_SECONDS"), "{body}");
+    let (stack, handler) =
+        Stack::start_with_handler(false, &[("SECRET_CACHE_SECONDS", "ten")]).await;
+    refused(read_greeting(&handler).await, 500, "SECRET_CACHE_SECONDS");
     assert_eq!(stack.vault_requests().await, (0, 0));
 }

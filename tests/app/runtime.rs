@@ -12,8 +12,8 @@ use handler::clients::names::MAX_BLOB_BYTES;
 use handler::error::FunctionError;
 use serde_json::{Value, json};
 use test_kit::handler::{
-    AppRoot, JsonBody, http_function, http_payload, post_invocation, timer_function, timer_payload,
-    wait_ready,
+    AppRoot, JsonBody, get, http_function, http_payload, post_invocation, send, timer_function,
+    timer_payload, wait_ready,
 };
 use tokio::sync::oneshot;
 
@@ -134,6 +134,18 @@ async fn spawn() -> TestApp {
     TestApp::spawn(app_root(), (), implemented()).await
 }
 
+/// After a failure, the app still runs Echo: the failure stayed inside its own invocation.
+async fn echo_still_answers(app: &TestApp, name: &str) {
+    let payload = http_payload("GET", "u", json!({ "name": name }), None);
+    let (status, envelope) = app.invoke("Echo", &payload).await;
+    assert_eq!(status, 200, "Echo {name} after a failure: {envelope}");
+}
+
+/// A JSON-mode GET with nothing in it, for tests about what happens around the function.
+fn empty_get() -> String {
+    http_payload("GET", "u", json!({}), None).to_string()
+}
+
 fn output(envelope: &Value) -> &Value {
     &envelope["Outputs"]["res"]
 }
@@ -145,12 +157,7 @@ fn output_body(envelope: &Value) -> Value {
 #[tokio::test]
 async fn get_root_answers_at_once() {
     let app = spawn().await;
-    let response = app
-        .client
-        .get(format!("{}/", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/").await;
     assert_eq!(response.status(), 200);
 }
 
@@ -260,13 +267,7 @@ async fn an_http_function_error_is_an_error_status_in_the_output_never_a_non_2xx
 #[tokio::test]
 async fn a_panicking_function_fails_only_its_own_invocation_and_the_host_records_a_failure() {
     let app = spawn().await;
-    let response = app
-        .client
-        .post(format!("{}/Panics", app.base))
-        .body(http_payload("GET", "u", json!({}), None).to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/Panics", empty_get()).await;
     assert_eq!(response.status(), 500);
     assert!(reason_phrase(&response).starts_with("Panics failed: "));
     let body: Value = response.json_body().await;
@@ -286,13 +287,7 @@ async fn a_panicking_function_fails_only_its_own_invocation_and_the_host_records
         ),
         Err(error) => assert!(!error.is_timeout(), "{error}"),
     }
-    let (status, _) = app
-        .invoke(
-            "Echo",
-            &http_payload("GET", "u", json!({"name": "after"}), None),
-        )
-        .await;
-    assert_eq!(status, 200);
+    echo_still_answers(&app, "after").await;
 }
 
 #[tokio::test]
@@ -308,13 +303,7 @@ async fn malformed_payloads_answer_400_in_the_output_and_never_crash() {
         String::new(),
     ];
     for body in bodies {
-        let response = app
-            .client
-            .post(format!("{}/Echo", app.base))
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = app.post("/Echo", body.clone()).await;
         assert_eq!(response.status(), 200);
         let envelope: Value = response.json_body().await;
         assert_eq!(
@@ -330,13 +319,7 @@ async fn malformed_payloads_answer_400_in_the_output_and_never_crash() {
                 .contains("invocation payload")
         );
     }
-    let (status, _) = app
-        .invoke(
-            "Echo",
-            &http_payload("GET", "u", json!({"name": "still-up"}), None),
-        )
-        .await;
-    assert_eq!(status, 200);
+    echo_still_answers(&app, "still-up").await;
 }
 
 #[tokio::test]
@@ -344,13 +327,7 @@ async fn a_body_over_the_limit_is_refused_with_413_in_the_output() {
     let app = spawn().await;
     let envelope_limit = custom_handler::dispatch::ENVELOPE_OVERHEAD_BYTES + 2 * MAX_BLOB_BYTES;
     let huge = vec![b'a'; envelope_limit + 1];
-    let response = app
-        .client
-        .post(format!("{}/Echo", app.base))
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/Echo", huge).await;
     assert_eq!(response.status(), 200);
     let envelope: Value = response.json_body().await;
     assert_eq!(output(&envelope)["statusCode"], 413);
@@ -359,13 +336,7 @@ async fn a_body_over_the_limit_is_refused_with_413_in_the_output() {
 #[tokio::test]
 async fn an_unknown_function_is_a_failed_invocation_with_the_reason_in_the_status_line() {
     let app = spawn().await;
-    let response = app
-        .client
-        .post(format!("{}/Nope", app.base))
-        .body(http_payload("GET", "u", json!({}), None).to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/Nope", empty_get()).await;
     assert_eq!(response.status(), 404);
     let reason = reason_phrase(&response);
     assert!(reason.contains("no function named 'Nope'"), "{reason}");
@@ -375,12 +346,8 @@ async fn an_unknown_function_is_a_failed_invocation_with_the_reason_in_the_statu
 async fn a_failed_timer_run_answers_the_host_non_2xx_with_its_reason() {
     let app = spawn().await;
     let response = app
-        .client
-        .post(format!("{}/BrokenTick", app.base))
-        .body(timer_payload(json!(null)).to_string())
-        .send()
-        .await
-        .unwrap();
+        .post("/BrokenTick", timer_payload(json!(null)).to_string())
+        .await;
     assert_eq!(response.status(), 502);
     let reason = reason_phrase(&response);
     assert!(
@@ -418,18 +385,17 @@ async fn timer_payloads_of_every_shape_run_the_timer_function() {
 #[tokio::test]
 async fn forwarded_requests_reach_the_function_by_route_and_return_its_response_as_is() {
     let app = spawn().await;
-    let response = app
-        .client
-        .post(format!("{}/API/Echo/carol?x=1&x=2", app.base))
-        .header("Content-Type", "text/plain")
-        .header(
-            "X-Azure-Functions-InvocationId",
-            "forged-by-client, host-id",
-        )
-        .body("payload")
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        app.client
+            .post(format!("{}/API/Echo/carol?x=1&x=2", app.base))
+            .header("Content-Type", "text/plain")
+            .header(
+                "X-Azure-Functions-InvocationId",
+                "forged-by-client, host-id",
+            )
+            .body("payload"),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json_body().await;
     assert_eq!(body["name"], "carol");
@@ -440,38 +406,18 @@ async fn forwarded_requests_reach_the_function_by_route_and_return_its_response_
         "the host's id is the last one"
     );
 
-    let failed = app
-        .client
-        .get(format!("{}/api/fail", app.base))
-        .send()
-        .await
-        .unwrap();
+    let failed = app.get("/api/fail").await;
     assert_eq!(failed.status(), 403);
-    let raw = app
-        .client
-        .get(format!("{}/api/binary", app.base))
-        .send()
-        .await
-        .unwrap();
+    let raw = app.get("/api/binary").await;
     assert_eq!(raw.bytes().await.unwrap().as_ref(), [0u8, 159, 146, 150]);
 }
 
 #[tokio::test]
 async fn forwarding_answers_404_for_unknown_routes_and_405_for_wrong_methods() {
     let app = spawn().await;
-    let missing = app
-        .client
-        .get(format!("{}/api/nothing/here", app.base))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.get("/api/nothing/here").await;
     assert_eq!(missing.status(), 404);
-    let wrong = app
-        .client
-        .delete(format!("{}/api/echo/x", app.base))
-        .send()
-        .await
-        .unwrap();
+    let wrong = send(app.client.delete(format!("{}/api/echo/x", app.base))).await;
     assert_eq!(wrong.status(), 405);
 }
 
@@ -615,6 +561,16 @@ impl TestApp {
             server: Some(server),
             _root: root,
         }
+    }
+
+    /// `GET path` on the app.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        get(&self.client, format!("{}{path}", self.base)).await
+    }
+
+    /// `POST path` on the app with `body`.
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        send(self.client.post(format!("{}{path}", self.base)).body(body)).await
     }
 
     /// POSTs a JSON-mode invocation of `function` and returns the host envelope.

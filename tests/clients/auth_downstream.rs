@@ -8,6 +8,7 @@ use handler::clients::downstream::{
     DownstreamApi, DownstreamError, DownstreamOptions, MAX_RESPONSE_BYTES,
 };
 use handler::error::FunctionError;
+use test_kit::handler::closed_port_base;
 use test_kit::logs as captured_logs;
 use test_kit::recorder::Reply;
 use test_kit::server::FakeServer;
@@ -22,6 +23,12 @@ fn api_at(server: &FakeServer, options: DownstreamOptions) -> DownstreamApi {
 
 fn api(server: &FakeServer) -> DownstreamApi {
     api_at(server, DownstreamOptions::default())
+}
+
+/// Asserts that `error` answers `status` and shows no part of the token.
+fn assert_status_without_token(error: &DownstreamError, status: u16) {
+    assert_eq!(FunctionError::from(error.clone()).status(), status);
+    assert_no_token(error);
 }
 
 fn assert_no_token(error: &DownstreamError) {
@@ -133,21 +140,19 @@ async fn a_chunked_body_is_cut_off_at_the_limit() {
         reply
     })
     .await;
-    let small = DownstreamOptions {
-        max_response_bytes: 100 * 1024,
-        ..DownstreamOptions::default()
+    let with_limit = |max_response_bytes| {
+        let options = DownstreamOptions {
+            max_response_bytes,
+            ..DownstreamOptions::default()
+        };
+        api_at(&server, options)
     };
-    let error = api_at(&server, small)
+    let error = with_limit(100 * 1024)
         .get("stream", &[], TOKEN)
         .await
         .unwrap_err();
     assert_eq!(error, DownstreamError::TooLarge { limit: 100 * 1024 });
-
-    let large = DownstreamOptions {
-        max_response_bytes: 200 * 1024,
-        ..DownstreamOptions::default()
-    };
-    let response = api_at(&server, large)
+    let response = with_limit(200 * 1024)
         .get("stream", &[], TOKEN)
         .await
         .unwrap();
@@ -174,16 +179,12 @@ async fn a_slow_api_times_out_with_504() {
         matches!(error, DownstreamError::Timeout { .. }),
         "{error:?}"
     );
-    assert_eq!(FunctionError::from(error.clone()).status(), 504);
-    assert_no_token(&error);
+    assert_status_without_token(&error, 504);
 }
 
 #[tokio::test]
 async fn an_unreachable_api_is_502_without_the_token() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let base = Url::parse(&format!("http://127.0.0.1:{port}/api/")).unwrap();
+    let base = Url::parse(&format!("{}/api/", closed_port_base())).unwrap();
     let error = DownstreamApi::new(base)
         .unwrap()
         .get("x", &[], TOKEN)
@@ -193,8 +194,7 @@ async fn an_unreachable_api_is_502_without_the_token() {
         matches!(error, DownstreamError::Unreachable { .. }),
         "{error:?}"
     );
-    assert_eq!(FunctionError::from(error.clone()).status(), 502);
-    assert_no_token(&error);
+    assert_status_without_token(&error, 502);
 }
 
 #[tokio::test]
@@ -223,12 +223,9 @@ async fn the_token_never_reaches_a_log_line() {
     let server = FakeServer::http(|_| Reply::bytes(200, "text/plain", b"logged".to_vec())).await;
     let response = api(&server).get("logged/call", &[], TOKEN).await.unwrap();
     assert_eq!(response.status, 200);
-    let lines = captured_logs::lines();
-    assert!(
-        lines
-            .iter()
-            .any(|line| line.contains("/api/logged/call answered 200")),
-        "the call is logged at debug"
+    let lines = captured_logs::assert_logged(
+        "/api/logged/call answered 200",
+        "the call is logged at debug",
     );
     for line in &lines {
         assert!(

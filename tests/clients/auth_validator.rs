@@ -11,6 +11,7 @@ use handler::auth::{
 use handler::error::FunctionError;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use test_kit::handler::closed_port_base;
 use test_kit::jwt::{TestKey, b64, jwks, now, with};
 use test_kit::logs as captured_logs;
 use test_kit::recorder::Reply;
@@ -110,6 +111,34 @@ fn validator_for(authority: &str, role: Option<&str>, options: ValidatorOptions)
     TokenValidator::with_options(config, default_http_client().unwrap(), options)
 }
 
+/// An authority publishing one key, "key-a", and that key.
+async fn one_key() -> (TestKey, Authority) {
+    let key = TestKey::generate("key-a");
+    let authority = Authority::start(&[&key]).await;
+    (key, authority)
+}
+
+/// Keys "key-old" (published) and "key-new" (not yet), and a validator (no role required) that has
+/// accepted a token signed with the old one, so the published keys are cached.
+async fn rotating() -> (TestKey, TestKey, Authority, TokenValidator) {
+    let old = TestKey::generate("key-old");
+    let new = TestKey::generate("key-new");
+    let authority = Authority::start(&[&old]).await;
+    let validator = authority.validator(None);
+    accept(&validator, &old.sign(&claims())).await;
+    (old, new, authority, validator)
+}
+
+/// Asserts that `token` is refused as invalid for `reason`.
+async fn assert_refused(validator: &TokenValidator, token: &str, reason: &str) {
+    assert_eq!(refuse(validator, token).await, invalid(reason), "{reason}");
+}
+
+/// Refuses a token signed by `key` whose claims are [`claims`] with `changes`.
+async fn refuse_changed(validator: &TokenValidator, key: &TestKey, changes: Value) -> AuthError {
+    refuse(validator, &key.sign(&with(claims(), changes))).await
+}
+
 /// Claims of a valid v1 app token for APP_ID_URI.
 fn claims() -> Value {
     let now = now();
@@ -189,8 +218,7 @@ fn invalid(description: &str) -> AuthError {
 
 #[tokio::test]
 async fn v1_and_v2_issuers_of_the_tenant_are_accepted() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let validator = authority.validator(None);
 
     let v1 = accept(&validator, &key.sign(&claims())).await;
@@ -223,8 +251,7 @@ async fn v1_and_v2_issuers_of_the_tenant_are_accepted() {
 
 #[tokio::test]
 async fn the_caller_serializes_to_its_claims() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let caller = accept(&authority.validator(None), &key.sign(&claims())).await;
     let value = serde_json::to_value(&caller).unwrap();
     assert_eq!(value["oid"], CALLER_OID);
@@ -235,8 +262,7 @@ async fn the_caller_serializes_to_its_claims() {
 
 #[tokio::test]
 async fn other_issuers_are_refused() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let validator = authority.validator(None);
     for issuer in [
         json!(v1_issuer(OTHER_TENANT)),
@@ -247,8 +273,7 @@ async fn other_issuers_are_refused() {
         json!(format!("https://login.microsoftonline.com/{TENANT}/")),
         Value::Null,
     ] {
-        let token = key.sign(&with(claims(), json!({ "iss": issuer })));
-        let error = refuse(&validator, &token).await;
+        let error = refuse_changed(&validator, &key, json!({ "iss": issuer })).await;
         assert_eq!(
             error,
             invalid("the token's issuer is not accepted"),
@@ -260,8 +285,7 @@ async fn other_issuers_are_refused() {
 
 #[tokio::test]
 async fn only_configured_audiences_are_accepted() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let validator = authority.validator(None);
     let trailing = accept(
         &validator,
@@ -276,8 +300,7 @@ async fn only_configured_audiences_are_accepted() {
         json!(["other"]),
         Value::Null,
     ] {
-        let token = key.sign(&with(claims(), json!({ "aud": audience })));
-        let error = refuse(&validator, &token).await;
+        let error = refuse_changed(&validator, &key, json!({ "aud": audience })).await;
         assert_eq!(
             error,
             invalid("the token's audience is not accepted"),
@@ -288,8 +311,7 @@ async fn only_configured_audiences_are_accepted() {
 
 #[tokio::test]
 async fn lifetimes_are_checked_with_five_minutes_of_skew() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let validator = authority.validator(None);
     let now = now();
 
@@ -305,27 +327,17 @@ async fn lifetimes_are_checked_with_five_minutes_of_skew() {
     .await;
 
     let expired = key.sign(&with(claims(), json!({"exp": now - 600})));
-    assert_eq!(
-        refuse(&validator, &expired).await,
-        invalid("the token has expired")
-    );
+    assert_refused(&validator, &expired, "the token has expired").await;
     let early = key.sign(&with(claims(), json!({"nbf": now + 600})));
-    assert_eq!(
-        refuse(&validator, &early).await,
-        invalid("the token is not yet valid")
-    );
+    assert_refused(&validator, &early, "the token is not yet valid").await;
     let endless = key.sign(&with(claims(), json!({"exp": null})));
-    assert_eq!(
-        refuse(&validator, &endless).await,
-        invalid("the token has no expiry")
-    );
+    assert_refused(&validator, &endless, "the token has no expiry").await;
 }
 
 #[tokio::test]
 async fn tampered_or_foreign_signatures_are_refused() {
-    let key = TestKey::generate("key-a");
+    let (key, authority) = one_key().await;
     let impostor = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
     let validator = authority.validator(None);
 
     let genuine = key.sign(&claims());
@@ -337,28 +349,18 @@ async fn tampered_or_foreign_signatures_are_refused() {
         b64(elevated.to_string().as_bytes()),
         parts[2]
     );
-    assert_eq!(
-        refuse(&validator, &tampered).await,
-        invalid("the signature is invalid")
-    );
+    assert_refused(&validator, &tampered, "the signature is invalid").await;
 
     let forged = impostor.sign(&claims());
-    assert_eq!(
-        refuse(&validator, &forged).await,
-        invalid("the signature is invalid")
-    );
+    assert_refused(&validator, &forged, "the signature is invalid").await;
 
     let unsigned = format!("{}.{}.", parts[0], parts[1]);
-    assert_eq!(
-        refuse(&validator, &unsigned).await,
-        invalid("the signature is invalid")
-    );
+    assert_refused(&validator, &unsigned, "the signature is invalid").await;
 }
 
 #[tokio::test]
 async fn alg_none_and_hs256_are_refused_before_any_key_is_fetched() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let validator = authority.validator(None);
     let payload = b64(claims().to_string().as_bytes());
 
@@ -394,8 +396,7 @@ async fn alg_none_and_hs256_are_refused_before_any_key_is_fetched() {
 
 #[tokio::test]
 async fn pss_tokens_pass_unless_the_key_is_restricted_to_another_algorithm() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let validator = authority.validator(None);
     accept(&validator, &key.sign_as(Algorithm::PS256, &claims())).await;
     accept(&validator, &key.sign_as(Algorithm::RS512, &claims())).await;
@@ -412,8 +413,7 @@ async fn pss_tokens_pass_unless_the_key_is_restricted_to_another_algorithm() {
 
 #[tokio::test]
 async fn a_required_role_must_be_held() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let validator = authority.validator(Some("Api.Read"));
     accept(&validator, &key.sign(&claims())).await;
 
@@ -423,8 +423,7 @@ async fn a_required_role_must_be_held() {
         json!(["api.read"]),
         Value::Null,
     ] {
-        let token = key.sign(&with(claims(), json!({ "roles": roles })));
-        let error = refuse(&validator, &token).await;
+        let error = refuse_changed(&validator, &key, json!({ "roles": roles })).await;
         assert_eq!(
             error,
             AuthError::MissingRole {
@@ -437,8 +436,7 @@ async fn a_required_role_must_be_held() {
 
 #[tokio::test]
 async fn a_missing_header_or_another_scheme_is_401_with_a_challenge() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let validator = authority.validator(None);
     let token = key.sign(&claims());
     for header in [
@@ -461,9 +459,8 @@ async fn a_missing_header_or_another_scheme_is_401_with_a_challenge() {
 
 #[tokio::test]
 async fn an_unknown_kid_is_refused_after_one_refetch() {
-    let key = TestKey::generate("key-a");
+    let (key, authority) = one_key().await;
     let unpublished = TestKey::generate("key-x");
-    let authority = Authority::start(&[&key]).await;
     let validator = authority.validator(None);
     accept(&validator, &key.sign(&claims())).await;
     assert_eq!(validator.jwks_fetches(), 1);
@@ -480,8 +477,7 @@ async fn an_unknown_kid_is_refused_after_one_refetch() {
 
 #[tokio::test]
 async fn a_second_unknown_kid_within_the_interval_causes_no_fetch() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let validator = authority.validator(None);
     accept(&validator, &key.sign(&claims())).await;
     refuse(&validator, &TestKey::generate("key-x").sign(&claims())).await;
@@ -499,8 +495,7 @@ async fn a_second_unknown_kid_within_the_interval_causes_no_fetch() {
 
 #[tokio::test]
 async fn with_no_refetch_interval_each_unknown_kid_refetches() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let options = ValidatorOptions {
         refetch_interval: Duration::ZERO,
         ..ValidatorOptions::default()
@@ -514,11 +509,7 @@ async fn with_no_refetch_interval_each_unknown_kid_refetches() {
 
 #[tokio::test]
 async fn a_rotated_key_is_fetched_once_and_accepted() {
-    let old = TestKey::generate("key-old");
-    let new = TestKey::generate("key-new");
-    let authority = Authority::start(&[&old]).await;
-    let validator = authority.validator(None);
-    accept(&validator, &old.sign(&claims())).await;
+    let (old, new, authority, validator) = rotating().await;
 
     authority.publish(&[&old, &new]);
     accept(&validator, &new.sign(&claims())).await;
@@ -531,11 +522,7 @@ async fn a_rotated_key_is_fetched_once_and_accepted() {
 
 #[tokio::test]
 async fn concurrent_requests_with_a_new_kid_share_one_fetch() {
-    let old = TestKey::generate("key-old");
-    let new = TestKey::generate("key-new");
-    let authority = Authority::start(&[&old]).await;
-    let validator = authority.validator(None);
-    accept(&validator, &old.sign(&claims())).await;
+    let (old, new, authority, validator) = rotating().await;
 
     authority.publish(&[&old, &new]);
     authority.slow_down(Duration::from_millis(200));
@@ -547,8 +534,7 @@ async fn concurrent_requests_with_a_new_kid_share_one_fetch() {
 
 #[tokio::test]
 async fn concurrent_first_requests_share_one_discovery_and_one_jwks_fetch() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     authority.slow_down(Duration::from_millis(200));
     let validator = authority.validator(None);
     let token = key.sign(&claims());
@@ -581,11 +567,8 @@ async fn a_withdrawn_key_stops_working_once_the_keys_are_refreshed() {
 #[tokio::test]
 async fn an_unreachable_authority_is_503_without_a_challenge() {
     let key = TestKey::generate("key-a");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
     let validator = validator_for(
-        &format!("http://127.0.0.1:{port}/{TENANT}/v2.0"),
+        &format!("{}/{TENANT}/v2.0", closed_port_base()),
         None,
         ValidatorOptions::default(),
     );
@@ -597,8 +580,7 @@ async fn an_unreachable_authority_is_503_without_a_challenge() {
 
 #[tokio::test]
 async fn a_failing_jwks_endpoint_is_503_and_retried_only_after_a_cool_down() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     *authority.keys.lock().unwrap() = json!("not a JWKS");
     let validator = authority.validator(None);
     let first = refuse(&validator, &key.sign(&claims())).await;
@@ -656,12 +638,9 @@ async fn reasons_are_logged_but_tokens_never_are() {
     refuse(&validator, &roleless).await;
     refuse(&validator, &unknown).await;
 
-    let lines = captured_logs::lines();
-    assert!(
-        lines
-            .iter()
-            .any(|line| line.contains("bearer token refused: the token has expired")),
-        "the reason is logged at debug"
+    let lines = captured_logs::assert_logged(
+        "bearer token refused: the token has expired",
+        "the reason is logged at debug",
     );
     for token in [&accepted, &expired, &roleless, &unknown] {
         let signature = token.rsplit('.').next().unwrap();
@@ -676,8 +655,7 @@ async fn reasons_are_logged_but_tokens_never_are() {
 
 #[tokio::test]
 async fn only_access_tokens_are_accepted_never_id_tokens() {
-    let key = TestKey::generate("key-a");
-    let authority = Authority::start(&[&key]).await;
+    let (key, authority) = one_key().await;
     let validator = authority.validator(None);
     // A v2.0 ID token as Entra issues it to a sign-in: aud is the app's client id, no appid or
     // azp, no scp, a nonce; even with app roles assigned to the user it is not an access token.

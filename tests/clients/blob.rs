@@ -130,6 +130,16 @@ struct Fixture {
     store: BlobStore,
 }
 
+impl Fixture {
+    /// Writes a blob that must be written: the step before what the test is about.
+    async fn put(&self, container: &str, name: &str, body: Bytes, content_type: &str) {
+        self.store
+            .put_block_blob(container, name, body, content_type)
+            .await
+            .unwrap_or_else(|e| panic!("writing {container}/{name}: {e}"));
+    }
+}
+
 fn fixture() -> Fixture {
     let fake = FakeService::new(storage_script(Arc::default()));
     let credential = FakeCredential::new();
@@ -144,10 +154,8 @@ fn fixture() -> Fixture {
 #[tokio::test]
 async fn first_write_creates_the_missing_container_then_writes_in_one_request() {
     let f = fixture();
-    f.store
-        .put_block_blob("data", "a.txt", Bytes::from_static(b"hello"), "text/plain")
-        .await
-        .unwrap();
+    f.put("data", "a.txt", Bytes::from_static(b"hello"), "text/plain")
+        .await;
     let calls: Vec<(String, Vec<String>)> = f
         .fake
         .requests()
@@ -169,10 +177,8 @@ async fn first_write_creates_the_missing_container_then_writes_in_one_request() 
         ]
     );
     f.fake.clear();
-    f.store
-        .put_block_blob("data", "b.txt", Bytes::from_static(b"again"), "text/plain")
-        .await
-        .unwrap();
+    f.put("data", "b.txt", Bytes::from_static(b"again"), "text/plain")
+        .await;
     assert_eq!(
         f.fake.count(),
         1,
@@ -213,24 +219,20 @@ async fn concurrent_first_writes_to_a_missing_container_all_succeed() {
 async fn text_and_binary_round_trip_with_their_content_types() {
     let f = fixture();
     let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
-    f.store
-        .put_block_blob(
-            "data",
-            "notes/hello.txt",
-            Bytes::from("héllo wörld"),
-            "text/plain; charset=utf-8",
-        )
-        .await
-        .unwrap();
-    f.store
-        .put_block_blob(
-            "data",
-            "bin/blob.bin",
-            Bytes::from(binary.clone()),
-            "application/octet-stream",
-        )
-        .await
-        .unwrap();
+    f.put(
+        "data",
+        "notes/hello.txt",
+        Bytes::from("héllo wörld"),
+        "text/plain; charset=utf-8",
+    )
+    .await;
+    f.put(
+        "data",
+        "bin/blob.bin",
+        Bytes::from(binary.clone()),
+        "application/octet-stream",
+    )
+    .await;
 
     let text = f.store.get_blob("data", "notes/hello.txt").await.unwrap();
     assert_eq!(text.bytes.as_ref(), "héllo wörld".as_bytes());
@@ -249,10 +251,7 @@ async fn text_and_binary_round_trip_with_their_content_types() {
 #[tokio::test]
 async fn empty_blob_round_trips() {
     let f = fixture();
-    f.store
-        .put_block_blob("data", "empty", Bytes::new(), "text/plain")
-        .await
-        .unwrap();
+    f.put("data", "empty", Bytes::new(), "text/plain").await;
     let blob = f.store.get_blob("data", "empty").await.unwrap();
     assert!(blob.bytes.is_empty());
 }
@@ -260,10 +259,8 @@ async fn empty_blob_round_trips() {
 #[tokio::test]
 async fn every_request_sends_a_bearer_token_and_a_new_enough_api_version() {
     let f = fixture();
-    f.store
-        .put_block_blob("data", "a", Bytes::from_static(b"x"), "text/plain")
-        .await
-        .unwrap();
+    f.put("data", "a", Bytes::from_static(b"x"), "text/plain")
+        .await;
     f.store.get_blob("data", "a").await.unwrap();
     let requests = f.fake.requests();
     assert!(requests.len() >= 4);
@@ -310,10 +307,8 @@ async fn missing_blob_and_container_are_not_found() {
             && err.to_string() == "container 'nothing' was not found",
         "{err:?}"
     );
-    f.store
-        .put_block_blob("data", "a.txt", Bytes::from_static(b"x"), "text/plain")
-        .await
-        .unwrap();
+    f.put("data", "a.txt", Bytes::from_static(b"x"), "text/plain")
+        .await;
     let err = f.store.get_blob("data", "b.txt").await.unwrap_err();
     assert!(
         matches!(&err, StorageError::Call(CallError::NotFound { .. }))

@@ -200,10 +200,9 @@ async fn no_token_or_header_secret_in_logs_or_errors() {
         .unwrap_err();
     assert_clean("connection refused", &err.to_string());
 
-    let lines = captured_logs::lines();
-    assert!(
-        lines.iter().any(|l| l.contains("managed_identity")),
-        "the capture saw no identity log lines, so it proves nothing: {lines:?}"
+    let lines = captured_logs::assert_logged(
+        "managed_identity",
+        "the capture saw no identity log lines, so it proves nothing",
     );
     for line in &lines {
         assert_clean("log line", line);

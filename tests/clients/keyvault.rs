@@ -71,6 +71,22 @@ fn vault(fake: &FakeService, credential: &Arc<FakeCredential>) -> KeyVault {
     KeyVault::new(VAULT, credential.clone(), &fake_http(fake)).unwrap()
 }
 
+/// The scripted vault and a client of it with a fresh credential.
+fn scripted() -> (FakeService, KeyVault) {
+    let fake = FakeService::new(vault_script);
+    let kv = vault(&fake, &FakeCredential::new());
+    (fake, kv)
+}
+
+/// [`scripted`] after one read, with the recording cleared: the challenge is learned, so what is
+/// recorded next is the calls under test alone.
+async fn warmed_up() -> (FakeService, KeyVault) {
+    let (fake, kv) = scripted();
+    kv.get_secret("warm-up", None).await.unwrap();
+    fake.clear();
+    (fake, kv)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_cold_reads_pay_one_challenge() {
     let fake = FakeService::new(vault_script);
@@ -122,10 +138,7 @@ async fn bare_sdk_client_probes_once_per_concurrent_cold_call() {
 
 #[tokio::test]
 async fn warm_client_sends_one_request_per_read() {
-    let fake = FakeService::new(vault_script);
-    let kv = vault(&fake, &FakeCredential::new());
-    kv.get_secret("warm-up", None).await.unwrap();
-    fake.clear();
+    let (fake, kv) = warmed_up().await;
     for name in ["a", "b", "c"] {
         kv.get_secret(name, None).await.unwrap();
     }
@@ -135,8 +148,7 @@ async fn warm_client_sends_one_request_per_read() {
 
 #[tokio::test]
 async fn clones_share_the_learned_challenge() {
-    let fake = FakeService::new(vault_script);
-    let kv = vault(&fake, &FakeCredential::new());
+    let (fake, kv) = scripted();
     kv.get_secret("first", None).await.unwrap();
     kv.clone().get_secret("second", None).await.unwrap();
     assert_eq!(fake.unauthenticated_count(), 1);
@@ -145,8 +157,7 @@ async fn clones_share_the_learned_challenge() {
 
 #[tokio::test]
 async fn secret_carries_name_version_and_content_type() {
-    let fake = FakeService::new(vault_script);
-    let kv = vault(&fake, &FakeCredential::new());
+    let (fake, kv) = scripted();
     let secret = kv.get_secret("db-password", Some(VERSION)).await.unwrap();
     assert_eq!(secret.name, "db-password");
     assert_eq!(secret.version.as_deref(), Some(VERSION));
@@ -184,11 +195,8 @@ async fn credential_failure_is_reported_and_the_next_call_needs_no_new_probe() {
 
 #[tokio::test]
 async fn forbidden_names_the_role() {
-    let fake = FakeService::new(vault_script);
-    let err = vault(&fake, &FakeCredential::new())
-        .get_secret("forbidden", None)
-        .await
-        .unwrap_err();
+    let (_, kv) = scripted();
+    let err = kv.get_secret("forbidden", None).await.unwrap_err();
     assert!(
         matches!(&err, KeyVaultError::Call(CallError::Forbidden { target, code }) if target.name == "forbidden" && code == "Forbidden")
     );
@@ -197,11 +205,8 @@ async fn forbidden_names_the_role() {
 
 #[tokio::test]
 async fn missing_secret_is_not_found() {
-    let fake = FakeService::new(vault_script);
-    let err = vault(&fake, &FakeCredential::new())
-        .get_secret("missing", None)
-        .await
-        .unwrap_err();
+    let (_, kv) = scripted();
+    let err = kv.get_secret("missing", None).await.unwrap_err();
     assert!(matches!(
         &err,
         KeyVaultError::Call(CallError::NotFound { target, .. })
@@ -211,10 +216,7 @@ async fn missing_secret_is_not_found() {
 
 #[tokio::test]
 async fn throttling_returns_retry_after_without_retrying() {
-    let fake = FakeService::new(vault_script);
-    let kv = vault(&fake, &FakeCredential::new());
-    kv.get_secret("warm-up", None).await.unwrap();
-    fake.clear();
+    let (fake, kv) = warmed_up().await;
     let err = kv.get_secret("throttled", None).await.unwrap_err();
     assert!(matches!(
         err,
@@ -225,10 +227,7 @@ async fn throttling_returns_retry_after_without_retrying() {
 
 #[tokio::test]
 async fn server_errors_are_retried_then_reported_without_the_body() {
-    let fake = FakeService::new(vault_script);
-    let kv = vault(&fake, &FakeCredential::new());
-    kv.get_secret("warm-up", None).await.unwrap();
-    fake.clear();
+    let (fake, kv) = warmed_up().await;
     let err = kv.get_secret("broken", None).await.unwrap_err();
     let KeyVaultError::Call(CallError::Upstream(detail)) = &err else {
         panic!("expected an upstream error, got {err:?}");
@@ -244,8 +243,7 @@ async fn server_errors_are_retried_then_reported_without_the_body() {
 
 #[tokio::test]
 async fn no_secret_value_or_token_in_debug_display_or_errors() {
-    let fake = FakeService::new(vault_script);
-    let kv = vault(&fake, &FakeCredential::new());
+    let (_, kv) = scripted();
     let secret = kv.get_secret("db", None).await.unwrap();
     for text in [
         format!("{secret:?}"),
@@ -311,8 +309,7 @@ async fn loopback_vault_skips_challenge_verification() {
 
 #[tokio::test]
 async fn invalid_names_send_nothing() {
-    let fake = FakeService::new(vault_script);
-    let kv = vault(&fake, &FakeCredential::new());
+    let (fake, kv) = scripted();
     for name in ["", "../keys/x", "a/b", "db?x=1", "has space"] {
         let err = kv.get_secret(name, None).await.unwrap_err();
         assert!(matches!(err, KeyVaultError::InvalidName(_)), "{name}");
@@ -337,8 +334,7 @@ fn vault_url_is_validated_at_construction() {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_that_never_answers_times_out() {
-    let fake = FakeService::new(vault_script);
-    let kv = vault(&fake, &FakeCredential::new());
+    let (_, kv) = scripted();
     let err = kv.get_secret("hang", None).await.unwrap_err();
     assert!(
         matches!(err, KeyVaultError::Call(CallError::Timeout)),

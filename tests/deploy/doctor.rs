@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use test_kit::stack::{API_ID_URI, READER_CLIENT_ID, Stack};
+use test_kit::stack::{API_ID_URI, READER_CLIENT_ID, Stack, set_env};
 
 /// What a run printed, and whether it passed.
 struct Run {
@@ -22,6 +22,12 @@ impl Run {
             .find(|l| l.starts_with(start))
             .unwrap_or_else(|| panic!("no line starting {start:?} in:\n{}", self.stdout))
     }
+
+    /// Asserts that the line starting `start` contains `needle`.
+    fn line_has(&self, start: &str, needle: &str) {
+        let line = self.line(start);
+        assert!(line.contains(needle), "{needle:?} not in {line:?}");
+    }
 }
 
 /// The settings a healthy deployment has, pointing at the stack (storage only with Azurite).
@@ -32,16 +38,8 @@ fn healthy_env(stack: &Stack) -> Vec<(String, String)> {
     env.push(("TOKEN_REFRESH_SCHEDULE".into(), "0 */5 * * * *".into()));
     env.push(("ALLOWED_CONTAINERS".into(), "demo".into()));
     // The secret the system identity may read comes first, so doctor reads it.
-    env.retain(|(k, _)| k != "ALLOWED_SECRETS");
-    env.push(("ALLOWED_SECRETS".into(), "app-greeting,app-*".into()));
+    set_env(&mut env, "ALLOWED_SECRETS", Some("app-greeting,app-*"));
     env
-}
-
-fn set(env: &mut Vec<(String, String)>, name: &str, value: Option<&str>) {
-    env.retain(|(k, _)| k != name);
-    if let Some(value) = value {
-        env.push((name.into(), value.into()));
-    }
 }
 
 /// Runs `handler doctor` on the repository's own folders with exactly `env` (nothing inherited, so
@@ -90,15 +88,15 @@ fn a_healthy_deployment_without_storage_passes_every_other_check() {
     let stack = Stack::start(false);
     let mut env = healthy_env(&stack);
     // Storage checked elsewhere (needs Azurite): here, an unreachable account fails only its lines.
-    set(
+    set_env(
         &mut env,
         "STORAGE_BLOB_URL",
         Some(&closed_port_url("/devstoreaccount1")),
     );
     let run = doctor(&env);
     assert!(!run.ok, "storage is unreachable, so the run must fail");
-    assert!(run.line("ok   glibc: 2.").contains("2.28 or newer"));
-    assert!(run.line("ok   functions: ").contains("match the code"));
+    run.line_has("ok   glibc: 2.", "2.28 or newer");
+    run.line_has("ok   functions: ", "match the code");
     for function in [
         "GetSecret",
         "CallApi",
@@ -108,20 +106,11 @@ fn a_healthy_deployment_without_storage_passes_every_other_check() {
     ] {
         run.line(&format!("ok   settings {function}: "));
     }
-    assert!(
-        run.line("ok   identity: ")
-            .contains("App Service 2019-08-01")
-    );
-    assert!(
-        run.line("ok   token https://vault.azure.net: ")
-            .contains("oid ")
-    );
+    run.line_has("ok   identity: ", "App Service 2019-08-01");
+    run.line_has("ok   token https://vault.azure.net: ", "oid ");
     run.line("ok   token https://storage.azure.com: ");
     run.line(&format!("ok   token {API_ID_URI}"));
-    assert!(
-        run.line("ok   keyvault: ")
-            .contains("read secret 'app-greeting'")
-    );
+    run.line_has("ok   keyvault: ", "read secret 'app-greeting'");
     let storage = run.line("FAIL storage: ");
     assert!(storage.contains("container 'demo'"), "{storage}");
     assert!(storage.contains("-> check STORAGE_BLOB_URL"), "{storage}");
@@ -137,10 +126,10 @@ fn a_healthy_deployment_without_storage_passes_every_other_check() {
 fn a_missing_setting_fails_the_functions_that_need_it() {
     let stack = Stack::start(false);
     let mut env = healthy_env(&stack);
-    set(&mut env, "KEY_VAULT_URL", None);
-    set(&mut env, "TOKEN_REFRESH_SCHEDULE", None);
-    set(&mut env, "ALLOWED_CONTAINERS", None);
-    set(
+    set_env(&mut env, "KEY_VAULT_URL", None);
+    set_env(&mut env, "TOKEN_REFRESH_SCHEDULE", None);
+    set_env(&mut env, "ALLOWED_CONTAINERS", None);
+    set_env(
         &mut env,
         "STORAGE_BLOB_URL",
         Some(&closed_port_url("/devstoreaccount1")),
@@ -152,14 +141,11 @@ fn a_missing_setting_fails_the_functions_that_need_it() {
         line.contains("KEY_VAULT_URL") && line.contains("-> "),
         "{line}"
     );
-    assert!(
-        run.line("FAIL settings RefreshTokens: ")
-            .contains("set TOKEN_REFRESH_SCHEDULE")
+    run.line_has(
+        "FAIL settings RefreshTokens: ",
+        "set TOKEN_REFRESH_SCHEDULE",
     );
-    assert!(
-        run.line("FAIL settings WriteBlob: ")
-            .contains("ALLOWED_CONTAINERS")
-    );
+    run.line_has("FAIL settings WriteBlob: ", "ALLOWED_CONTAINERS");
     run.line("FAIL keyvault: not checked");
     run.line("ok   settings CallApi: ");
 }
@@ -169,7 +155,7 @@ fn a_403_from_key_vault_names_the_role_and_the_wait() {
     let stack = Stack::start(false);
     let mut env = healthy_env(&stack);
     // The vault lets the system identity read app-* only.
-    set(&mut env, "ALLOWED_SECRETS", Some("db-password"));
+    set_env(&mut env, "ALLOWED_SECRETS", Some("db-password"));
     let run = doctor(&env);
     assert!(!run.ok);
     let line = run.line("FAIL keyvault: ");
@@ -178,29 +164,23 @@ fn a_403_from_key_vault_names_the_role_and_the_wait() {
     assert!(line.contains("10 minutes"), "{line}");
 
     // The identity that holds the role reads it.
-    set(&mut env, "AZURE_CLIENT_ID", Some(READER_CLIENT_ID));
+    set_env(&mut env, "AZURE_CLIENT_ID", Some(READER_CLIENT_ID));
     let run = doctor(&env);
-    assert!(
-        run.line("ok   keyvault: ")
-            .contains("read secret 'db-password'")
-    );
-    assert!(run.line("ok   identity: ").contains(READER_CLIENT_ID));
+    run.line_has("ok   keyvault: ", "read secret 'db-password'");
+    run.line_has("ok   identity: ", READER_CLIENT_ID);
 }
 
 #[test]
 fn an_unreachable_vault_or_identity_endpoint_fails_with_what_to_check() {
     let stack = Stack::start(false);
     let mut env = healthy_env(&stack);
-    set(&mut env, "KEY_VAULT_URL", Some(&closed_port_url("/")));
+    set_env(&mut env, "KEY_VAULT_URL", Some(&closed_port_url("/")));
     let run = doctor(&env);
     assert!(!run.ok);
-    assert!(
-        run.line("FAIL keyvault: ")
-            .contains("-> check KEY_VAULT_URL")
-    );
+    run.line_has("FAIL keyvault: ", "-> check KEY_VAULT_URL");
 
     let mut env = healthy_env(&stack);
-    set(
+    set_env(
         &mut env,
         "IDENTITY_ENDPOINT",
         Some(&format!(
@@ -210,10 +190,7 @@ fn an_unreachable_vault_or_identity_endpoint_fails_with_what_to_check() {
     );
     let run = doctor(&env);
     assert!(!run.ok);
-    assert!(
-        run.line("FAIL token https://vault.azure.net: ")
-            .contains("AZURE_CLIENT_ID")
-    );
+    run.line_has("FAIL token https://vault.azure.net: ", "AZURE_CLIENT_ID");
     run.line("FAIL keyvault: ");
 }
 
@@ -255,9 +232,9 @@ fn a_healthy_deployment_passes_every_check() {
     let stack = Stack::start(true);
     let run = doctor(&healthy_env(&stack));
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.line("ok   storage: ")
-            .contains("container 'demo' is writable (probe blob written and deleted)")
+    run.line_has(
+        "ok   storage: ",
+        "container 'demo' is writable (probe blob written and deleted)",
     );
     assert!(
         run.stdout.lines().all(|l| l.starts_with("ok   ")),

@@ -1556,94 +1556,34 @@ fn check_outputs(t: &Value, routes: &BTreeMap<String, String>, prefix: &str) -> 
 // The real template passes every check
 // ---------------------------------------------------------------------------------------------
 
+/// Every check on the real template, one case per check: all of them run before the first
+/// failure is reported, and each failure names its check.
 #[test]
-fn well_formed_passes() {
-    assert_no_problems("check_well_formed", &check_well_formed(&template()));
-}
-
-#[test]
-fn dependencies_pass() {
-    assert_no_problems("check_dependencies", &check_dependencies(&template()));
-}
-
-#[test]
-fn role_definitions_pass() {
-    assert_no_problems(
-        "check_role_definitions",
-        &check_role_definitions(&template()),
-    );
-}
-
-#[test]
-fn role_plan_passes() {
-    assert_no_problems("check_role_plan", &check_role_plan(&template()));
-}
-
-#[test]
-fn assignment_wiring_passes() {
-    assert_no_problems(
-        "check_assignment_wiring",
-        &check_assignment_wiring(&template()),
-    );
-}
-
-#[test]
-fn storage_passes() {
-    assert_no_problems("check_storage", &check_storage(&template()));
-}
-
-#[test]
-fn vault_passes() {
-    assert_no_problems("check_vault", &check_vault(&template()));
-}
-
-#[test]
-fn site_passes() {
-    assert_no_problems("check_site", &check_site(&template()));
-}
-
-#[test]
-fn flex_passes() {
-    assert_no_problems("check_flex", &check_flex(&template()));
-}
-
-#[test]
-fn plan_settings_pass() {
-    assert_no_problems("check_plan_settings", &check_plan_settings(&template()));
-}
-
-#[test]
-fn no_keys_passes() {
-    assert_no_problems(
-        "check_no_keys",
-        &check_no_keys(&template(), &template_text()),
-    );
-}
-
-#[test]
-fn handler_settings_pass() {
-    assert_no_problems(
-        "check_handler_settings",
-        &check_handler_settings(&template()),
-    );
-}
-
-#[test]
-fn timer_schedule_passes() {
-    assert_no_problems("check_timer_schedule", &check_timer_schedule(&template()));
-}
-
-#[test]
-fn outputs_pass() {
+fn the_real_template_passes_every_check() {
+    let t = template();
     let root = package_root();
-    assert_no_problems(
-        "check_outputs",
-        &check_outputs(
-            &template(),
-            &http_function_routes(&root),
-            &route_prefix(&root),
+    let results = [
+        ("check_well_formed", check_well_formed(&t)),
+        ("check_dependencies", check_dependencies(&t)),
+        ("check_role_definitions", check_role_definitions(&t)),
+        ("check_role_plan", check_role_plan(&t)),
+        ("check_assignment_wiring", check_assignment_wiring(&t)),
+        ("check_storage", check_storage(&t)),
+        ("check_vault", check_vault(&t)),
+        ("check_site", check_site(&t)),
+        ("check_flex", check_flex(&t)),
+        ("check_plan_settings", check_plan_settings(&t)),
+        ("check_handler_settings", check_handler_settings(&t)),
+        ("check_timer_schedule", check_timer_schedule(&t)),
+        ("check_no_keys", check_no_keys(&t, &template_text())),
+        (
+            "check_outputs",
+            check_outputs(&t, &http_function_routes(&root), &route_prefix(&root)),
         ),
-    );
+    ];
+    for (check, problems) in &results {
+        assert_no_problems(check, problems);
+    }
 }
 
 /// The verified table itself: unique names, unique GUIDs, GUID shape.
@@ -1686,6 +1626,21 @@ fn planned_roles_are_in_the_verified_table() {
 // ---------------------------------------------------------------------------------------------
 // Each check catches the breakage it exists for
 // ---------------------------------------------------------------------------------------------
+
+/// [`assert_detects`] with the check named by its own call: `detects!(check_x(&t), "needle")`.
+macro_rules! detects {
+    ($check:ident($($arg:expr),* $(,)?), $needle:expr $(,)?) => {
+        assert_detects(stringify!($check), &$check($($arg),*), $needle)
+    };
+}
+
+/// A copy of the template whose role assignment of `guid` to `principal_hint` is changed.
+fn assignment_broken(guid: &str, principal_hint: &str, change: impl FnOnce(&mut Value)) -> Value {
+    broken(|t| {
+        let i = assignment_index(t, guid, principal_hint);
+        change(&mut t["resources"][i]);
+    })
+}
 
 /// A copy of the template with one change applied.
 fn broken(change: impl FnOnce(&mut Value)) -> Value {
@@ -1751,107 +1706,89 @@ const HOST_STORAGE_SCOPE: &str =
 fn mutation_unverified_role_guid_is_caught() {
     // A made-up GUID in the place of Storage Blob Data Owner's, not one of Microsoft's built-in
     // roles: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
-    let t = broken(|t| {
-        let i = assignment_index(t, BLOB_OWNER, HOST);
-        t["resources"][i]["properties"]["roleDefinitionId"] = json!(
+    let t = assignment_broken(BLOB_OWNER, HOST, |a| {
+        a["properties"]["roleDefinitionId"] = json!(
             "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6c85d-7c52-4f4b-a1f2-3d6f9d8a2f4e')]"
         );
     });
-    assert_detects(
-        "check_role_definitions",
-        &check_role_definitions(&t),
-        "not a verified built-in role GUID",
+    detects!(
+        check_role_definitions(&t),
+        "not a verified built-in role GUID"
     );
-    assert_detects(
-        "check_role_plan",
-        &check_role_plan(&t),
-        "missing role assignment: Storage Blob Data Owner",
+    detects!(
+        check_role_plan(&t),
+        "missing role assignment: Storage Blob Data Owner"
     );
 }
 
 #[test]
 fn mutation_wrong_role_for_identity_is_caught() {
     // Data identity given Owner instead of Contributor: right GUID table, wrong plan.
-    let t = broken(|t| {
-        let i = assignment_index(t, BLOB_CONTRIBUTOR, DATA);
-        t["resources"][i]["properties"]["roleDefinitionId"] = json!(format!(
+    let t = assignment_broken(BLOB_CONTRIBUTOR, DATA, |a| {
+        a["properties"]["roleDefinitionId"] = json!(format!(
             "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '{BLOB_OWNER}')]"
         ));
     });
-    assert_detects(
-        "check_role_plan",
-        &check_role_plan(&t),
-        "unexpected role assignment: Storage Blob Data Owner for Data",
+    detects!(
+        check_role_plan(&t),
+        "unexpected role assignment: Storage Blob Data Owner for Data"
     );
 }
 
 #[test]
 fn mutation_data_role_on_the_host_account_is_caught() {
     // The app's Blob role must never reach the host's containers (keys, deployment package).
-    let t = broken(|t| {
-        let i = assignment_index(t, BLOB_CONTRIBUTOR, DATA);
-        t["resources"][i]["scope"] = json!(HOST_STORAGE_SCOPE);
+    let t = assignment_broken(BLOB_CONTRIBUTOR, DATA, |a| {
+        a["scope"] = json!(HOST_STORAGE_SCOPE);
     });
-    assert_detects(
-        "check_role_plan",
-        &check_role_plan(&t),
-        "unexpected role assignment: Storage Blob Data Contributor for Data on HostStorage",
+    detects!(
+        check_role_plan(&t),
+        "unexpected role assignment: Storage Blob Data Contributor for Data on HostStorage"
     );
 }
 
 #[test]
 fn mutation_secrets_role_on_wrong_identity_is_caught() {
-    let t = broken(|t| {
-        let i = assignment_index(t, KV_SECRETS_USER, DATA);
-        t["resources"][i]["properties"]["principalId"] = json!(
+    let t = assignment_broken(KV_SECRETS_USER, DATA, |a| {
+        a["properties"]["principalId"] = json!(
             "[reference(resourceId('Microsoft.ManagedIdentity/userAssignedIdentities', parameters('hostIdentityName')), '2023-01-31').principalId]"
         );
     });
-    assert_detects(
-        "check_role_plan",
-        &check_role_plan(&t),
-        "missing role assignment: Key Vault Secrets User for Data",
+    detects!(
+        check_role_plan(&t),
+        "missing role assignment: Key Vault Secrets User for Data"
     );
 }
 
 #[test]
 fn mutation_principal_from_unknown_expression_is_caught() {
-    let t = broken(|t| {
-        let i = assignment_index(t, KV_SECRETS_USER, DATA);
-        t["resources"][i]["properties"]["principalId"] =
-            json!("00000000-0000-0000-0000-000000000000");
+    let t = assignment_broken(KV_SECRETS_USER, DATA, |a| {
+        a["properties"]["principalId"] = json!("00000000-0000-0000-0000-000000000000");
     });
-    assert_detects("check_role_plan", &check_role_plan(&t), "principalId");
+    detects!(check_role_plan(&t), "principalId");
 }
 
 #[test]
 fn mutation_secrets_role_scoped_to_storage_is_caught() {
-    let t = broken(|t| {
-        let i = assignment_index(t, KV_SECRETS_USER, DATA);
-        t["resources"][i]["scope"] = json!(
+    let t = assignment_broken(KV_SECRETS_USER, DATA, |a| {
+        a["scope"] = json!(
             "[format('Microsoft.Storage/storageAccounts/{0}', parameters('dataStorageAccountName'))]"
         );
     });
-    assert_detects(
-        "check_role_plan",
-        &check_role_plan(&t),
-        "Key Vault Secrets User for Data on DataStorage",
+    detects!(
+        check_role_plan(&t),
+        "Key Vault Secrets User for Data on DataStorage"
     );
 }
 
 #[test]
 fn mutation_scope_to_resource_group_is_caught() {
-    let t = broken(|t| {
-        let i = assignment_index(t, BLOB_CONTRIBUTOR, DATA);
-        t["resources"][i]
-            .as_object_mut()
-            .expect("object")
-            .remove("scope");
+    let t = assignment_broken(BLOB_CONTRIBUTOR, DATA, |a| {
+        a.as_object_mut().expect("object").remove("scope");
     });
-    assert_detects(
-        "check_role_plan",
-        &check_role_plan(&t),
-        "scope \"\" is neither the vault nor one of the storage accounts",
+    detects!(
+        check_role_plan(&t),
+        "scope \"\" is neither the vault nor one of the storage accounts"
     );
 }
 
@@ -1868,71 +1805,55 @@ fn mutation_optional_assignment_without_condition_is_caught() {
             .expect("object")
             .remove("condition");
     });
-    assert_detects(
-        "check_role_plan",
-        &check_role_plan(&t),
-        "must be gated by parameters('deployerPrincipalId')",
+    detects!(
+        check_role_plan(&t),
+        "must be gated by parameters('deployerPrincipalId')"
     );
 }
 
 #[test]
 fn mutation_missing_depends_on_identity_is_caught() {
-    let t = broken(|t| {
-        let i = assignment_index(t, KV_SECRETS_USER, DATA);
-        t["resources"][i]["dependsOn"] =
+    let t = assignment_broken(KV_SECRETS_USER, DATA, |a| {
+        a["dependsOn"] =
             json!(["[resourceId('Microsoft.KeyVault/vaults', parameters('keyVaultName'))]"]);
     });
-    assert_detects(
-        "check_assignment_wiring",
-        &check_assignment_wiring(&t),
-        "missing dependsOn resourceId('Microsoft.ManagedIdentity/userAssignedIdentities'",
+    detects!(
+        check_assignment_wiring(&t),
+        "missing dependsOn resourceId('Microsoft.ManagedIdentity/userAssignedIdentities'"
     );
-    assert_detects(
-        "check_dependencies",
-        &check_dependencies(&t),
-        "without dependsOn resourceId('Microsoft.ManagedIdentity/userAssignedIdentities'",
+    detects!(
+        check_dependencies(&t),
+        "without dependsOn resourceId('Microsoft.ManagedIdentity/userAssignedIdentities'"
     );
 }
 
 #[test]
 fn mutation_missing_depends_on_scope_is_caught() {
-    let t = broken(|t| {
-        let i = assignment_index(t, BLOB_OWNER, HOST);
-        t["resources"][i]["dependsOn"] = json!([
+    let t = assignment_broken(BLOB_OWNER, HOST, |a| {
+        a["dependsOn"] = json!([
             "[resourceId('Microsoft.ManagedIdentity/userAssignedIdentities', parameters('hostIdentityName'))]"
         ]);
     });
-    assert_detects(
-        "check_assignment_wiring",
-        &check_assignment_wiring(&t),
-        "missing dependsOn resourceId('Microsoft.Storage/storageAccounts'",
+    detects!(
+        check_assignment_wiring(&t),
+        "missing dependsOn resourceId('Microsoft.Storage/storageAccounts'"
     );
 }
 
 #[test]
 fn mutation_random_assignment_name_is_caught() {
-    let t = broken(|t| {
-        let i = assignment_index(t, BLOB_OWNER, HOST);
-        t["resources"][i]["name"] = json!("[newGuid()]");
+    let t = assignment_broken(BLOB_OWNER, HOST, |a| {
+        a["name"] = json!("[newGuid()]");
     });
-    assert_detects(
-        "check_assignment_wiring",
-        &check_assignment_wiring(&t),
-        "is not a deterministic guid()",
-    );
+    detects!(check_assignment_wiring(&t), "is not a deterministic guid()");
 }
 
 #[test]
 fn mutation_user_principal_type_for_identity_is_caught() {
-    let t = broken(|t| {
-        let i = assignment_index(t, BLOB_OWNER, HOST);
-        t["resources"][i]["properties"]["principalType"] = json!("User");
+    let t = assignment_broken(BLOB_OWNER, HOST, |a| {
+        a["properties"]["principalType"] = json!("User");
     });
-    assert_detects(
-        "check_assignment_wiring",
-        &check_assignment_wiring(&t),
-        "principalType \"User\"",
-    );
+    detects!(check_assignment_wiring(&t), "principalType \"User\"");
 }
 
 #[test]
@@ -1945,7 +1866,7 @@ fn mutation_shared_key_access_is_caught() {
                 .unwrap();
             t["resources"][i]["properties"]["allowSharedKeyAccess"] = json!(true);
         });
-        assert_detects("check_storage", &check_storage(&t), "allowSharedKeyAccess");
+        detects!(check_storage(&t), "allowSharedKeyAccess");
     }
 }
 
@@ -1958,12 +1879,12 @@ fn mutation_public_blobs_are_caught() {
             .expect("object")
             .remove("allowBlobPublicAccess");
     });
-    assert_detects("check_storage", &check_storage(&t), "allowBlobPublicAccess");
+    detects!(check_storage(&t), "allowBlobPublicAccess");
     let t = broken(|t| {
         let i = resource_index(t, TYPE_CONTAINER);
         t["resources"][i]["properties"]["publicAccess"] = json!("Blob");
     });
-    assert_detects("check_storage", &check_storage(&t), "publicAccess");
+    detects!(check_storage(&t), "publicAccess");
 }
 
 #[test]
@@ -1977,11 +1898,7 @@ fn mutation_one_storage_account_for_host_and_data_is_caught() {
             ),
         );
     });
-    assert_detects(
-        "check_handler_settings",
-        &check_handler_settings(&t),
-        "STORAGE_BLOB_URL",
-    );
+    detects!(check_handler_settings(&t), "STORAGE_BLOB_URL");
 }
 
 #[test]
@@ -1990,7 +1907,7 @@ fn mutation_access_policy_vault_is_caught() {
         let i = resource_index(t, TYPE_VAULT);
         t["resources"][i]["properties"]["enableRbacAuthorization"] = json!(false);
     });
-    assert_detects("check_vault", &check_vault(&t), "enableRbacAuthorization");
+    detects!(check_vault(&t), "enableRbacAuthorization");
 }
 
 #[test]
@@ -2001,10 +1918,9 @@ fn mutation_setting_flex_refuses_is_caught() {
         "WEBSITE_RUN_FROM_PACKAGE",
     ] {
         let t = broken(|t| set_app_setting(t, name, Some("x")));
-        assert_detects(
-            "check_plan_settings",
-            &check_plan_settings(&t),
-            &format!("site app setting {name} is one Flex Consumption refuses"),
+        detects!(
+            check_plan_settings(&t),
+            &format!("site app setting {name} is one Flex Consumption refuses")
         );
     }
 }
@@ -2013,19 +1929,17 @@ fn mutation_setting_flex_refuses_is_caught() {
 fn mutation_dedicated_settings_drift_is_caught() {
     // A setting added to the site but not to the Dedicated appsettings would vanish on Dedicated.
     let t = broken(|t| set_app_setting(t, "SECRET_CACHE_SECONDS", Some("60")));
-    assert_detects(
-        "check_plan_settings",
-        &check_plan_settings(&t),
-        "missing or different [\"SECRET_CACHE_SECONDS\"]",
+    detects!(
+        check_plan_settings(&t),
+        "missing or different [\"SECRET_CACHE_SECONDS\"]"
     );
     let t = broken(|t| {
         let i = resource_index(t, TYPE_SITE_CONFIG);
         t["resources"][i]["properties"]["FUNCTIONS_WORKER_RUNTIME"] = json!("dotnet");
     });
-    assert_detects(
-        "check_no_keys",
-        &check_no_keys(&t, &t.to_string()),
-        "FUNCTIONS_WORKER_RUNTIME",
+    detects!(
+        check_no_keys(&t, &t.to_string()),
+        "FUNCTIONS_WORKER_RUNTIME"
     );
     let t = broken(|t| {
         let i = resource_index(t, TYPE_SITE_CONFIG);
@@ -2034,11 +1948,7 @@ fn mutation_dedicated_settings_drift_is_caught() {
             .unwrap()
             .remove("condition");
     });
-    assert_detects(
-        "check_plan_settings",
-        &check_plan_settings(&t),
-        "must have condition",
-    );
+    detects!(check_plan_settings(&t), "must have condition");
 }
 
 #[test]
@@ -2058,21 +1968,18 @@ fn mutation_connection_string_host_storage_is_caught() {
 #[test]
 fn mutation_implicit_host_identity_is_caught() {
     let t = broken(|t| set_app_setting(t, "AzureWebJobsStorage__credential", None));
-    assert_detects(
-        "check_no_keys",
-        &check_no_keys(&t, &t.to_string()),
-        "AzureWebJobsStorage__credential must be managedidentity",
+    detects!(
+        check_no_keys(&t, &t.to_string()),
+        "AzureWebJobsStorage__credential must be managedidentity"
     );
-    assert_detects(
-        "check_role_plan",
-        &check_role_plan(&t),
-        "AzureWebJobsStorage__credential must be managedidentity",
+    detects!(
+        check_role_plan(&t),
+        "AzureWebJobsStorage__credential must be managedidentity"
     );
     let t = broken(|t| set_app_setting(t, "AzureWebJobsStorage__clientId", None));
-    assert_detects(
-        "check_no_keys",
-        &check_no_keys(&t, &t.to_string()),
-        "AzureWebJobsStorage__clientId must name the host identity",
+    detects!(
+        check_no_keys(&t, &t.to_string()),
+        "AzureWebJobsStorage__clientId must name the host identity"
     );
 }
 
@@ -2082,15 +1989,13 @@ fn mutation_host_switched_to_data_identity_is_caught() {
     // template's host-identity Owner grant no longer matches, and the data identity would reach
     // the host's containers.
     let t = broken(|t| set_app_setting(t, "AzureWebJobsStorage__clientId", Some(DATA_CLIENT_ID)));
-    assert_detects(
-        "check_role_plan",
-        &check_role_plan(&t),
-        "missing role assignment: Storage Blob Data Owner for Data",
+    detects!(
+        check_role_plan(&t),
+        "missing role assignment: Storage Blob Data Owner for Data"
     );
-    assert_detects(
-        "check_no_keys",
-        &check_no_keys(&t, &t.to_string()),
-        "names the Data identity, not the host identity",
+    detects!(
+        check_no_keys(&t, &t.to_string()),
+        "names the Data identity, not the host identity"
     );
 }
 
@@ -2098,10 +2003,9 @@ fn mutation_host_switched_to_data_identity_is_caught() {
 fn mutation_missing_deployed_setting_is_caught() {
     for setting in APP_SETTINGS.iter().filter(|s| s.deployed) {
         let t = broken(|t| set_app_setting(t, setting.name, None));
-        assert_detects(
-            "check_handler_settings",
-            &check_handler_settings(&t),
-            &format!("app setting {} (", setting.name),
+        detects!(
+            check_handler_settings(&t),
+            &format!("app setting {} (", setting.name)
         );
     }
 }
@@ -2117,11 +2021,7 @@ fn mutation_vault_url_from_wrong_resource_is_caught() {
             ),
         );
     });
-    assert_detects(
-        "check_handler_settings",
-        &check_handler_settings(&t),
-        "KEY_VAULT_URL",
-    );
+    detects!(check_handler_settings(&t), "KEY_VAULT_URL");
 }
 
 #[test]
@@ -2133,22 +2033,14 @@ fn mutation_duplicate_setting_is_caught() {
             .expect("appSettings");
         settings.push(json!({ "name": "ALLOWED_SECRETS", "value": "*" }));
     });
-    assert_detects(
-        "check_handler_settings",
-        &check_handler_settings(&t),
-        "ALLOWED_SECRETS is set twice",
-    );
+    detects!(check_handler_settings(&t), "ALLOWED_SECRETS is set twice");
 }
 
 #[test]
 fn mutation_five_field_schedule_is_caught() {
     let t =
         broken(|t| t["parameters"]["tokenRefreshSchedule"]["defaultValue"] = json!("*/5 * * * *"));
-    assert_detects(
-        "check_timer_schedule",
-        &check_timer_schedule(&t),
-        "not six-field",
-    );
+    detects!(check_timer_schedule(&t), "not six-field");
 }
 
 #[test]
@@ -2174,14 +2066,14 @@ fn mutation_always_on_on_flex_or_off_on_dedicated_is_caught() {
             let i = resource_index(t, TYPE_SITE);
             t["resources"][i]["properties"]["siteConfig"]["alwaysOn"] = value.clone();
         });
-        assert_detects("check_site", &check_site(&t), "alwaysOn");
+        detects!(check_site(&t), "alwaysOn");
     }
 }
 
 #[test]
 fn mutation_dedicated_default_is_caught() {
     let t = broken(|t| t["parameters"]["hostingPlan"]["defaultValue"] = json!("Dedicated"));
-    assert_detects("check_flex", &check_flex(&t), "hostingPlan.defaultValue");
+    detects!(check_flex(&t), "hostingPlan.defaultValue");
 }
 
 #[test]
@@ -2189,20 +2081,16 @@ fn mutation_flex_runtime_memory_and_scale_are_caught() {
     let t = broken(|t| {
         t["variables"]["flexFunctionAppConfig"]["runtime"]["name"] = json!("node");
     });
-    assert_detects(
-        "check_flex",
-        &check_flex(&t),
-        "flexFunctionAppConfig.runtime",
-    );
+    detects!(check_flex(&t), "flexFunctionAppConfig.runtime");
     let t = broken(|t| t["parameters"]["instanceMemoryMB"]["defaultValue"] = json!(2048));
-    assert_detects("check_flex", &check_flex(&t), "the smallest size");
+    detects!(check_flex(&t), "the smallest size");
     let t = broken(|t| t["parameters"]["maximumInstanceCount"]["minValue"] = json!(1));
-    assert_detects("check_flex", &check_flex(&t), "maximumInstanceCount");
+    detects!(check_flex(&t), "maximumInstanceCount");
     let t = broken(|t| {
         t["variables"]["flexFunctionAppConfig"]["scaleAndConcurrency"]["instanceMemoryMB"] =
             json!(4096);
     });
-    assert_detects("check_flex", &check_flex(&t), "instanceMemoryMB");
+    detects!(check_flex(&t), "instanceMemoryMB");
 }
 
 #[test]
@@ -2210,30 +2098,21 @@ fn mutation_deployment_storage_with_a_key_or_the_wrong_identity_is_caught() {
     let t = broken(|t| {
         t["variables"]["flexFunctionAppConfig"]["deployment"]["storage"]["authentication"] = json!({"type": "StorageAccountConnectionString", "storageAccountConnectionStringName": "DEPLOYMENT_STORAGE_CONNECTION_STRING"});
     });
-    assert_detects(
-        "check_flex",
-        &check_flex(&t),
-        "deployment storage authentication",
-    );
-    assert_detects(
-        "check_no_keys",
-        &check_no_keys(&t, &t.to_string()),
-        "storageaccountconnectionstring",
+    detects!(check_flex(&t), "deployment storage authentication");
+    detects!(
+        check_no_keys(&t, &t.to_string()),
+        "storageaccountconnectionstring"
     );
     let t = broken(|t| {
         t["variables"]["flexFunctionAppConfig"]["deployment"]["storage"]["authentication"]["userAssignedIdentityResourceId"] = json!(
             "[resourceId('Microsoft.ManagedIdentity/userAssignedIdentities', parameters('identityName'))]"
         );
     });
-    assert_detects(
-        "check_flex",
-        &check_flex(&t),
-        "deployment storage authentication",
-    );
+    detects!(check_flex(&t), "deployment storage authentication");
     let t = broken(|t| {
         t["variables"]["deploymentContainerName"] = json!("[parameters('appName')]");
     });
-    assert_detects("check_flex", &check_flex(&t), "deploymentContainerName");
+    detects!(check_flex(&t), "deploymentContainerName");
 }
 
 #[test]
@@ -2242,10 +2121,9 @@ fn mutation_host_without_blob_role_on_the_package_account_is_caught() {
         let owner = assignment_index(t, BLOB_OWNER, HOST);
         t["resources"].as_array_mut().unwrap().remove(owner);
     });
-    assert_detects(
-        "check_flex",
-        &check_flex(&t),
-        "holds no Blob role on the host storage account",
+    detects!(
+        check_flex(&t),
+        "holds no Blob role on the host storage account"
     );
 }
 
@@ -2270,28 +2148,22 @@ fn mutation_dangling_depends_on_is_caught() {
             .expect("dependsOn")
             .push(json!("[resourceId('Microsoft.Insights/components', 'ai')]"));
     });
-    assert_detects(
-        "check_dependencies",
-        &check_dependencies(&t),
-        "is not a resource of this template",
-    );
+    detects!(check_dependencies(&t), "is not a resource of this template");
 }
 
 #[test]
 fn mutation_route_drift_is_caught() {
     let mut routes = http_function_routes(&package_root());
     routes.insert("GetSecret".into(), "secret/{id}".into());
-    assert_detects(
-        "check_outputs",
-        &check_outputs(&template(), &routes, "api"),
-        "variables.functionRoutes.GetSecret",
+    detects!(
+        check_outputs(&template(), &routes, "api"),
+        "variables.functionRoutes.GetSecret"
     );
     let mut routes = http_function_routes(&package_root());
     routes.insert("Extra".into(), "Extra".into());
-    assert_detects(
-        "check_outputs",
-        &check_outputs(&template(), &routes, "api"),
-        "output functionUrls lists",
+    detects!(
+        check_outputs(&template(), &routes, "api"),
+        "output functionUrls lists"
     );
 }
 

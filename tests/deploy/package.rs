@@ -64,14 +64,7 @@ async fn the_package_holds_exactly_what_the_host_needs_and_runs_under_the_host()
     let dir = tempfile::tempdir().unwrap();
     let entries = unpack(&package(), dir.path());
     let names: BTreeSet<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
-    let (declared, _) =
-        custom_handler::registry::load_declared(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let mut expected: BTreeSet<String> = declared
-        .iter()
-        .map(|f| format!("{}/function.json", f.name))
-        .collect();
-    expected.insert("host.json".into());
-    expected.insert("handler".into());
+    let expected = what_the_host_needs();
     assert_eq!(
         names,
         expected.iter().map(String::as_str).collect::<BTreeSet<_>>()

@@ -8,9 +8,18 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use test_kit::handler::{AppRoot, RunningHandler, http_output, http_payload, repo_root};
+use test_kit::handler::{AppRoot, RunningHandler, blob_request, get, http_output, repo_root, send};
 use test_kit::server::{FakeServer, storage_account};
-use test_kit::stack::Stack;
+use test_kit::stack::{Stack, set_env};
+
+/// Containers of the Functions host (keys, state) and of deployments, never served whatever
+/// ALLOWED_CONTAINERS says.
+const PLATFORM_CONTAINERS: [&str; 4] = [
+    "azure-webjobs-secrets",
+    "azure-webjobs-hosts",
+    "scm-releases",
+    "app-package-x",
+];
 
 /// The account path the handler is pointed at (Azurite-style, path-style account).
 const ACCOUNT: &str = "devstoreaccount1";
@@ -53,18 +62,10 @@ impl BlobApp {
     ) -> Self {
         let stack = Stack::start(false);
         let storage = FakeServer::https(stack.pki.dir(), storage_account()).await;
-        let mut env: Vec<(String, String)> = stack
-            .handler_env()
-            .into_iter()
-            .filter(|(name, _)| name != "ALLOWED_CONTAINERS")
-            .collect();
-        env.push((
-            "STORAGE_BLOB_URL".into(),
-            format!("{}/{ACCOUNT}", storage.base),
-        ));
-        if let Some(allowed) = allowed {
-            env.push(("ALLOWED_CONTAINERS".into(), allowed.into()));
-        }
+        let mut env = stack.handler_env();
+        let storage_url = format!("{}/{ACCOUNT}", storage.base);
+        set_env(&mut env, "STORAGE_BLOB_URL", Some(&storage_url));
+        set_env(&mut env, "ALLOWED_CONTAINERS", allowed);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let handler =
@@ -85,24 +86,49 @@ impl BlobApp {
         name: &str,
         body: Option<(&str, &str)>,
     ) -> Value {
-        let method = if function == "WriteBlob" {
-            "PUT"
-        } else {
-            "GET"
-        };
-        let url = format!("http://localhost:7071/api/blobs/{container}/{name}");
-        let params = json!({"container": container, "name": name});
-        let mut payload = http_payload(method, &url, params, body.map(|(_, text)| text));
-        if let Some((content_type, _)) = body {
-            payload["Data"]["req"]["Headers"]["Content-Type"] = json!([content_type]);
-        }
+        let payload = blob_payload(function, container, name, body);
         self.handler.invoke(function, &payload).await
+    }
+
+    /// WriteBlob (with `body`) then ReadBlob of `container`/`name`: each function's status and
+    /// answer, for refusals that must hold for both.
+    pub async fn write_and_read(
+        &self,
+        container: &str,
+        name: &str,
+        body: (&str, &str),
+    ) -> Vec<(&'static str, u16, Value)> {
+        let mut answers = Vec::new();
+        for (function, body) in [("WriteBlob", Some(body)), ("ReadBlob", None)] {
+            let (status, answer) = http_output(&self.invoke(function, container, name, body).await);
+            answers.push((function, status, answer));
+        }
+        answers
+    }
+
+    /// The path of every request the fake Storage account received.
+    pub fn storage_paths(&self) -> Vec<String> {
+        self.storage
+            .requests()
+            .iter()
+            .map(|r| r.path().to_owned())
+            .collect()
     }
 
     /// Storage requests and token requests so far.
     pub async fn upstream_requests(&self) -> (usize, u64) {
         (self.storage.count(), self.stack.token_requests().await)
     }
+}
+
+/// The payload the host sends for a WriteBlob or ReadBlob of `container`/`name`.
+fn blob_payload(function: &str, container: &str, name: &str, body: Option<(&str, &str)>) -> Value {
+    let method = if function == "WriteBlob" {
+        "PUT"
+    } else {
+        "GET"
+    };
+    blob_request(method, container, name, body)
 }
 
 fn read_json(path: &Path) -> Value {
@@ -119,16 +145,9 @@ fn message(body: &Value) -> String {
 #[tokio::test]
 async fn the_hosts_and_the_platforms_containers_are_refused_even_when_allowed_by_a_wildcard() {
     let app = BlobApp::start(Some("*"), &[]).await;
-    for container in [
-        "azure-webjobs-secrets",
-        "azure-webjobs-hosts",
-        "scm-releases",
-        "app-package-x",
-    ] {
-        for function in ["WriteBlob", "ReadBlob"] {
-            let body = (function == "WriteBlob").then_some(("application/json", "{\"keys\":[]}"));
-            let (status, answer) =
-                http_output(&app.invoke(function, container, "host.json", body).await);
+    for container in PLATFORM_CONTAINERS {
+        let body = ("application/json", "{\"keys\":[]}");
+        for (function, status, answer) in app.write_and_read(container, "host.json", body).await {
             assert_eq!(status, 403, "{function} {container}: {answer}");
             assert!(message(&answer).contains("never served"), "{answer}");
         }
@@ -149,12 +168,7 @@ async fn the_hosts_and_the_platforms_containers_are_refused_even_when_allowed_by
         storage >= 1 && tokens >= 1,
         "{storage} storage, {tokens} token requests"
     );
-    let paths: Vec<String> = app
-        .storage
-        .requests()
-        .iter()
-        .map(|r| r.path().to_owned())
-        .collect();
+    let paths = app.storage_paths();
     assert!(
         paths
             .iter()
@@ -167,10 +181,8 @@ async fn the_hosts_and_the_platforms_containers_are_refused_even_when_allowed_by
 async fn a_container_not_in_allowed_containers_is_403_naming_the_setting() {
     let app = BlobApp::start(Some("demo,logs-*"), &[]).await;
     for container in ["other", "logs", "demo2", "dem"] {
-        for function in ["WriteBlob", "ReadBlob"] {
-            let body = (function == "WriteBlob").then_some(("text/plain", "x"));
-            let (status, answer) =
-                http_output(&app.invoke(function, container, "a.txt", body).await);
+        let body = ("text/plain", "x");
+        for (function, status, answer) in app.write_and_read(container, "a.txt", body).await {
             assert_eq!(status, 403, "{function} {container}: {answer}");
             assert!(message(&answer).contains("ALLOWED_CONTAINERS"), "{answer}");
         }
@@ -220,9 +232,8 @@ async fn names_that_would_leave_the_container_are_400_before_any_request() {
         "a//b",
         "/a",
     ] {
-        for function in ["WriteBlob", "ReadBlob"] {
-            let body = (function == "WriteBlob").then_some(("text/plain", "x"));
-            let (status, answer) = http_output(&app.invoke(function, "demo", name, body).await);
+        let body = ("text/plain", "x");
+        for (function, status, answer) in app.write_and_read("demo", name, body).await {
             assert_eq!(status, 400, "{function} {name:?}: {answer}");
         }
     }
@@ -234,6 +245,14 @@ async fn in_forwarding_mode_an_encoded_slash_never_reaches_storage() {
     let app = BlobApp::forwarding(Some("demo")).await;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}/api/blobs/{path}", app.handler.base);
+    let write = |path: &str, body: &'static str| {
+        let request = client.put(url(path)).header("content-type", "text/plain");
+        send(request.body(body))
+    };
+    let read_status = |path: &str| {
+        let response = get(&client, url(path));
+        async { response.await.status().as_u16() }
+    };
     for path in [
         "demo/a%2Fb",
         "demo/a%2fb",
@@ -242,47 +261,19 @@ async fn in_forwarding_mode_an_encoded_slash_never_reaches_storage() {
         "demo/a%5Cb",
         "demo/a%00b",
     ] {
-        let write = client
-            .put(url(path))
-            .header("content-type", "text/plain")
-            .body("x");
-        let status = write.send().await.expect("PUT").status().as_u16();
-        assert_eq!(status, 400, "PUT {path}");
-        let status = client
-            .get(url(path))
-            .send()
-            .await
-            .expect("GET")
-            .status()
-            .as_u16();
-        assert_eq!(status, 400, "GET {path}");
+        assert_eq!(write(path, "x").await.status(), 400, "PUT {path}");
+        assert_eq!(read_status(path).await, 400, "GET {path}");
     }
     for path in [
         "azure-webjobs-secrets/host.json",
         "app-package-x/app.zip",
         "other/a.txt",
     ] {
-        let status = client
-            .get(url(path))
-            .send()
-            .await
-            .expect("GET")
-            .status()
-            .as_u16();
-        assert_eq!(status, 403, "GET {path}");
+        assert_eq!(read_status(path).await, 403, "GET {path}");
     }
     assert_eq!(app.upstream_requests().await, (0, 0));
-    let write = client
-        .put(url("demo/ok.txt"))
-        .header("content-type", "text/plain")
-        .body("ok");
-    assert_eq!(write.send().await.expect("PUT").status(), 201);
-    let paths: Vec<String> = app
-        .storage
-        .requests()
-        .iter()
-        .map(|r| r.path().to_owned())
-        .collect();
+    assert_eq!(write("demo/ok.txt", "ok").await.status(), 201);
+    let paths = app.storage_paths();
     assert_eq!(
         paths.last().map(String::as_str),
         Some("/devstoreaccount1/demo/ok.txt"),

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 /// to stay under any in-flight cap of the runtime.
 const IN_FLIGHT: usize = 16;
 
-use test_kit::handler::{JsonBody, RunningHandler, http_output, http_payload, token_info};
-use test_kit::stack::{READER_CLIENT_ID, Stack};
+use test_kit::handler::{RunningHandler, get_secret, http_output, http_payload, token_info};
+use test_kit::stack::{READER_CLIENT_ID, Stack, set_env};
 
 fn whoami(authorization: Option<&str>) -> Value {
     let mut payload = http_payload("GET", "http://localhost:7071/api/whoami", json!({}), None);
@@ -69,23 +69,14 @@ async fn shell_metacharacters_in_resource_never_start_a_process_or_reach_the_ide
     let handler =
         RunningHandler::start(root, &[("PATH", &path), ("AZURE_TOKEN_CREDENTIALS", "dev")]).await;
     for attack in SHELL_ATTACKS {
-        let (status, body) = http_output(
-            &handler
-                .invoke("TokenInfo", &token_info(json!({"resource": attack})))
-                .await,
-        );
+        let (status, body) = handler.token_info(json!({"resource": attack})).await;
         assert_eq!(status, 400, "{attack:?}: {body}");
         assert!(!marker.exists(), "{attack:?} started a process");
     }
     // The same handler does start `az` for a resource it serves, so the check above can fail.
-    let (status, body) = http_output(
-        &handler
-            .invoke(
-                "TokenInfo",
-                &token_info(json!({"resource": "https://vault.azure.net"})),
-            )
-            .await,
-    );
+    let (status, body) = handler
+        .token_info(json!({"resource": "https://vault.azure.net"}))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["source"], "Azure CLI (AZURE_TOKEN_CREDENTIALS)");
     let started = std::fs::read_to_string(&marker).unwrap();
@@ -97,14 +88,9 @@ async fn shell_metacharacters_in_resource_never_start_a_process_or_reach_the_ide
 
 #[tokio::test]
 async fn shell_metacharacters_reach_no_identity_endpoint_either() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
+    let (stack, handler) = Stack::start_with_handler(false, &[]).await;
     for attack in SHELL_ATTACKS {
-        let (status, body) = http_output(
-            &handler
-                .invoke("TokenInfo", &token_info(json!({"resource": attack})))
-                .await,
-        );
+        let (status, body) = handler.token_info(json!({"resource": attack})).await;
         assert_eq!(status, 400, "{attack:?}: {body}");
         assert_eq!(body["error"]["code"], "BadRequest");
     }
@@ -113,8 +99,7 @@ async fn shell_metacharacters_reach_no_identity_endpoint_either() {
 
 #[tokio::test]
 async fn unlisted_audiences_and_identities_are_refused_before_any_identity_request() {
-    let stack = Stack::start(false);
-    let handler = stack.start_handler(&[]).await;
+    let (stack, handler) = Stack::start_with_handler(false, &[]).await;
     for query in [
         json!({"resource": "https://graph.microsoft.com"}),
         json!({"resource": "https://management.azure.com/.default"}),
@@ -123,11 +108,7 @@ async fn unlisted_audiences_and_identities_are_refused_before_any_identity_reque
         json!({"object_id": "00000000-0000-4000-8000-00000000b002"}),
         json!({"resource_id": "/subscriptions/00000000-0000-4000-8000-000000000000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/reader"}),
     ] {
-        let (status, body) = http_output(
-            &handler
-                .invoke("TokenInfo", &token_info(query.clone()))
-                .await,
-        );
+        let (status, body) = handler.token_info(query.clone()).await;
         assert_eq!(status, 403, "{query}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
         let setting = if query.get("resource").is_some() {
@@ -139,14 +120,9 @@ async fn unlisted_audiences_and_identities_are_refused_before_any_identity_reque
     }
     assert_eq!(stack.token_requests().await, 0);
     // What the app itself uses is served.
-    let (status, _) = http_output(
-        &handler
-            .invoke(
-                "TokenInfo",
-                &token_info(json!({"resource": "https://storage.azure.com"})),
-            )
-            .await,
-    );
+    let (status, _) = handler
+        .token_info(json!({"resource": "https://storage.azure.com"}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(stack.token_requests().await, 1);
 }
@@ -236,14 +212,7 @@ async fn a_flood_of_one_failing_identity_costs_one_identity_request() {
     let started = std::time::Instant::now();
     let calls = (0..100).map(|_| {
         let handler = handler.clone();
-        async move {
-            http_output(
-                &handler
-                    .invoke("TokenInfo", &token_info(json!({"client_id": ghost})))
-                    .await,
-            )
-            .0
-        }
+        async move { handler.token_info(json!({"client_id": ghost})).await.0 }
     });
     let statuses: Vec<u16> = futures::stream::iter(calls)
         .buffer_unordered(IN_FLIGHT)
@@ -263,36 +232,16 @@ async fn a_flood_of_one_failing_identity_costs_one_identity_request() {
 
 #[tokio::test]
 async fn a_400_that_merely_mentions_unsupported_api_version_keeps_the_2019_protocol() {
-    let stack = Stack::start(false);
-    let secret = stack.identity.ready_str("header_secret");
-    let endpoint = format!("{}/msi/token", stack.identity.base_url);
-    stack
-        .fault(
-            &stack.identity,
-            json!({"protocol": "appservice2019", "status": 400,
-                   "body": "{\"statusCode\":400,\"message\":\"Unable to load the proper Managed Identity. UnsupportedApiVersion\",\"correlationId\":\"c\"}"}),
-        )
-        .await;
-    let handler = stack
-        .start_handler(&[("MSI_ENDPOINT", &endpoint), ("MSI_SECRET", &secret)])
-        .await;
-    let (status, _) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
+    let (stack, handler) = Stack::start_with_both_protocols(json!({"protocol": "appservice2019", "status": 400,
+                   "body": "{\"statusCode\":400,\"message\":\"Unable to load the proper Managed Identity. UnsupportedApiVersion\",\"correlationId\":\"c\"}"})).await;
+    let (status, _) = handler.token_info(json!({})).await;
     assert_eq!(status, 503, "an ordinary 400");
-    let storage = token_info(json!({"resource": "https://storage.azure.com"}));
-    let (status, body) = http_output(&handler.invoke("TokenInfo", &storage).await);
+    let (status, body) = handler
+        .token_info(json!({"resource": "https://storage.azure.com"}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["source"], "App Service 2019-08-01 (IDENTITY_ENDPOINT)");
-    let log: Value = reqwest::get(format!("{}/_emulator/requests", stack.identity.base_url))
-        .await
-        .unwrap()
-        .json_body()
-        .await;
-    let protocols: Vec<&str> = log["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["protocol"].as_str().unwrap())
-        .collect();
+    let protocols = stack.identity_protocols().await;
     assert_eq!(protocols, ["appservice2019", "appservice2019"]);
 }
 
@@ -302,14 +251,12 @@ async fn whoami_refuses_an_id_token_with_401() {
     let mut env = stack.handler_env();
     env.extend(stack.service_to_service_env("http://127.0.0.1:9/api"));
     // No role required, so only the token type can refuse it.
-    env.retain(|(k, _)| k != "AUTH_REQUIRED_ROLE");
+    set_env(&mut env, "AUTH_REQUIRED_ROLE", None);
     let handler = RunningHandler::start_in_repo(&env).await;
     let access = stack.mint(json!({})).await;
-    let (status, body) = http_output(
-        &handler
-            .invoke("Whoami", &whoami(Some(&format!("Bearer {access}"))))
-            .await,
-    );
+    let (status, body) = handler
+        .invoke_http("Whoami", &whoami(Some(&format!("Bearer {access}"))))
+        .await;
     assert_eq!(status, 200, "{body}");
     // What Entra issues at sign-in: aud the app, a nonce, no appid/azp, no scp; roles may be
     // there when the user holds app roles.
@@ -352,7 +299,15 @@ async fn counting_proxy() -> (String, Arc<AtomicUsize>) {
     (url, count)
 }
 
-fn proxy_env(proxy: &str) -> Vec<(&'static str, String)> {
+/// The handler on the stack with `setting` = `value` and every proxy variable set to `proxy`.
+async fn start_proxied(stack: &Stack, proxy: &str, setting: &str, value: &str) -> RunningHandler {
+    let mut env = stack.handler_env();
+    set_env(&mut env, setting, Some(value));
+    env.extend(proxy_env(proxy));
+    RunningHandler::start_in_repo(&env).await
+}
+
+fn proxy_env(proxy: &str) -> Vec<(String, String)> {
     [
         "HTTPS_PROXY",
         "HTTP_PROXY",
@@ -362,7 +317,7 @@ fn proxy_env(proxy: &str) -> Vec<(&'static str, String)> {
         "all_proxy",
     ]
     .into_iter()
-    .map(|name| (name, proxy.to_owned()))
+    .map(|name| (name.to_owned(), proxy.to_owned()))
     .collect()
 }
 
@@ -382,31 +337,20 @@ async fn a_proxy_in_the_environment_never_sees_loopback_traffic() {
     let stack = Stack::start(false);
     let mut env = stack.handler_env();
     env.extend(stack.service_to_service_env(&format!("{}/api", stack.identity.base_url)));
-    env.extend(
-        proxy_env(&proxy)
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v)),
-    );
+    env.extend(proxy_env(&proxy));
     let handler = RunningHandler::start_in_repo(&env).await;
     // Identity endpoint (http, loopback).
-    let (status, body) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
+    let (status, body) = handler.token_info(json!({})).await;
     assert_eq!(status, 200, "{body}");
     // Key Vault (https, loopback), through the shared Azure transport.
-    let secret = http_payload(
-        "GET",
-        "http://localhost:7071/api/secrets/app-greeting",
-        json!({"name": "app-greeting"}),
-        None,
-    );
-    let (status, body) = http_output(&handler.invoke("GetSecret", &secret).await);
+    let secret = get_secret("app-greeting", None);
+    let (status, body) = handler.invoke_http("GetSecret", &secret).await;
     assert_eq!(status, 200, "{body}");
     // The authority's discovery document and keys (loopback).
     let access = stack.mint(json!({})).await;
-    let (status, body) = http_output(
-        &handler
-            .invoke("Whoami", &whoami(Some(&format!("Bearer {access}"))))
-            .await,
-    );
+    let (status, body) = handler
+        .invoke_http("Whoami", &whoami(Some(&format!("Bearer {access}"))))
+        .await;
     assert_eq!(status, 200, "{body}");
     // The downstream API (loopback): whatever it answers, it was reached directly.
     let call = http_payload(
@@ -415,7 +359,7 @@ async fn a_proxy_in_the_environment_never_sees_loopback_traffic() {
         json!({"path": "x"}),
         None,
     );
-    let (status, body) = http_output(&handler.invoke("CallApi", &call).await);
+    let (status, body) = handler.invoke_http("CallApi", &call).await;
     assert!(status != 502 && status != 504, "{status}: {body}");
     assert_eq!(
         connections.load(Ordering::SeqCst),
@@ -430,22 +374,14 @@ async fn the_identity_client_never_uses_a_proxy_and_the_others_keep_it_for_remot
     let stack = Stack::start(false);
     // An identity endpoint that is not loopback by name (0.0.0.0 reaches this machine on
     // Linux, where nothing listens on port 9): with a proxy it would reach the stand-in.
-    let mut env: Vec<(String, String)> = stack
-        .handler_env()
-        .into_iter()
-        .filter(|(k, _)| k != "IDENTITY_ENDPOINT")
-        .collect();
-    env.push((
-        "IDENTITY_ENDPOINT".into(),
-        "http://0.0.0.0:9/msi/token".into(),
-    ));
-    env.extend(
-        proxy_env(&proxy)
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v)),
-    );
-    let handler = RunningHandler::start_in_repo(&env).await;
-    let (status, _) = http_output(&handler.invoke("TokenInfo", &token_info(json!({}))).await);
+    let handler = start_proxied(
+        &stack,
+        &proxy,
+        "IDENTITY_ENDPOINT",
+        "http://0.0.0.0:9/msi/token",
+    )
+    .await;
+    let (status, _) = handler.token_info(json!({})).await;
     assert_eq!(status, 503);
     assert_eq!(
         connections.load(Ordering::SeqCst),
@@ -456,22 +392,15 @@ async fn the_identity_client_never_uses_a_proxy_and_the_others_keep_it_for_remot
 
     // A remote vault still goes through the environment's proxy (the rules are kept, only
     // loopback is exempt): the stand-in sees the connection.
-    let mut env = stack.handler_env();
-    env.retain(|(k, _)| k != "KEY_VAULT_URL");
-    env.push(("KEY_VAULT_URL".into(), "https://vault.example.com/".into()));
-    env.extend(
-        proxy_env(&proxy)
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v)),
-    );
-    let handler = RunningHandler::start_in_repo(&env).await;
-    let secret = http_payload(
-        "GET",
-        "http://localhost:7071/api/secrets/app-greeting",
-        json!({"name": "app-greeting"}),
-        None,
-    );
-    let (status, _) = http_output(&handler.invoke("GetSecret", &secret).await);
+    let handler = start_proxied(
+        &stack,
+        &proxy,
+        "KEY_VAULT_URL",
+        "https://vault.example.com/",
+    )
+    .await;
+    let secret = get_secret("app-greeting", None);
+    let (status, _) = handler.invoke_http("GetSecret", &secret).await;
     assert_ne!(status, 200);
     assert!(
         connections.load(Ordering::SeqCst) >= 1,

@@ -21,6 +21,16 @@ async fn handler_with(limits: &[(&str, &str)]) -> RunningHandler {
 }
 
 /// Sends a request head and answers the response head, without sending any body.
+/// The answer to `start` (request line and headers) with a `Content-Length: length` whose body
+/// is never sent: only a check of the declared length can answer.
+async fn head_declaring(handler: &RunningHandler, start: &str, length: usize) -> String {
+    head_only(
+        handler,
+        &format!("{start}\r\nContent-Length: {length}\r\n\r\n"),
+    )
+    .await
+}
+
 async fn head_only(handler: &RunningHandler, head: &str) -> String {
     let mut connection = RawConnection::open(&handler.base).await;
     connection.send(head.as_bytes()).await.expect("send head");
@@ -43,11 +53,11 @@ async fn a_get_function_refuses_any_body_declared_by_content_length_before_readi
 #[tokio::test]
 async fn a_get_function_refuses_a_chunked_body_while_reading_it() {
     let handler = handler_with(&[]).await;
-    let mut connection = RawConnection::open(&handler.base).await;
-    connection
-        .send(b"GET /api/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-        .await
-        .unwrap();
+    let mut connection = RawConnection::sending(
+        &handler.base,
+        b"GET /api/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await;
     // The stream never ends: only a limit checked while reading can answer.
     let head = connection.read_head().await.expect("an answer");
     assert_eq!(head_status(&head), 413, "{head}");
@@ -56,23 +66,17 @@ async fn a_get_function_refuses_a_chunked_body_while_reading_it() {
 #[tokio::test]
 async fn write_blob_refuses_a_body_over_the_blob_limit_declared_or_streamed() {
     let handler = handler_with(&[]).await;
-    let declared = head_only(
-        &handler,
-        &format!(
-            "PUT /api/blobs/demo/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-            MAX_FUNCTION_BODY_BYTES + 1
-        ),
-    )
-    .await;
+    let put = "PUT /api/blobs/demo/big.bin HTTP/1.1\r\nHost: x";
+    let declared = head_declaring(&handler, put, MAX_FUNCTION_BODY_BYTES + 1).await;
     assert_eq!(head_status(&declared), 413, "{declared}");
 
     // Streamed in chunks with no length: refused once the bytes pass the limit, long before the
     // stream (which never ends) could be buffered whole.
-    let mut connection = RawConnection::open(&handler.base).await;
-    connection
-        .send(b"PUT /api/blobs/demo/big.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-        .await
-        .unwrap();
+    let mut connection = RawConnection::sending(
+        &handler.base,
+        b"PUT /api/blobs/demo/big.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await;
     let chunk = {
         let data = vec![b'x'; 1024 * 1024];
         let mut framed = format!("{:x}\r\n", data.len()).into_bytes();
@@ -99,14 +103,9 @@ async fn write_blob_refuses_a_body_over_the_blob_limit_declared_or_streamed() {
 async fn a_json_mode_envelope_over_its_limit_is_refused_from_content_length() {
     let handler = handler_with(&[]).await;
     // Any function's envelope: a GET function's carries no body, WriteBlob's its body in base64.
-    let head = head_only(
-        &handler,
-        &format!(
-            "POST /WriteBlob HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            ENVELOPE_OVERHEAD_BYTES + 2 * MAX_FUNCTION_BODY_BYTES + 1
-        ),
-    )
-    .await;
+    let post = "POST /WriteBlob HTTP/1.1\r\nHost: x\r\nContent-Type: application/json";
+    let limit = ENVELOPE_OVERHEAD_BYTES + 2 * MAX_FUNCTION_BODY_BYTES;
+    let head = head_declaring(&handler, post, limit + 1).await;
     // JSON mode: the host gets 200 with the 413 in the function's own output.
     assert_eq!(head_status(&head), 200, "{head}");
     // Inside the envelope, a GET function takes no body either.
@@ -172,17 +171,15 @@ async fn a_flood_beyond_the_in_flight_cap_gets_503_with_retry_after() {
 #[tokio::test]
 async fn a_head_sent_a_byte_at_a_time_is_cut_off() {
     let handler = handler_with(&[("REQUEST_HEADER_TIMEOUT_SECONDS", "1")]).await;
-    let mut connection = RawConnection::open(&handler.base).await;
-    connection
-        .send(b"GET /api/whoami HTTP/1.1\r\nHost: x\r\nX-Slow: a")
-        .await
-        .unwrap();
+    let mut connection = RawConnection::sending(
+        &handler.base,
+        b"GET /api/whoami HTTP/1.1\r\nHost: x\r\nX-Slow: a",
+    )
+    .await;
     assert!(connection.closed().await, "the half-sent head is dropped");
     // A kept-alive connection that goes idle is closed by the same limit.
-    let mut idle = RawConnection::open(&handler.base).await;
-    idle.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut idle =
+        RawConnection::sending(&handler.base, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let head = idle.read_head().await.expect("readiness answered");
     assert_eq!(head_status(&head), 200);
     assert!(idle.closed().await, "the idle connection is closed");
@@ -191,11 +188,7 @@ async fn a_head_sent_a_byte_at_a_time_is_cut_off() {
 #[tokio::test]
 async fn a_body_sent_a_byte_at_a_time_is_answered_408() {
     let handler = handler_with(&[("REQUEST_BODY_TIMEOUT_SECONDS", "1")]).await;
-    let mut connection = RawConnection::open(&handler.base).await;
-    connection
-        .send(b"PUT /api/blobs/demo/slow.txt HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\na")
-        .await
-        .unwrap();
+    let mut connection = RawConnection::sending(&handler.base, b"PUT /api/blobs/demo/slow.txt HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\na").await;
     let head = connection.read_head().await.expect("an answer");
     assert_eq!(head_status(&head), 408, "{head}");
 }
@@ -205,11 +198,11 @@ async fn connections_beyond_the_cap_wait_until_a_slot_frees() {
     let handler = handler_with(&[("MAX_CONNECTIONS", "2")]).await;
     let first = RawConnection::open(&handler.base).await;
     let second = RawConnection::open(&handler.base).await;
-    let mut third = RawConnection::open(&handler.base).await;
-    third
-        .send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let mut third = RawConnection::sending(
+        &handler.base,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     let waited = tokio::time::timeout(Duration::from_millis(500), third.read_head()).await;
     assert!(waited.is_err(), "served while both slots were held");
     drop(first);
@@ -227,16 +220,10 @@ async fn sigterm_exits_promptly_while_idle_and_half_open_connections_are_held() 
     for _ in 0..5 {
         held.push(RawConnection::open(&handler.base).await);
     }
-    let mut half_open = RawConnection::open(&handler.base).await;
-    half_open
-        .send(b"GET /api/whoami HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let mut kept_alive = RawConnection::open(&handler.base).await;
-    kept_alive
-        .send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let half_open =
+        RawConnection::sending(&handler.base, b"GET /api/whoami HTTP/1.1\r\nHost: x\r\n").await;
+    let mut kept_alive =
+        RawConnection::sending(&handler.base, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(head_status(&kept_alive.read_head().await.unwrap()), 200);
     held.push(half_open);
     held.push(kept_alive);

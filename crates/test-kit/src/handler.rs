@@ -18,6 +18,12 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// `http://127.0.0.1:<port>` where nothing listens (a [`free_port`]): a host that refuses
+/// connections.
+pub fn closed_port_base() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
 /// Polls `GET /` every 25 ms, as the host does, until any HTTP answer arrives (30 s limit).
 pub async fn wait_ready(base: &str) {
     let client = reqwest::Client::new();
@@ -29,6 +35,20 @@ pub async fn wait_ready(base: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{base} did not answer GET / within 30 s");
+}
+
+/// Sends `request` and returns the answer, failing the test with the error when none arrives:
+/// what a test means by "send this" when the answer itself is under test.
+pub async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("no answer: {e}"))
+}
+
+/// `GET url` through [`send`].
+pub async fn get(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> reqwest::Response {
+    send(client.get(url)).await
 }
 
 /// A temporary app root holding host.json and the given function folders.
@@ -102,6 +122,33 @@ pub fn http_payload(method: &str, url: &str, params: Value, body: Option<&str>) 
         req["Body"] = json!(body);
     }
     json!({"Data": {"req": req}, "Metadata": {"sys": {"MethodName": "x", "UtcNow": "2024-10-24T17:42:07.5123456Z", "RandGuid": uuid_like()}}})
+}
+
+/// A host-shaped invocation of WriteBlob or ReadBlob (`/api/blobs/{container}/{name}`), with the
+/// route values the host sends and, when given, a body and its content type.
+pub fn blob_request(
+    method: &str,
+    container: &str,
+    name: &str,
+    body: Option<(&str, &str)>,
+) -> Value {
+    let url = format!("http://localhost:7071/api/blobs/{container}/{name}");
+    let params = json!({"container": container, "name": name});
+    let mut payload = http_payload(method, &url, params, body.map(|(_, text)| text));
+    if let Some((content_type, _)) = body {
+        payload["Data"]["req"]["Headers"]["Content-Type"] = json!([content_type]);
+    }
+    payload
+}
+
+/// A host-shaped invocation of GetSecret (`GET /api/secrets/{name}`, `?version=` when given).
+pub fn get_secret(name: &str, version: Option<&str>) -> Value {
+    let url = format!("http://localhost:7071/api/secrets/{name}");
+    let mut payload = http_payload("GET", &url, json!({ "name": name }), None);
+    if let Some(version) = version {
+        payload["Data"]["req"]["Query"] = json!({ "version": version });
+    }
+    payload
 }
 
 /// A host-shaped invocation of TokenInfo (`GET /api/token`) with `query`.
@@ -254,6 +301,17 @@ impl RunningHandler {
         );
         response.json_body().await
     }
+
+    /// [`RunningHandler::invoke`] of an HTTP function, read as its [`http_output`]: the status it
+    /// answered and its body as JSON.
+    pub async fn invoke_http(&self, function: &str, payload: &Value) -> (u16, Value) {
+        http_output(&self.invoke(function, payload).await)
+    }
+
+    /// TokenInfo (`GET /api/token`) with `query`, read as [`RunningHandler::invoke_http`].
+    pub async fn token_info(&self, query: Value) -> (u16, Value) {
+        self.invoke_http("TokenInfo", &token_info(query)).await
+    }
 }
 
 /// A raw TCP connection, for requests no HTTP client would send (a head cut short, a body that
@@ -263,6 +321,16 @@ pub struct RawConnection {
 }
 
 impl RawConnection {
+    /// Connects to `base` and sends `bytes`, which must all be written.
+    pub async fn sending(base: &str, bytes: &[u8]) -> Self {
+        let mut connection = Self::open(base).await;
+        connection
+            .send(bytes)
+            .await
+            .expect("send the request bytes");
+        connection
+    }
+
     /// Connects to `base` (`http://127.0.0.1:<port>`).
     pub async fn open(base: &str) -> Self {
         let address = base.trim_start_matches("http://");

@@ -38,3 +38,14 @@ pub fn install() {
 pub fn lines() -> Vec<String> {
     LINES.lock().expect("captured lines").clone()
 }
+
+/// Asserts that some line so far contains `needle` (`why` says what that proves), and returns the
+/// lines for the checks that follow.
+pub fn assert_logged(needle: &str, why: &str) -> Vec<String> {
+    let lines = lines();
+    assert!(
+        lines.iter().any(|line| line.contains(needle)),
+        "{why}: no line contains {needle:?} in {lines:?}"
+    );
+    lines
+}

@@ -51,6 +51,15 @@ pub fn vault_config() -> Value {
         "access": {SYSTEM_OID: {"get": ["app-*"]}, READER_OID: {"get": ["*"]}}})
 }
 
+/// Sets `name` to `value` in `env`, or takes it out when `value` is `None`: one setting changed in
+/// an environment such as [`Stack::handler_env`], the others kept.
+pub fn set_env(env: &mut Vec<(String, String)>, name: &str, value: Option<&str>) {
+    env.retain(|(k, _)| k != name);
+    if let Some(value) = value {
+        env.push((name.into(), value.into()));
+    }
+}
+
 /// The running emulators and what the handler needs to reach them.
 pub struct Stack {
     /// The test PKI (ca.pem, leaf.pem, leaf.key).
@@ -127,12 +136,37 @@ impl Stack {
         env
     }
 
+    /// A stack ([`Stack::start`]) and the handler in front of it ([`Stack::start_handler`]); the
+    /// handler comes second so that it is dropped first.
+    pub async fn start_with_handler(
+        with_azurite: bool,
+        extra: &[(&str, &str)],
+    ) -> (Self, RunningHandler) {
+        let stack = Self::start(with_azurite);
+        let handler = stack.start_handler(extra).await;
+        (stack, handler)
+    }
+
     /// The binary on the repository's function folders with [`Stack::handler_env`] plus `extra`
     /// (later entries win).
     pub async fn start_handler(&self, extra: &[(&str, &str)]) -> RunningHandler {
         let mut env = self.handler_env();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         RunningHandler::start_in_repo(&env).await
+    }
+
+    /// A stack whose identity emulator has `fault` queued, and the handler with both App Service
+    /// identity protocols set (IDENTITY_* for 2019-08-01, MSI_* for 2017-09-01, both at the
+    /// emulator): what the fallback between them needs.
+    pub async fn start_with_both_protocols(fault: Value) -> (Self, RunningHandler) {
+        let stack = Self::start(false);
+        stack.fault(&stack.identity, fault).await;
+        let secret = stack.identity.ready_str("header_secret");
+        let endpoint = format!("{}/msi/token", stack.identity.base_url);
+        let handler = stack
+            .start_handler(&[("MSI_ENDPOINT", &endpoint), ("MSI_SECRET", &secret)])
+            .await;
+        (stack, handler)
     }
 
     /// The test CA's certificate.
@@ -143,6 +177,17 @@ impl Stack {
     /// The identity emulator's count of token requests.
     pub async fn token_requests(&self) -> u64 {
         admin_count(&self.identity.base_url, &self.ca(), "count").await
+    }
+
+    /// The protocol of each token request the identity emulator received, in order.
+    pub async fn identity_protocols(&self) -> Vec<String> {
+        let log = request_log(&self.identity.base_url, &self.ca()).await;
+        log["requests"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no `requests` in {log}"))
+            .iter()
+            .map(|r| r["protocol"].as_str().expect("protocol").to_owned())
+            .collect()
     }
 
     /// The Key Vault emulator's counts: all requests, and unauthenticated (challenge) probes.
@@ -278,14 +323,19 @@ fn path(file: &tempfile::NamedTempFile) -> &str {
     file.path().to_str().expect("utf-8 temp path")
 }
 
-async fn admin_count(base: &str, ca: &Path, field: &str) -> u64 {
-    let body: Value = https_client(ca)
+/// An emulator's request log (`GET /_emulator/requests`).
+async fn request_log(base: &str, ca: &Path) -> Value {
+    https_client(ca)
         .get(format!("{base}/_emulator/requests"))
         .send()
         .await
         .expect("read the emulator's request log")
         .json_body()
-        .await;
+        .await
+}
+
+async fn admin_count(base: &str, ca: &Path, field: &str) -> u64 {
+    let body = request_log(base, ca).await;
     body[field]
         .as_u64()
         .unwrap_or_else(|| panic!("no `{field}` in {body}"))
