@@ -421,29 +421,31 @@ mod tests {
     #[test]
     fn guard_headers() {
         let mut headers = HeaderMap::new();
-        let status = |r: Result<(), Rejection>| r.map_err(|e| e.status);
-        assert_eq!(
-            status(check_guard_header(Protocol::AppService2019, &headers, "s")),
-            Err(StatusCode::BAD_REQUEST)
-        );
-        headers.insert("X-Identity-Header", "wrong".parse().unwrap());
-        assert_eq!(
-            status(check_guard_header(Protocol::AppService2019, &headers, "s")),
-            Err(StatusCode::UNAUTHORIZED)
-        );
-        headers.insert("x-identity-header", "s".parse().unwrap());
-        assert_eq!(
-            status(check_guard_header(Protocol::AppService2019, &headers, "s")),
-            Ok(())
-        );
-        assert_eq!(
-            status(check_guard_header(Protocol::Imds, &headers, "s")),
-            Err(StatusCode::BAD_REQUEST)
-        );
-        headers.insert("Metadata", "true".parse().unwrap());
-        assert_eq!(
-            status(check_guard_header(Protocol::Imds, &headers, "s")),
-            Ok(())
-        );
+        // Each step adds one header (or none) to what the steps before added.
+        let steps = [
+            (None, Protocol::AppService2019, Err(StatusCode::BAD_REQUEST)),
+            (
+                Some(("X-Identity-Header", "wrong")),
+                Protocol::AppService2019,
+                Err(StatusCode::UNAUTHORIZED),
+            ),
+            (
+                Some(("x-identity-header", "s")),
+                Protocol::AppService2019,
+                Ok(()),
+            ),
+            (None, Protocol::Imds, Err(StatusCode::BAD_REQUEST)),
+            (Some(("Metadata", "true")), Protocol::Imds, Ok(())),
+        ];
+        for (added, protocol, expected) in steps {
+            if let Some((name, value)) = added {
+                headers.insert(name, value.parse().unwrap());
+            }
+            assert_eq!(
+                check_guard_header(protocol, &headers, "s").map_err(|e| e.status),
+                expected,
+                "{protocol:?} after adding {added:?}"
+            );
+        }
     }
 }
