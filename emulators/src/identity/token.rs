@@ -53,21 +53,20 @@ fn twelve_hour(hour: u8) -> (u8, &'static str) {
 fn windows_date(at: OffsetDateTime) -> String {
     let (hour, suffix) = twelve_hour(at.hour());
     let hour = if hour == 0 { 12 } else { hour };
-    format!(
-        "{}/{}/{} {}:{:02}:{:02} {suffix} +00:00",
-        u8::from(at.month()),
-        at.day(),
-        at.year(),
-        hour,
-        at.minute(),
-        at.second()
-    )
+    month_day_year_time(at, hour, suffix, false)
 }
 
 fn pm_date(at: OffsetDateTime) -> String {
     let (hour, suffix) = twelve_hour(at.hour());
+    month_day_year_time(at, hour, suffix, true)
+}
+
+/// `M/D/YYYY h:mm:ss AM +00:00`, the layout both twelve-hour formats share; `padded` writes
+/// month, day and hour with two digits.
+fn month_day_year_time(at: OffsetDateTime, hour: u8, suffix: &str, padded: bool) -> String {
+    let width = if padded { 2 } else { 1 };
     format!(
-        "{:02}/{:02}/{} {:02}:{:02}:{:02} {suffix} +00:00",
+        "{:0width$}/{:0width$}/{} {:0width$}:{:02}:{:02} {suffix} +00:00",
         u8::from(at.month()),
         at.day(),
         at.year(),
