@@ -350,26 +350,23 @@ mod tests {
     #[test]
     fn each_protocol_accepts_only_its_own_selectors() {
         use Protocol::*;
-        assert_eq!(pick(AppService2019, &[]).unwrap(), "sys");
-        assert_eq!(
-            pick(AppService2019, &[("client_id", "c-ua")]).unwrap(),
-            "ua"
-        );
-        assert_eq!(
-            pick(AppService2019, &[("principal_id", "o-ua")]).unwrap(),
-            "ua"
-        );
-        assert_eq!(
-            pick(AppService2019, &[("object_id", "o-ua")]).unwrap(),
-            "ua"
-        );
-        assert_eq!(
-            pick(AppService2019, &[("mi_res_id", "/R/UA")]).unwrap(),
-            "ua"
-        );
-        assert_eq!(pick(Legacy2017, &[("clientid", "c-ua")]).unwrap(), "ua");
-        assert_eq!(pick(Imds, &[("msi_res_id", "/r/ua")]).unwrap(), "ua");
-        assert_eq!(pick(Imds, &[("object_id", "o-ua")]).unwrap(), "ua");
+        let accepted: [(Protocol, &[(&str, &str)], &str); 8] = [
+            (AppService2019, &[], "sys"),
+            (AppService2019, &[("client_id", "c-ua")], "ua"),
+            (AppService2019, &[("principal_id", "o-ua")], "ua"),
+            (AppService2019, &[("object_id", "o-ua")], "ua"),
+            (AppService2019, &[("mi_res_id", "/R/UA")], "ua"),
+            (Legacy2017, &[("clientid", "c-ua")], "ua"),
+            (Imds, &[("msi_res_id", "/r/ua")], "ua"),
+            (Imds, &[("object_id", "o-ua")], "ua"),
+        ];
+        for (protocol, selectors, identity) in accepted {
+            assert_eq!(
+                pick(protocol, selectors).unwrap(),
+                identity,
+                "{protocol:?} {selectors:?}"
+            );
+        }
         for (protocol, name) in [
             (AppService2019, "clientid"),
             (AppService2019, "msi_res_id"),
