@@ -350,7 +350,13 @@ mod tests {
     #[test]
     fn each_protocol_accepts_only_its_own_selectors() {
         use Protocol::*;
-        let accepted: [(Protocol, &[(&str, &str)], &str); 8] = [
+        // (protocol, selectors, the identity picked)
+        type Case = (
+            Protocol,
+            &'static [(&'static str, &'static str)],
+            &'static str,
+        );
+        let accepted: [Case; 8] = [
             (AppService2019, &[], "sys"),
             (AppService2019, &[("client_id", "c-ua")], "ua"),
             (AppService2019, &[("principal_id", "o-ua")], "ua"),
