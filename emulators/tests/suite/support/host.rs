@@ -249,12 +249,7 @@ impl Emulator {
 
     /// `GET /_emulator/invocations`.
     pub async fn invocations(&self) -> Vec<Value> {
-        let response = self
-            .client
-            .get(self.url("/_emulator/invocations"))
-            .send()
-            .await
-            .unwrap();
+        let response = self.get("/_emulator/invocations").await;
         assert_eq!(response.status(), 200);
         serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
     }
