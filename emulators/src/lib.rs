@@ -11,3 +11,12 @@ pub mod keyvault;
 pub mod loopback;
 pub mod pki;
 pub mod serve;
+
+/// Helpers the unit tests of several modules share.
+#[cfg(test)]
+mod test_support {
+    /// A command line as `std::env::args` gives it, from string literals.
+    pub fn args(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+}

@@ -62,6 +62,34 @@ impl CallOutcome {
     fn elapsed_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
+
+    /// The journal entry for this call, ended now: failed exactly when there is an error; no
+    /// HTTP status, logs or start reason (the caller adds those its trigger has).
+    fn finish(
+        &self,
+        function: &FunctionDef,
+        trigger: &'static str,
+        mode: &'static str,
+        error: Option<String>,
+    ) -> InvocationRecord {
+        InvocationRecord {
+            function: function.name.clone(),
+            invocation_id: self.invocation_id.clone(),
+            trigger,
+            mode,
+            status: if error.is_none() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            http_status: None,
+            error,
+            logs: Vec::new(),
+            reason: None,
+            started_at: self.started_at.clone(),
+            duration_ms: self.elapsed_ms(),
+        }
+    }
 }
 
 /// A raw HTTP response relayed from the handler in forwarding mode.
@@ -222,21 +250,9 @@ impl HostState {
             Err(error) => (Vec::new(), Some(error), bare_500()),
         };
         self.record(InvocationRecord {
-            function: function.name.clone(),
-            invocation_id: call.invocation_id.clone(),
-            trigger: "http",
-            mode: "json",
-            status: if error.is_none() {
-                "succeeded"
-            } else {
-                "failed"
-            },
             http_status: Some(result.status),
-            error,
             logs,
-            reason: None,
-            started_at: call.started_at.clone(),
-            duration_ms: call.elapsed_ms(),
+            ..call.finish(function, "http", "json", error)
         });
         result
     }
@@ -270,17 +286,9 @@ impl HostState {
         };
         let succeeded = error.is_none();
         self.record(InvocationRecord {
-            function: function.name.clone(),
-            invocation_id: call.invocation_id.clone(),
-            trigger,
-            mode: "json",
-            status: if succeeded { "succeeded" } else { "failed" },
-            http_status: None,
-            error,
             logs,
             reason: Some(reason),
-            started_at: call.started_at.clone(),
-            duration_ms: call.elapsed_ms(),
+            ..call.finish(function, trigger, "json", error)
         });
         succeeded
     }
@@ -301,21 +309,8 @@ impl HostState {
             Err(error) => (Some(error), bare_500()),
         };
         self.record(InvocationRecord {
-            function: function.name.clone(),
-            invocation_id: call.invocation_id.clone(),
-            trigger: "http",
-            mode: "forwarding",
-            status: if error.is_none() {
-                "succeeded"
-            } else {
-                "failed"
-            },
             http_status: Some(result.status),
-            error,
-            logs: Vec::new(),
-            reason: None,
-            started_at: call.started_at.clone(),
-            duration_ms: call.elapsed_ms(),
+            ..call.finish(function, "http", "forwarding", error)
         });
         result
     }

@@ -38,37 +38,60 @@ pub struct InvocationRecord {
     pub duration_ms: u64,
 }
 
+/// A thread-safe ring buffer that keeps the newest `N` items: the journal and the host log
+/// are both one, listed and cleared the same way by their `/_emulator/` endpoints.
+#[derive(Debug)]
+pub struct Ring<T, const N: usize> {
+    items: Mutex<VecDeque<T>>,
+}
+
+impl<T, const N: usize> Default for Ring<T, N> {
+    fn default() -> Self {
+        Self {
+            items: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+impl<T: Clone, const N: usize> Ring<T, N> {
+    /// Appends one item, dropping the oldest when full.
+    pub fn push(&self, item: T) {
+        if let Ok(mut items) = self.items.lock() {
+            if items.len() >= N {
+                items.pop_front();
+            }
+            items.push_back(item);
+        }
+    }
+
+    /// The stored items, oldest first.
+    pub fn list(&self) -> Vec<T> {
+        self.items
+            .lock()
+            .map(|items| items.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets every stored item.
+    pub fn clear(&self) {
+        if let Ok(mut items) = self.items.lock() {
+            items.clear();
+        }
+    }
+}
+
 /// Thread-safe ring buffer of recent invocations.
 #[derive(Debug, Default)]
 pub struct Journal {
-    records: Mutex<VecDeque<InvocationRecord>>,
+    /// The stored invocations, listed and cleared by `/_emulator/invocations`.
+    pub records: Ring<InvocationRecord, JOURNAL_CAPACITY>,
 }
 
 impl Journal {
     /// Prints the invocation's log lines and summary, then stores it.
     pub fn record(&self, record: InvocationRecord) {
         print_invocation(&record);
-        if let Ok(mut records) = self.records.lock() {
-            if records.len() >= JOURNAL_CAPACITY {
-                records.pop_front();
-            }
-            records.push_back(record);
-        }
-    }
-
-    /// The stored invocations, oldest first.
-    pub fn list(&self) -> Vec<InvocationRecord> {
-        self.records
-            .lock()
-            .map(|records| records.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Forgets every stored invocation.
-    pub fn clear(&self) {
-        if let Ok(mut records) = self.records.lock() {
-            records.clear();
-        }
+        self.records.push(record);
     }
 }
 
@@ -92,18 +115,14 @@ pub struct LogEntry {
 /// The host's log, bounded.
 #[derive(Debug, Default)]
 pub struct HostLog {
-    entries: Mutex<VecDeque<LogEntry>>,
+    /// The entries, listed and cleared by `/_emulator/logs`.
+    pub entries: Ring<LogEntry, HOST_LOG_CAPACITY>,
 }
 
 impl HostLog {
     /// Appends one entry.
     pub fn push(&self, entry: LogEntry) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= HOST_LOG_CAPACITY {
-                entries.pop_front();
-            }
-            entries.push_back(entry);
-        }
+        self.entries.push(entry);
     }
 
     /// A line the handler wrote: stdout is Information; stderr is Warning when it contains
@@ -166,21 +185,6 @@ impl HostLog {
             message,
         });
     }
-
-    /// The entries, oldest first.
-    pub fn list(&self) -> Vec<LogEntry> {
-        self.entries
-            .lock()
-            .map(|entries| entries.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Forgets every entry.
-    pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
-        }
-    }
 }
 
 /// `[Function id] line` for each log entry, then one summary line.
@@ -233,11 +237,11 @@ mod tests {
         for n in 0..JOURNAL_CAPACITY + 3 {
             journal.record(record(n));
         }
-        let list = journal.list();
+        let list = journal.records.list();
         assert_eq!(list.len(), JOURNAL_CAPACITY);
         assert_eq!(list[0].function, "F3");
-        journal.clear();
-        assert!(journal.list().is_empty());
+        journal.records.clear();
+        assert!(journal.records.list().is_empty());
     }
 
     #[test]
@@ -248,7 +252,7 @@ mod tests {
         log.console(true, "a failure with a warning word");
         log.console(true, "ERROR plain");
         log.console(false, "LanguageWorkerConsoleLogstarted");
-        let entries = log.list();
+        let entries = log.entries.list();
         let levels: Vec<&str> = entries.iter().map(|e| e.level).collect();
         assert_eq!(
             levels,

@@ -796,58 +796,33 @@ mod tests {
 
     #[test]
     fn http_output_edge_cases() {
-        let reply = |outputs: Value, rv: Value| HandlerReply {
-            outputs: outputs.as_object().cloned().unwrap_or_default(),
-            outputs_missing: false,
-            logs: vec![],
-            return_value: rv,
+        // The answer for the HTTP output `binding` (`$return` declared as the return binding).
+        let result = |outputs: Value, rv: Value, binding: &str| {
+            let reply = HandlerReply {
+                outputs: outputs.as_object().cloned().unwrap_or_default(),
+                outputs_missing: false,
+                logs: vec![],
+                return_value: rv,
+            };
+            http_result(&reply, Some(binding), binding == "$return", None)
         };
-        let missing =
-            http_result(&reply(json!({}), Value::Null), Some("res"), false, None).unwrap();
+        let missing = result(json!({}), Value::Null, "res").unwrap();
         assert_eq!((missing.status, missing.body), (200, b"{}".to_vec()));
-        assert!(
-            http_result(
-                &reply(json!({"res":"hello"}), Value::Null),
-                Some("res"),
-                false,
-                None
-            )
-            .is_err()
-        );
-        let as_string = http_result(
-            &reply(json!({"res":"{\"statusCode\":404}"}), Value::Null),
-            Some("res"),
-            false,
-            None,
-        )
-        .unwrap();
+        assert!(result(json!({"res":"hello"}), Value::Null, "res").is_err());
+        let as_string = result(json!({"res":"{\"statusCode\":404}"}), Value::Null, "res").unwrap();
         assert_eq!(as_string.status, 404);
-        let merged = http_result(
-            &reply(json!({}), json!({"res":{"statusCode":202}})),
-            Some("res"),
-            false,
-            None,
-        )
-        .unwrap();
+        let merged = result(json!({}), json!({"res":{"statusCode":202}}), "res").unwrap();
         assert_eq!(merged.status, 202);
-        let ret = http_result(
-            &reply(json!({}), json!({"statusCode":"418","body":"tea"})),
-            Some("$return"),
-            true,
-            None,
+        let ret = result(
+            json!({}),
+            json!({"statusCode":"418","body":"tea"}),
+            "$return",
         )
         .unwrap();
         assert_eq!((ret.status, ret.body), (418, b"tea".to_vec()));
-        let whole = http_result(
-            &reply(json!({}), json!({"a":1})),
-            Some("$return"),
-            true,
-            None,
-        )
-        .unwrap();
+        let whole = result(json!({}), json!({"a":1}), "$return").unwrap();
         assert_eq!((whole.status, whole.body), (200, br#"{"a":1}"#.to_vec()));
-        let text =
-            http_result(&reply(json!({}), json!("hi")), Some("$return"), true, None).unwrap();
+        let text = result(json!({}), json!("hi"), "$return").unwrap();
         assert_eq!(text.body, b"hi");
     }
 

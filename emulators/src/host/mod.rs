@@ -512,14 +512,11 @@ pub fn default_keys_file(app_root: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn strings(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::test_support::args;
 
     #[test]
     fn parses_flags() {
-        let args = HostArgs::parse(&strings(&[
+        let parsed = HostArgs::parse(&args(&[
             "--app-root",
             "/a",
             "--handler=/h",
@@ -528,14 +525,12 @@ mod tests {
             "--no-timers",
         ]))
         .unwrap();
-        assert_eq!(args.app_root, PathBuf::from("/a"));
-        assert_eq!(args.handler, Some(PathBuf::from("/h")));
-        assert_eq!(args.port, 0);
-        assert!(args.no_timers);
+        assert_eq!(parsed.app_root, PathBuf::from("/a"));
+        assert_eq!(parsed.handler, Some(PathBuf::from("/h")));
+        assert_eq!(parsed.port, 0);
+        assert!(parsed.no_timers);
         assert_eq!(
-            HostArgs::parse(&strings(&["--app-root", "/a"]))
-                .unwrap()
-                .port,
+            HostArgs::parse(&args(&["--app-root", "/a"])).unwrap().port,
             7071
         );
     }
@@ -554,9 +549,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_flags() {
-        assert!(HostArgs::parse(&strings(&[])).is_err());
-        assert!(HostArgs::parse(&strings(&["--app-root"])).is_err());
-        assert!(HostArgs::parse(&strings(&["--app-root", "/a", "--port", "x"])).is_err());
-        assert!(HostArgs::parse(&strings(&["--app-root", "/a", "--bogus"])).is_err());
+        assert!(HostArgs::parse(&args(&[])).is_err());
+        assert!(HostArgs::parse(&args(&["--app-root"])).is_err());
+        assert!(HostArgs::parse(&args(&["--app-root", "/a", "--port", "x"])).is_err());
+        assert!(HostArgs::parse(&args(&["--app-root", "/a", "--bogus"])).is_err());
     }
 }

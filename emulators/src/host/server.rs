@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::app::{AuthLevel, FunctionDef, HttpTrigger, Trigger};
 use super::invoke::HostState;
+use super::journal::Ring;
 use super::json_mode::{ClientRequest, HttpResult, json_encoded};
 use super::keys::KeyMatch;
 use super::timer::timer_info;
@@ -66,9 +67,11 @@ async fn handle(state: Arc<HostState>, request: Request<Incoming>) -> HttpRespon
     }
     match segments.as_slice() {
         [first, "invocations"] if *first == "_emulator" => {
-            invocations_endpoint(&state, request.method())
+            ring_endpoint(&state.journal.records, request.method())
         }
-        [first, "logs"] if *first == "_emulator" => logs_endpoint(&state, request.method()),
+        [first, "logs"] if *first == "_emulator" => {
+            ring_endpoint(&state.host_log.entries, request.method())
+        }
         [admin, functions, name]
             if admin.eq_ignore_ascii_case("admin")
                 && functions.eq_ignore_ascii_case("functions") =>
@@ -96,30 +99,19 @@ fn json_response(status: StatusCode, value: &Value) -> HttpResponse {
     response
 }
 
-/// `GET /_emulator/invocations` lists recent invocations; `DELETE` clears them.
-fn invocations_endpoint(state: &HostState, method: &hyper::Method) -> HttpResponse {
+/// `GET /_emulator/invocations` and `GET /_emulator/logs` list a ring (recent invocations, the
+/// host log); `DELETE` clears it.
+fn ring_endpoint<T: Clone + serde::Serialize, const N: usize>(
+    ring: &Ring<T, N>,
+    method: &hyper::Method,
+) -> HttpResponse {
     match *method {
         hyper::Method::GET => {
-            let list = serde_json::to_value(state.journal.list()).unwrap_or(Value::Array(vec![]));
+            let list = serde_json::to_value(ring.list()).unwrap_or(Value::Array(vec![]));
             json_response(StatusCode::OK, &list)
         }
         hyper::Method::DELETE => {
-            state.journal.clear();
-            empty(StatusCode::NO_CONTENT)
-        }
-        _ => empty(StatusCode::METHOD_NOT_ALLOWED),
-    }
-}
-
-/// `GET /_emulator/logs` lists the host log; `DELETE` clears it.
-fn logs_endpoint(state: &HostState, method: &hyper::Method) -> HttpResponse {
-    match *method {
-        hyper::Method::GET => {
-            let list = serde_json::to_value(state.host_log.list()).unwrap_or(Value::Array(vec![]));
-            json_response(StatusCode::OK, &list)
-        }
-        hyper::Method::DELETE => {
-            state.host_log.clear();
+            ring.clear();
             empty(StatusCode::NO_CONTENT)
         }
         _ => empty(StatusCode::METHOD_NOT_ALLOWED),

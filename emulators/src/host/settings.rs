@@ -10,11 +10,12 @@ use serde_json::Value;
 /// a map in unit tests).
 pub type SettingLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// Replaces every `%NAME%` in `text` with the setting's value.
-///
-/// Fails with the first name that does not resolve, so the caller can say which setting is
-/// missing (never its value).
-pub fn resolve_references(text: &str, lookup: SettingLookup<'_>) -> Result<String, String> {
+/// Replaces every `%NAME%` in `text` with what `replace` gives for `NAME` (`NAME` may be empty,
+/// for `%%`); the one scanner behind both reference rules below, which differ only in that.
+fn substitute<E>(
+    text: &str,
+    mut replace: impl FnMut(&str) -> Result<String, E>,
+) -> Result<String, E> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find('%') {
@@ -22,39 +23,40 @@ pub fn resolve_references(text: &str, lookup: SettingLookup<'_>) -> Result<Strin
         let Some(end) = after.find('%') else { break };
         let name = &after[..end];
         out.push_str(&rest[..start]);
-        if name.is_empty() {
-            // "%%" is not a reference; keep it literally.
-            out.push_str("%%");
-        } else {
-            match lookup(name) {
-                Some(value) => out.push_str(&value),
-                None => return Err(name.to_string()),
-            }
-        }
+        out.push_str(&replace(name)?);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
 }
 
+/// Replaces every `%NAME%` in `text` with the setting's value.
+///
+/// Fails with the first name that does not resolve, so the caller can say which setting is
+/// missing (never its value).
+pub fn resolve_references(text: &str, lookup: SettingLookup<'_>) -> Result<String, String> {
+    substitute(text, |name| {
+        if name.is_empty() {
+            // "%%" is not a reference; keep it literally.
+            return Ok("%%".to_string());
+        }
+        lookup(name).ok_or_else(|| name.to_string())
+    })
+}
+
 /// Expands `%NAME%` like .NET's `Environment.ExpandEnvironmentVariables` with the host's
 /// argument sanitising: an unresolved reference is deleted (used for handler arguments and the
 /// executable path, where the host does not refuse to start).
 pub fn expand_or_delete(text: &str, lookup: SettingLookup<'_>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find('%') {
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('%') else { break };
-        let name = &after[..end];
-        out.push_str(&rest[..start]);
-        if let Some(value) = lookup(name).filter(|_| !name.is_empty()) {
-            out.push_str(&value);
-        }
-        rest = &after[end + 1..];
+    let expanded: Result<String, std::convert::Infallible> = substitute(text, |name| {
+        Ok(lookup(name)
+            .filter(|_| !name.is_empty())
+            .unwrap_or_default())
+    });
+    match expanded {
+        Ok(text) => text,
+        Err(never) => match never {},
     }
-    out.push_str(rest);
-    out
 }
 
 /// Resolves `%NAME%` references in every string of a binding object (top-level strings and
@@ -156,6 +158,12 @@ mod tests {
     #[test]
     fn keeps_text_without_references() {
         assert_eq!(resolve_references("50% off", &lookup).unwrap(), "50% off");
+    }
+
+    #[test]
+    fn a_double_percent_is_kept_by_resolve_and_deleted_by_expand() {
+        assert_eq!(resolve_references("a%%b", &lookup).unwrap(), "a%%b");
+        assert_eq!(expand_or_delete("a%%b", &lookup), "ab");
     }
 
     #[test]

@@ -139,10 +139,7 @@ fn random_secret() -> Result<String, IdentityError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::test_support::args;
 
     #[test]
     fn parses_flags_and_reports_usage_errors() {

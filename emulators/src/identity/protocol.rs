@@ -350,26 +350,29 @@ mod tests {
     #[test]
     fn each_protocol_accepts_only_its_own_selectors() {
         use Protocol::*;
-        assert_eq!(pick(AppService2019, &[]).unwrap(), "sys");
-        assert_eq!(
-            pick(AppService2019, &[("client_id", "c-ua")]).unwrap(),
-            "ua"
+        // (protocol, selectors, the identity picked)
+        type Case = (
+            Protocol,
+            &'static [(&'static str, &'static str)],
+            &'static str,
         );
-        assert_eq!(
-            pick(AppService2019, &[("principal_id", "o-ua")]).unwrap(),
-            "ua"
-        );
-        assert_eq!(
-            pick(AppService2019, &[("object_id", "o-ua")]).unwrap(),
-            "ua"
-        );
-        assert_eq!(
-            pick(AppService2019, &[("mi_res_id", "/R/UA")]).unwrap(),
-            "ua"
-        );
-        assert_eq!(pick(Legacy2017, &[("clientid", "c-ua")]).unwrap(), "ua");
-        assert_eq!(pick(Imds, &[("msi_res_id", "/r/ua")]).unwrap(), "ua");
-        assert_eq!(pick(Imds, &[("object_id", "o-ua")]).unwrap(), "ua");
+        let accepted: [Case; 8] = [
+            (AppService2019, &[], "sys"),
+            (AppService2019, &[("client_id", "c-ua")], "ua"),
+            (AppService2019, &[("principal_id", "o-ua")], "ua"),
+            (AppService2019, &[("object_id", "o-ua")], "ua"),
+            (AppService2019, &[("mi_res_id", "/R/UA")], "ua"),
+            (Legacy2017, &[("clientid", "c-ua")], "ua"),
+            (Imds, &[("msi_res_id", "/r/ua")], "ua"),
+            (Imds, &[("object_id", "o-ua")], "ua"),
+        ];
+        for (protocol, selectors, identity) in accepted {
+            assert_eq!(
+                pick(protocol, selectors).unwrap(),
+                identity,
+                "{protocol:?} {selectors:?}"
+            );
+        }
         for (protocol, name) in [
             (AppService2019, "clientid"),
             (AppService2019, "msi_res_id"),
@@ -421,29 +424,31 @@ mod tests {
     #[test]
     fn guard_headers() {
         let mut headers = HeaderMap::new();
-        let status = |r: Result<(), Rejection>| r.map_err(|e| e.status);
-        assert_eq!(
-            status(check_guard_header(Protocol::AppService2019, &headers, "s")),
-            Err(StatusCode::BAD_REQUEST)
-        );
-        headers.insert("X-Identity-Header", "wrong".parse().unwrap());
-        assert_eq!(
-            status(check_guard_header(Protocol::AppService2019, &headers, "s")),
-            Err(StatusCode::UNAUTHORIZED)
-        );
-        headers.insert("x-identity-header", "s".parse().unwrap());
-        assert_eq!(
-            status(check_guard_header(Protocol::AppService2019, &headers, "s")),
-            Ok(())
-        );
-        assert_eq!(
-            status(check_guard_header(Protocol::Imds, &headers, "s")),
-            Err(StatusCode::BAD_REQUEST)
-        );
-        headers.insert("Metadata", "true".parse().unwrap());
-        assert_eq!(
-            status(check_guard_header(Protocol::Imds, &headers, "s")),
-            Ok(())
-        );
+        // Each step adds one header (or none) to what the steps before added.
+        let steps = [
+            (None, Protocol::AppService2019, Err(StatusCode::BAD_REQUEST)),
+            (
+                Some(("X-Identity-Header", "wrong")),
+                Protocol::AppService2019,
+                Err(StatusCode::UNAUTHORIZED),
+            ),
+            (
+                Some(("x-identity-header", "s")),
+                Protocol::AppService2019,
+                Ok(()),
+            ),
+            (None, Protocol::Imds, Err(StatusCode::BAD_REQUEST)),
+            (Some(("Metadata", "true")), Protocol::Imds, Ok(())),
+        ];
+        for (added, protocol, expected) in steps {
+            if let Some((name, value)) = added {
+                headers.insert(name, value.parse().unwrap());
+            }
+            assert_eq!(
+                check_guard_header(protocol, &headers, "s").map_err(|e| e.status),
+                expected,
+                "{protocol:?} after adding {added:?}"
+            );
+        }
     }
 }

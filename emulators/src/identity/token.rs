@@ -53,21 +53,20 @@ fn twelve_hour(hour: u8) -> (u8, &'static str) {
 fn windows_date(at: OffsetDateTime) -> String {
     let (hour, suffix) = twelve_hour(at.hour());
     let hour = if hour == 0 { 12 } else { hour };
-    format!(
-        "{}/{}/{} {}:{:02}:{:02} {suffix} +00:00",
-        u8::from(at.month()),
-        at.day(),
-        at.year(),
-        hour,
-        at.minute(),
-        at.second()
-    )
+    month_day_year_time(at, hour, suffix, false)
 }
 
 fn pm_date(at: OffsetDateTime) -> String {
     let (hour, suffix) = twelve_hour(at.hour());
+    month_day_year_time(at, hour, suffix, true)
+}
+
+/// `M/D/YYYY h:mm:ss AM +00:00`, the layout both twelve-hour formats share; `padded` writes
+/// month, day and hour with two digits.
+fn month_day_year_time(at: OffsetDateTime, hour: u8, suffix: &str, padded: bool) -> String {
+    let width = if padded { 2 } else { 1 };
     format!(
-        "{:02}/{:02}/{} {:02}:{:02}:{:02} {suffix} +00:00",
+        "{:0width$}/{:0width$}/{} {:0width$}:{:02}:{:02} {suffix} +00:00",
         u8::from(at.month()),
         at.day(),
         at.year(),
@@ -191,30 +190,33 @@ mod tests {
 
     #[test]
     fn renders_every_expires_on_format() {
-        assert_eq!(
-            ExpiresOnFormat::EpochString.render(MORNING),
-            json!("1579152252")
-        );
-        assert_eq!(
-            ExpiresOnFormat::EpochNumber.render(MORNING),
-            json!(1_579_152_252)
-        );
-        assert_eq!(
-            ExpiresOnFormat::DateWindows.render(MORNING),
-            json!("1/16/2020 5:24:12 AM +00:00")
-        );
-        assert_eq!(
-            ExpiresOnFormat::DateLinux.render(MORNING),
-            json!("01/16/2020 05:24:12 +00:00")
-        );
-        assert_eq!(
-            ExpiresOnFormat::DatePm.render(NOON),
-            json!("09/14/2017 00:00:00 PM +00:00")
-        );
-        assert_eq!(
-            ExpiresOnFormat::DateWindows.render(NOON),
-            json!("9/14/2017 12:00:00 PM +00:00")
-        );
+        let cases = [
+            (ExpiresOnFormat::EpochString, MORNING, json!("1579152252")),
+            (ExpiresOnFormat::EpochNumber, MORNING, json!(1_579_152_252)),
+            (
+                ExpiresOnFormat::DateWindows,
+                MORNING,
+                json!("1/16/2020 5:24:12 AM +00:00"),
+            ),
+            (
+                ExpiresOnFormat::DateLinux,
+                MORNING,
+                json!("01/16/2020 05:24:12 +00:00"),
+            ),
+            (
+                ExpiresOnFormat::DatePm,
+                NOON,
+                json!("09/14/2017 00:00:00 PM +00:00"),
+            ),
+            (
+                ExpiresOnFormat::DateWindows,
+                NOON,
+                json!("9/14/2017 12:00:00 PM +00:00"),
+            ),
+        ];
+        for (format, at, expected) in cases {
+            assert_eq!(format.render(at), expected, "{format:?} at {at}");
+        }
     }
 
     #[test]
@@ -223,25 +225,21 @@ mod tests {
             issued_at: 100,
             expires_on: 3700,
         };
-        let body = success_body(
-            Protocol::Imds,
-            "t",
-            "r",
-            "c",
-            validity,
-            ExpiresOnFormat::EpochString,
-        );
+        let body_for = |protocol| {
+            success_body(
+                protocol,
+                "t",
+                "r",
+                "c",
+                validity,
+                ExpiresOnFormat::EpochString,
+            )
+        };
+        let body = body_for(Protocol::Imds);
         assert_eq!(body["expires_in"], "3600");
         assert_eq!(body["not_before"], "100");
         assert_eq!(body["refresh_token"], "");
-        let app = success_body(
-            Protocol::AppService2019,
-            "t",
-            "r",
-            "c",
-            validity,
-            ExpiresOnFormat::EpochString,
-        );
+        let app = body_for(Protocol::AppService2019);
         assert!(app.get("expires_in").is_none());
         assert_eq!(app["expires_on"], "3700");
     }

@@ -162,14 +162,11 @@ pub async fn run(args: KeyVaultArgs) -> Result<(), KeyVaultError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn strings(args: &[&str]) -> Vec<String> {
-        args.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::test_support::args;
 
     #[test]
     fn parses_all_flags_in_both_forms() {
-        let args = parse_args(&strings(&[
+        let parsed = parse_args(&args(&[
             "--port=8443",
             "--cert",
             "c.pem",
@@ -180,18 +177,18 @@ mod tests {
             "--config=cfg.json",
         ]))
         .unwrap();
-        assert_eq!(args.port, 8443);
-        assert_eq!(args.cert, PathBuf::from("c.pem"));
-        assert_eq!(args.key, PathBuf::from("k.pem"));
-        assert_eq!(args.jwks_url, "http://127.0.0.1:1/keys");
-        assert_eq!(args.config, PathBuf::from("cfg.json"));
+        assert_eq!(parsed.port, 8443);
+        assert_eq!(parsed.cert, PathBuf::from("c.pem"));
+        assert_eq!(parsed.key, PathBuf::from("k.pem"));
+        assert_eq!(parsed.jwks_url, "http://127.0.0.1:1/keys");
+        assert_eq!(parsed.config, PathBuf::from("cfg.json"));
     }
 
     #[test]
     fn rejects_missing_unknown_and_bad_flags() {
-        assert!(parse_args(&strings(&["--cert", "c"])).is_err());
-        assert!(parse_args(&strings(&["--bogus", "1"])).is_err());
-        assert!(parse_args(&strings(&["--port", "99999"])).is_err());
-        assert!(parse_args(&strings(&["--port"])).is_err());
+        assert!(parse_args(&args(&["--cert", "c"])).is_err());
+        assert!(parse_args(&args(&["--bogus", "1"])).is_err());
+        assert!(parse_args(&args(&["--port", "99999"])).is_err());
+        assert!(parse_args(&args(&["--port"])).is_err());
     }
 }

@@ -13,6 +13,12 @@ fn is_guid(text: &str) -> bool {
 }
 
 /// Reads the fake handler's request record (one JSON object per line).
+/// The TimerInfo a timer function of the fake handler logged as its second line.
+fn logged_timer_info(invocation: &Value) -> Value {
+    let line = invocation["logs"][1].as_str().unwrap();
+    serde_json::from_str(line.trim_start_matches("timerinfo ")).unwrap()
+}
+
 fn recorded(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -347,36 +353,29 @@ async fn keys_are_enforced_like_azure() {
             (status, response.text().await.unwrap())
         }
     };
-    assert_eq!(
-        status("/api/EchoFn".into(), None).await,
-        (401, String::new())
-    );
-    assert_eq!(
-        status("/api/EchoFn".into(), Some("wrong".into())).await,
-        (401, String::new())
-    );
-    assert_eq!(
-        status(format!("/api/EchoFn?code={}", "wrong"), None)
-            .await
-            .0,
-        401
-    );
-    // The header wins over ?code=.
-    assert_eq!(
-        status(
+    // Every refusal is an empty 401.
+    let refused = [
+        ("no key", "/api/EchoFn".to_string(), None),
+        (
+            "a wrong key in the header",
+            "/api/EchoFn".to_string(),
+            Some("wrong".to_string()),
+        ),
+        ("a wrong ?code=", "/api/EchoFn?code=wrong".to_string(), None),
+        (
+            "a wrong header beside a right ?code= (the header wins)",
             format!("/api/EchoFn?code={function_key}"),
-            Some("wrong".into())
-        )
-        .await
-        .0,
-        401
-    );
-    assert_eq!(
-        status("/api/EchoAdmin".into(), Some(function_key.clone()))
-            .await
-            .0,
-        401
-    );
+            Some("wrong".to_string()),
+        ),
+        (
+            "the function key for an admin function",
+            "/api/EchoAdmin".to_string(),
+            Some(function_key.clone()),
+        ),
+    ];
+    for (case, path, key) in refused {
+        assert_eq!(status(path, key).await, (401, String::new()), "{case}");
+    }
     let calls_after_rejections = recorded(record.path())
         .iter()
         .filter(|r| r["method"] == "POST")
@@ -386,24 +385,26 @@ async fn keys_are_enforced_like_azure() {
         "the handler was called for a rejected request"
     );
 
-    assert_eq!(
-        status("/api/EchoFn".into(), Some(function_key.clone()))
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        status(format!("/api/EchoFn?code={function_key}"), None)
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        status("/api/EchoFn".into(), Some(master_key.clone()))
-            .await
-            .0,
-        200
-    );
+    let accepted = [
+        (
+            "the function key in the header",
+            "/api/EchoFn".to_string(),
+            Some(function_key.clone()),
+        ),
+        (
+            "the function key as ?code=",
+            format!("/api/EchoFn?code={function_key}"),
+            None,
+        ),
+        (
+            "the master key for a function-level function",
+            "/api/EchoFn".to_string(),
+            Some(master_key.clone()),
+        ),
+    ];
+    for (case, path, key) in accepted {
+        assert_eq!(status(path, key).await.0, 200, "{case}");
+    }
     let (code, body) = status("/api/EchoAdmin".into(), Some(master_key.clone())).await;
     assert_eq!(code, 200);
     let echoed: Value = serde_json::from_str(&body).unwrap();
@@ -624,13 +625,7 @@ async fn timers_fire_on_schedule_and_on_startup() {
         assert_eq!(tick["trigger"], "timer");
         assert_eq!(tick["status"], "succeeded");
         assert_eq!(tick["logs"][0], "timer tick fired");
-        let info: Value = serde_json::from_str(
-            tick["logs"][1]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("timerinfo "),
-        )
-        .unwrap();
+        let info = logged_timer_info(tick);
         assert_eq!(
             info,
             json!({"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false})
@@ -642,13 +637,7 @@ async fn timers_fire_on_schedule_and_on_startup() {
         .wait_for_invocations(1, |i| i["function"] == "Startup")
         .await;
     assert_eq!(startup[0]["reason"], "startup");
-    let info: Value = serde_json::from_str(
-        startup[0]["logs"][1]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("timerinfo "),
-    )
-    .unwrap();
+    let info = logged_timer_info(&startup[0]);
     assert_eq!(info["Schedule"], json!({"AdjustForDST": true}));
     assert_eq!(info["IsPastDue"], false);
     let status = &info["ScheduleStatus"];
@@ -670,13 +659,7 @@ async fn timers_fire_on_schedule_and_on_startup() {
     let admin = emulator
         .wait_for_invocations(1, |i| i["function"] == "Startup" && i["trigger"] == "admin")
         .await;
-    let info: Value = serde_json::from_str(
-        admin[0]["logs"][1]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("timerinfo "),
-    )
-    .unwrap();
+    let info = logged_timer_info(&admin[0]);
     let status = &info["ScheduleStatus"];
     let last = status["Last"].as_str().unwrap();
     assert!(
@@ -746,13 +729,7 @@ async fn admin_invoke_runs_a_timer_by_hand() {
         .wait_for_invocations(1, |i| i["function"] == "Manual")
         .await;
     assert_eq!(runs[0]["trigger"], "admin");
-    let info: Value = serde_json::from_str(
-        runs[0]["logs"][1]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("timerinfo "),
-    )
-    .unwrap();
+    let info = logged_timer_info(&runs[0]);
     assert_eq!(info["IsPastDue"], false);
     assert_eq!(info["Schedule"], json!({"AdjustForDST": true}));
     assert_eq!(
@@ -814,16 +791,12 @@ async fn a_dying_handler_is_restarted_twice_then_the_emulator_stops() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handler_that_never_listens_fails_the_start() {
     let app = echo_app();
-    let failure = Emulator::try_start(app.path(), std::path::Path::new("/bin/false"), &[], &[])
-        .await
-        .err()
-        .expect("the emulator must not get ready");
-    assert!(!failure.status.expect("exited").success());
-    assert!(
-        failure.stderr.contains("exited before it was ready"),
-        "{}",
-        failure.stderr
-    );
+    Emulator::assert_refuses_to_start(
+        app.path(),
+        std::path::Path::new("/bin/false"),
+        "exited before it was ready",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -832,16 +805,12 @@ async fn missing_description_is_refused_like_the_host() {
         &json!({"version": "2.0", "customHandler": {}}),
         &[("EchoAnon", http_function("anonymous", None, None))],
     );
-    let failure = Emulator::try_start(app.path(), &crate::support::host::fake_handler(), &[], &[])
-        .await
-        .err()
-        .expect("the emulator must not get ready");
-    assert!(!failure.status.expect("exited").success());
-    assert!(
-        failure.stderr.contains("Missing worker Description"),
-        "{}",
-        failure.stderr
-    );
+    Emulator::assert_refuses_to_start(
+        app.path(),
+        &crate::support::host::fake_handler(),
+        "Missing worker Description",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,41 +7,29 @@ use serde_json::json;
 #[tokio::test]
 async fn discovery_documents_point_at_the_served_jwks() {
     let emu = Emu::start(&[]);
-    let v2 = emu
-        .admin(
-            Method::GET,
-            &format!("/{TENANT}/v2.0/.well-known/openid-configuration"),
-            None,
-        )
-        .await;
-    assert_eq!(
-        v2.json["issuer"],
-        format!("https://login.microsoftonline.com/{TENANT}/v2.0")
-    );
-    assert_eq!(
-        v2.json["jwks_uri"],
-        emu.url(&format!("/{TENANT}/discovery/v2.0/keys"))
-    );
-    assert_eq!(
-        v2.json["id_token_signing_alg_values_supported"],
-        json!(["RS256"])
-    );
-    assert!(v2.json["token_endpoint"].is_string());
-    let v1 = emu
-        .admin(
-            Method::GET,
-            &format!("/{TENANT}/.well-known/openid-configuration"),
-            None,
-        )
-        .await;
-    assert_eq!(
-        v1.json["issuer"],
-        format!("https://sts.windows.net/{TENANT}/")
-    );
-    assert_eq!(
-        v1.json["jwks_uri"],
-        emu.url(&format!("/{TENANT}/discovery/keys"))
-    );
+    let documents = [
+        (
+            format!("/{TENANT}/v2.0/.well-known/openid-configuration"),
+            format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+            format!("/{TENANT}/discovery/v2.0/keys"),
+        ),
+        (
+            format!("/{TENANT}/.well-known/openid-configuration"),
+            format!("https://sts.windows.net/{TENANT}/"),
+            format!("/{TENANT}/discovery/keys"),
+        ),
+    ];
+    for (path, issuer, jwks_path) in documents {
+        let document = emu.admin(Method::GET, &path, None).await;
+        assert_eq!(document.json["issuer"], issuer, "{path}");
+        assert_eq!(document.json["jwks_uri"], emu.url(&jwks_path), "{path}");
+        assert_eq!(
+            document.json["id_token_signing_alg_values_supported"],
+            json!(["RS256"]),
+            "{path}"
+        );
+        assert!(document.json["token_endpoint"].is_string(), "{path}");
+    }
     let common_v2 = emu
         .admin(
             Method::GET,

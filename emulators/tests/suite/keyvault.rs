@@ -47,6 +47,20 @@ async fn admin(
     (status, body)
 }
 
+/// `POST /_emulator/faults`: queues one fault rule.
+async fn queue_fault(f: &Fixture, fault: Value) -> (u16, Value) {
+    admin(f, reqwest::Method::POST, "/_emulator/faults", Some(fault)).await
+}
+
+/// Key Vault answers every request, errors included, with a JSON body.
+fn assert_json(headers: &HeaderMap) {
+    let content_type = headers["content-type"].to_str().unwrap();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+}
+
 fn expected_challenge() -> String {
     format!(
         "Bearer authorization=\"https://login.microsoftonline.com/{TENANT}\", resource=\"https://vault.azure.net\""
@@ -56,12 +70,7 @@ fn expected_challenge() -> String {
 fn assert_challenge(status: u16, headers: &HeaderMap, body: &Value) {
     assert_eq!(status, 401, "{body}");
     assert_eq!(headers["www-authenticate"], expected_challenge().as_str());
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    assert_json(headers);
     assert_eq!(body["error"]["code"], "Unauthorized");
 }
 
@@ -113,12 +122,7 @@ async fn latest_version_with_and_without_trailing_slash() {
     let (status, headers, with_slash) =
         get(&f, &format!("/secrets/demo-secret/?{API}"), Some(&token)).await;
     assert_eq!(status, 200, "{with_slash}");
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    assert_json(&headers);
     let (status, _, without_slash) =
         get(&f, &format!("/secrets/demo-secret?{API}"), Some(&token)).await;
     assert_eq!(status, 200);
@@ -266,12 +270,7 @@ async fn missing_secrets_and_versions_are_secret_not_found() {
     let token = f.token(WRITER_OID);
     let (status, headers, body) = get(&f, &format!("/secrets/nope/?{API}"), Some(&token)).await;
     assert_eq!(status, 404);
-    assert!(
-        headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    assert_json(&headers);
     assert_eq!(body["error"]["code"], "SecretNotFound");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
@@ -317,12 +316,7 @@ async fn access_is_enforced_per_object_id_and_secret() {
             put(&f, &url, Some(&token), &json!({"value": "x"})).await
         };
         assert_eq!(status, 403, "{method} {path} as {oid}: {body}");
-        assert!(
-            headers["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("application/json")
-        );
+        assert_json(&headers);
         assert_eq!(body["error"]["code"], "Forbidden");
         assert_eq!(body["error"]["innererror"]["code"], "ForbiddenByRbac");
         let message = body["error"]["message"].as_str().unwrap();
@@ -362,6 +356,8 @@ async fn bad_tokens_get_401_with_a_fresh_challenge() {
             b64(&good)
         )
     };
+    // The good claims with some changed, signed by the published key.
+    let patched = |patch: Value| f.key.sign(&with(good.clone(), patch));
     let cases = [
         (
             "signature from another key",
@@ -371,31 +367,22 @@ async fn bad_tokens_get_401_with_a_fresh_challenge() {
         (
             "audience",
             "AKV10022",
-            f.key.sign(&with(
-                good.clone(),
-                json!({"aud": "https://storage.azure.com"}),
-            )),
+            patched(json!({"aud": "https://storage.azure.com"})),
         ),
         (
             "expired",
             "[TokenExpired]",
-            f.key.sign(&with(
-                good.clone(),
-                json!({"exp": now - 600, "nbf": now - 4000}),
-            )),
+            patched(json!({"exp": now - 600, "nbf": now - 4000})),
         ),
         (
             "not yet valid",
             "Token not yet valid",
-            f.key.sign(&with(good.clone(), json!({"nbf": now + 600}))),
+            patched(json!({"nbf": now + 600})),
         ),
         (
             "issuer of another tenant",
             "AKV10032",
-            f.key.sign(&with(
-                good.clone(),
-                json!({"iss": "https://sts.windows.net/other/"}),
-            )),
+            patched(json!({"iss": "https://sts.windows.net/other/"})),
         ),
         (
             "no exp",
@@ -432,16 +419,10 @@ async fn bad_tokens_get_401_with_a_fresh_challenge() {
         assert!(!body.to_string().contains(&token), "{case}: token echoed");
     }
 
-    let slash = f.key.sign(&with(
-        good.clone(),
-        json!({"aud": "https://vault.azure.net/"}),
-    ));
+    let slash = patched(json!({"aud": "https://vault.azure.net/"}));
     let (status, _, _) = get(&f, &format!("/secrets/demo-secret/?{API}"), Some(&slash)).await;
     assert_eq!(status, 200, "audience with a trailing slash is accepted");
-    let v2 = f.key.sign(&with(
-        good,
-        json!({"iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0")}),
-    ));
+    let v2 = patched(json!({"iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0")}));
     let (status, _, _) = get(&f, &format!("/secrets/demo-secret/?{API}"), Some(&v2)).await;
     assert_eq!(status, 200, "the v2 issuer of the tenant is accepted");
 }
@@ -490,12 +471,7 @@ async fn bad_names_and_missing_api_version_are_400() {
         let (status, headers, body) =
             get(&f, &format!("/secrets/{name}?{API}"), Some(&token)).await;
         assert_eq!(status, 400, "{name}: {body}");
-        assert!(
-            headers["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("application/json")
-        );
+        assert_json(&headers);
         assert_eq!(body["error"]["code"], "BadParameter");
     }
     let longest = "a".repeat(127);
@@ -531,23 +507,11 @@ async fn faults_apply_fifo_to_authenticated_requests() {
     let f = Fixture::start(&standard_config()).await;
     let token = f.token(READER_OID);
     let path = format!("/secrets/demo-secret/?{API}");
-    let post = reqwest::Method::POST;
-    let (status, queued) = admin(
-        &f,
-        post.clone(),
-        "/_emulator/faults",
-        Some(json!({"status": 429, "retry_after": "1", "times": 2})),
-    )
-    .await;
+    let (status, queued) =
+        queue_fault(&f, json!({"status": 429, "retry_after": "1", "times": 2})).await;
     assert_eq!((status, &queued["pending"]), (200, &json!(2)));
     let custom = json!({"error": {"code": "Custom", "message": "boom"}});
-    let (status, queued) = admin(
-        &f,
-        post.clone(),
-        "/_emulator/faults",
-        Some(json!({"status": 503, "body": custom})),
-    )
-    .await;
+    let (status, queued) = queue_fault(&f, json!({"status": 503, "body": custom})).await;
     assert_eq!((status, &queued["pending"]), (200, &json!(3)));
 
     let (status, _, _) = get(&f, &path, None).await;
@@ -566,13 +530,7 @@ async fn faults_apply_fifo_to_authenticated_requests() {
     let (status, _, _) = get(&f, &path, Some(&token)).await;
     assert_eq!(status, 200, "faults are used up");
 
-    admin(
-        &f,
-        post.clone(),
-        "/_emulator/faults",
-        Some(json!({"status": 500})),
-    )
-    .await;
+    queue_fault(&f, json!({"status": 500})).await;
     let (status, _) = admin(&f, reqwest::Method::DELETE, "/_emulator/faults", None).await;
     assert_eq!(status, 204);
     let (status, _, _) = get(&f, &path, Some(&token)).await;
@@ -583,7 +541,7 @@ async fn faults_apply_fifo_to_authenticated_requests() {
         json!({"status": 500, "times": 0}),
         json!({"nope": 1}),
     ] {
-        let (status, _) = admin(&f, post.clone(), "/_emulator/faults", Some(bad.clone())).await;
+        let (status, _) = queue_fault(&f, bad.clone()).await;
         assert_eq!(status, 400, "{bad}");
     }
 }
@@ -741,14 +699,7 @@ async fn slow_and_reset_faults() {
     let f = Fixture::start(&standard_config()).await;
     let token = f.token(READER_OID);
     let path = format!("/secrets/demo-secret/?{API}");
-    let post = reqwest::Method::POST;
-    let (status, _) = admin(
-        &f,
-        post.clone(),
-        "/_emulator/faults",
-        Some(json!({"delay_ms": 300})),
-    )
-    .await;
+    let (status, _) = queue_fault(&f, json!({"delay_ms": 300})).await;
     assert_eq!(status, 200);
     let started = std::time::Instant::now();
     let (status, _, body) = get(&f, &path, Some(&token)).await;
@@ -757,7 +708,7 @@ async fn slow_and_reset_faults() {
     assert_eq!(status, 200, "a delay alone answers normally, late: {body}");
     assert_eq!(body["value"], "current-value");
 
-    admin(&f, post, "/_emulator/faults", Some(json!({"reset": true}))).await;
+    queue_fault(&f, json!({"reset": true})).await;
     let error = f
         .client
         .get(f.vault.url(&path))

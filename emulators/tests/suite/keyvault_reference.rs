@@ -2,31 +2,13 @@
 //! emulator, through `tests/reference/keyvault_check.py`. Needs `<workspace>/.venv` with the
 //! pinned reference clients (`scripts/test` creates it).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::support::keyvault::*;
+use crate::support::reference::{reference_python, reference_script};
 use serde_json::{Value, json};
 
 const REFERENCE_OID: &str = "cccccccc-0000-0000-0000-000000000001";
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("emulators/ has a parent")
-        .to_path_buf()
-}
-
-fn reference_python() -> PathBuf {
-    let python = workspace_root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/test, or create it with `python3 -m venv .venv && \
-         .venv/bin/pip install -r scripts/reference-clients/requirements.txt`",
-        python.display()
-    );
-    python
-}
 
 fn reference_config() -> Value {
     let mut config = standard_config();
@@ -40,8 +22,7 @@ async fn official_python_client_sets_gets_and_sees_404_and_403() {
     let python = reference_python();
     let f = Fixture::start(&reference_config()).await;
     let token = f.token(REFERENCE_OID);
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/keyvault_check.py");
+    let script = reference_script("keyvault_check.py");
     let run = tokio::process::Command::new(python)
         .arg(script)
         .args(["--vault-url", &f.vault.base_url, "--token", &token])

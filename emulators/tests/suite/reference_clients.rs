@@ -6,35 +6,15 @@
 //! Needs `<workspace root>/.venv` with those packages: `scripts/test` creates it, or
 //! `python3 -m venv .venv && .venv/bin/pip install -r scripts/reference-clients/requirements.txt`.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::support::identity::*;
+use crate::support::reference::{reference_python, reference_script};
 use serde_json::Value;
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the emulators crate lives in the workspace")
-        .to_path_buf()
-}
-
-fn reference_python() -> PathBuf {
-    let python = workspace_root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "reference clients missing: {} does not exist. Create it with \
-         `python3 -m venv .venv && .venv/bin/pip install -r scripts/reference-clients/requirements.txt` \
-         in the workspace root (scripts/test does this)",
-        python.display()
-    );
-    python
-}
 
 /// Runs the Python driver against `emu` (all cases, or only `PROTOCOL:IDENTITY` ones).
 fn run_driver(emu: &Emu, only: &[&str]) -> Vec<Value> {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/azure_identity_check.py");
+    let script = reference_script("azure_identity_check.py");
     let mut command = Command::new(reference_python());
     command.arg(script).args([
         emu.process.base_url.as_str(),

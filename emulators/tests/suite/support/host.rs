@@ -155,6 +155,17 @@ impl Emulator {
         Self::try_start_with(app_root, Some(handler), extra_args, env).await
     }
 
+    /// Starts the emulator expecting a refusal: it must exit unsuccessfully before its ready
+    /// line, saying `reason` on stderr.
+    pub async fn assert_refuses_to_start(app_root: &Path, handler: &Path, reason: &str) {
+        let failure = Self::try_start(app_root, handler, &[], &[])
+            .await
+            .err()
+            .expect("the emulator must not get ready");
+        assert!(!failure.status.expect("exited").success());
+        assert!(failure.stderr.contains(reason), "{}", failure.stderr);
+    }
+
     /// Like `try_start`; `None` lets host.json's `defaultExecutablePath` choose the handler.
     pub async fn try_start_with(
         app_root: &Path,
@@ -238,12 +249,7 @@ impl Emulator {
 
     /// `GET /_emulator/invocations`.
     pub async fn invocations(&self) -> Vec<Value> {
-        let response = self
-            .client
-            .get(self.url("/_emulator/invocations"))
-            .send()
-            .await
-            .unwrap();
+        let response = self.get("/_emulator/invocations").await;
         assert_eq!(response.status(), 200);
         serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
     }

@@ -3,3 +3,4 @@
 pub mod host;
 pub mod identity;
 pub mod keyvault;
+pub mod reference;
