@@ -38,6 +38,12 @@ fn ok_day(token: &str) -> Result<HttpResponse, TransportError> {
     response(200, &body_at(token, T0 + Duration::hours(24)))
 }
 
+/// The Key Vault token `mi` hands out now (cached or fetched).
+async fn vault_token(mi: &ManagedIdentity) -> String {
+    let token = mi.get_token(VAULT, None).await.unwrap();
+    token.access_token.expose().to_owned()
+}
+
 fn client(id: &str) -> UserAssignedId {
     UserAssignedId::ClientId(id.into())
 }
@@ -398,23 +404,9 @@ async fn short_tokens_are_refetched_inside_the_five_minute_margin() {
     let mi = scripted(APP, transport.clone());
     mi.get_token(VAULT, None).await.unwrap();
     tokio::time::advance(StdDuration::from_secs(54 * 60)).await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok0"
-    );
+    assert_eq!(vault_token(&mi).await, "tok0");
     tokio::time::advance(StdDuration::from_secs(60)).await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok1"
-    );
+    assert_eq!(vault_token(&mi).await, "tok1");
     assert_eq!(transport.count(), 2);
 }
 
@@ -434,14 +426,7 @@ async fn refresh_ahead_never_blocks_readers_and_runs_once() {
     assert_eq!(transport.count(), 2, "exactly one refresh in flight");
     gate.add_permits(1);
     settle().await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok1"
-    );
+    assert_eq!(vault_token(&mi).await, "tok1");
     assert_eq!(transport.count(), 2);
 }
 
@@ -457,36 +442,15 @@ async fn failed_refresh_serves_the_cached_token_and_backs_off() {
     let mi = scripted(APP, transport.clone());
     mi.get_token(VAULT, None).await.unwrap();
     tokio::time::advance(StdDuration::from_secs(12 * 3600 + 1)).await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok0"
-    );
+    assert_eq!(vault_token(&mi).await, "tok0");
     settle().await;
     assert_eq!(transport.count(), 2);
     tokio::time::advance(StdDuration::from_secs(29)).await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok0"
-    );
+    assert_eq!(vault_token(&mi).await, "tok0");
     settle().await;
     assert_eq!(transport.count(), 2, "retried inside the back-off");
     tokio::time::advance(StdDuration::from_secs(2)).await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok0"
-    );
+    assert_eq!(vault_token(&mi).await, "tok0");
     settle().await;
     assert_eq!(transport.count(), 3);
     // Inside the 5-minute margin the old token is never handed out.
