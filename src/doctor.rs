@@ -44,16 +44,16 @@ pub struct DoctorCommand {
 
 impl DoctorCommand {
     /// Parses the arguments after `doctor`.
-    pub fn parse(args: &[String]) -> Result<Self, String> {
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Self, String> {
         let mut command = Self::default();
-        let mut args = args.iter();
+        let mut args = args.iter().map(AsRef::as_ref);
         while let Some(arg) = args.next() {
             let mut value = || {
                 args.next()
-                    .cloned()
+                    .map(str::to_owned)
                     .ok_or_else(|| format!("{arg} needs a value"))
             };
-            match arg.as_str() {
+            match arg {
                 "--app-root" => command.app_root = Some(value()?.into()),
                 "--secret" => command.secret = Some(value()?),
                 "--container" => command.container = Some(value()?),
@@ -592,19 +592,21 @@ pub fn failed(findings: &[Finding]) -> bool {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<DoctorCommand, String> {
-        DoctorCommand::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
-    }
-
     #[test]
     fn arguments_name_the_app_root_the_secret_and_the_container() {
-        let command = parse(&["--app-root", "/x", "--secret", "s", "--container", "c"]).unwrap();
+        let command =
+            DoctorCommand::parse(&["--app-root", "/x", "--secret", "s", "--container", "c"])
+                .unwrap();
         assert_eq!(command.app_root, Some(PathBuf::from("/x")));
         assert_eq!(command.secret.as_deref(), Some("s"));
         assert_eq!(command.container.as_deref(), Some("c"));
-        assert_eq!(parse(&[]).unwrap(), DoctorCommand::default());
-        assert!(parse(&["--secret"]).unwrap_err().contains("needs a value"));
-        assert!(parse(&["extra"]).unwrap_err().contains("unexpected"));
+        assert_eq!(
+            DoctorCommand::parse::<&str>(&[]).unwrap(),
+            DoctorCommand::default()
+        );
+        let error = |args: &[&str]| DoctorCommand::parse(args).unwrap_err();
+        assert!(error(&["--secret"]).contains("needs a value"));
+        assert!(error(&["extra"]).contains("unexpected"));
     }
 
     #[test]
