@@ -18,6 +18,7 @@ use crate::clients::CallError;
 use crate::clients::blob::StorageError;
 use crate::clients::keyvault::KeyVaultError;
 use crate::config::{AppSettings, ServerConfig};
+use crate::error::FunctionError;
 use crate::functions::token_info::TokenReport;
 use custom_handler::registry;
 
@@ -277,50 +278,41 @@ fn settings_checks(
     for function in declared {
         let check = format!("settings {function}");
         let problem: Result<String, (String, String)> = match function.as_str() {
-            "GetSecret" => app
-                .keyvault()
-                .and(app.allowed_secrets())
-                .map_err(|e| (e.to_string(), "set the setting the message names".to_owned()))
-                .and_then(|allow| {
-                    if allow.is_empty() {
-                        Err((
-                            "ALLOWED_SECRETS is not set, so GetSecret allows no secret".to_owned(),
-                            "set ALLOWED_SECRETS to the secret names or prefixes (app-*) it may read".to_owned(),
-                        ))
-                    } else {
-                        Ok("KEY_VAULT_URL, ALLOWED_SECRETS".to_owned())
-                    }
-                }),
-            "WriteBlob" | "ReadBlob" => app
-                .blobs()
-                .and(app.allowed_containers())
-                .map_err(|e| (e.to_string(), "set the setting the message names".to_owned()))
-                .and_then(|allow| {
-                    if allow.is_empty() {
-                        Err((
-                            "ALLOWED_CONTAINERS is not set, so the blob functions allow no container".to_owned(),
-                            "set ALLOWED_CONTAINERS to the container names or prefixes (logs-*) they may use".to_owned(),
-                        ))
-                    } else {
-                        Ok("STORAGE_BLOB_URL, ALLOWED_CONTAINERS".to_owned())
-                    }
-                }),
+            "GetSecret" => allowlist_settings(
+                app.keyvault()
+                    .and(app.allowed_secrets())
+                    .map(|allow| allow.is_empty()),
+                "KEY_VAULT_URL, ALLOWED_SECRETS",
+                "ALLOWED_SECRETS is not set, so GetSecret allows no secret",
+                "set ALLOWED_SECRETS to the secret names or prefixes (app-*) it may read",
+            ),
+            "WriteBlob" | "ReadBlob" => allowlist_settings(
+                app.blobs()
+                    .and(app.allowed_containers())
+                    .map(|allow| allow.is_empty()),
+                "STORAGE_BLOB_URL, ALLOWED_CONTAINERS",
+                "ALLOWED_CONTAINERS is not set, so the blob functions allow no container",
+                "set ALLOWED_CONTAINERS to the container names or prefixes (logs-*) they may use",
+            ),
             "CallApi" => app
                 .downstream()
                 .map(|_| "DOWNSTREAM_API_URL, DOWNSTREAM_API_SCOPE".to_owned())
-                .map_err(|e| (e.to_string(), "set the setting the message names".to_owned())),
+                .map_err(name_the_setting),
             "Whoami" => app
                 .validator()
                 .map(|_| "AUTH_AUTHORITY, AUTH_AUDIENCE".to_owned())
-                .map_err(|e| (e.to_string(), "set the setting the message names".to_owned())),
+                .map_err(name_the_setting),
             "RefreshTokens" => match get("TOKEN_REFRESH_SCHEDULE") {
-                Some(s) if s.split_whitespace().count() == 6 => Ok(format!("TOKEN_REFRESH_SCHEDULE '{s}'")),
+                Some(s) if s.split_whitespace().count() == 6 => {
+                    Ok(format!("TOKEN_REFRESH_SCHEDULE '{s}'"))
+                }
                 Some(s) => Err((
                     format!("TOKEN_REFRESH_SCHEDULE '{s}' is not a six-field NCRONTAB expression"),
                     "use six fields, seconds first, e.g. 0 */5 * * * *".to_owned(),
                 )),
                 None => Err((
-                    "TOKEN_REFRESH_SCHEDULE is not set: the host does not index RefreshTokens".to_owned(),
+                    "TOKEN_REFRESH_SCHEDULE is not set: the host does not index RefreshTokens"
+                        .to_owned(),
                     "set TOKEN_REFRESH_SCHEDULE, e.g. 0 */5 * * * *".to_owned(),
                 )),
             },
@@ -334,6 +326,30 @@ fn settings_checks(
             Ok(what) => Finding::ok(check, format!("{what} set")),
             Err((detail, fix)) => Finding::problem(Status::Fail, check, detail, fix),
         });
+    }
+}
+
+/// A setting the app could not use: its message (which names it) and the fix.
+fn name_the_setting(error: FunctionError) -> (String, String) {
+    (
+        error.to_string(),
+        "set the setting the message names".to_owned(),
+    )
+}
+
+/// The settings of a function that reads an allowlist: `allows_none` (or the error that kept a
+/// client or the list from being built) decides; an empty list fails with `empty` and `fix`,
+/// since the function would refuse every call.
+fn allowlist_settings(
+    allows_none: Result<bool, FunctionError>,
+    settings: &str,
+    empty: &str,
+    fix: &str,
+) -> Result<String, (String, String)> {
+    if allows_none.map_err(name_the_setting)? {
+        Err((empty.to_owned(), fix.to_owned()))
+    } else {
+        Ok(settings.to_owned())
     }
 }
 
