@@ -275,21 +275,26 @@ fn settings_checks(
     get: &impl Fn(&str) -> Option<String>,
     findings: &mut Vec<Finding>,
 ) {
+    // Whether each allowlist function would refuse every call (or what kept it from being built).
+    let no_secrets = app
+        .keyvault()
+        .and(app.allowed_secrets())
+        .map(|allow| allow.is_empty());
+    let no_containers = app
+        .blobs()
+        .and(app.allowed_containers())
+        .map(|allow| allow.is_empty());
     for function in declared {
         let check = format!("settings {function}");
         let problem: Result<String, (String, String)> = match function.as_str() {
             "GetSecret" => allowlist_settings(
-                app.keyvault()
-                    .and(app.allowed_secrets())
-                    .map(|allow| allow.is_empty()),
+                &no_secrets,
                 "KEY_VAULT_URL, ALLOWED_SECRETS",
                 "ALLOWED_SECRETS is not set, so GetSecret allows no secret",
                 "set ALLOWED_SECRETS to the secret names or prefixes (app-*) it may read",
             ),
             "WriteBlob" | "ReadBlob" => allowlist_settings(
-                app.blobs()
-                    .and(app.allowed_containers())
-                    .map(|allow| allow.is_empty()),
+                &no_containers,
                 "STORAGE_BLOB_URL, ALLOWED_CONTAINERS",
                 "ALLOWED_CONTAINERS is not set, so the blob functions allow no container",
                 "set ALLOWED_CONTAINERS to the container names or prefixes (logs-*) they may use",
@@ -297,11 +302,11 @@ fn settings_checks(
             "CallApi" => app
                 .downstream()
                 .map(|_| "DOWNSTREAM_API_URL, DOWNSTREAM_API_SCOPE".to_owned())
-                .map_err(name_the_setting),
+                .map_err(|e| name_the_setting(&e)),
             "Whoami" => app
                 .validator()
                 .map(|_| "AUTH_AUTHORITY, AUTH_AUDIENCE".to_owned())
-                .map_err(name_the_setting),
+                .map_err(|e| name_the_setting(&e)),
             "RefreshTokens" => match get("TOKEN_REFRESH_SCHEDULE") {
                 Some(s) if s.split_whitespace().count() == 6 => {
                     Ok(format!("TOKEN_REFRESH_SCHEDULE '{s}'"))
@@ -330,7 +335,7 @@ fn settings_checks(
 }
 
 /// A setting the app could not use: its message (which names it) and the fix.
-fn name_the_setting(error: FunctionError) -> (String, String) {
+fn name_the_setting(error: &FunctionError) -> (String, String) {
     (
         error.to_string(),
         "set the setting the message names".to_owned(),
@@ -341,12 +346,12 @@ fn name_the_setting(error: FunctionError) -> (String, String) {
 /// client or the list from being built) decides; an empty list fails with `empty` and `fix`,
 /// since the function would refuse every call.
 fn allowlist_settings(
-    allows_none: Result<bool, FunctionError>,
+    allows_none: &Result<bool, FunctionError>,
     settings: &str,
     empty: &str,
     fix: &str,
 ) -> Result<String, (String, String)> {
-    if allows_none.map_err(name_the_setting)? {
+    if *allows_none.as_ref().map_err(name_the_setting)? {
         Err((empty.to_owned(), fix.to_owned()))
     } else {
         Ok(settings.to_owned())
