@@ -170,58 +170,47 @@ impl App {
         }
     }
 
-    /// The downstream API and its scope (CallApi).
-    pub fn downstream(&self) -> Result<&Downstream, FunctionError> {
-        self.downstream.as_ref().map_err(|e| e.clone().into())
-    }
-
-    /// The validator of incoming bearer tokens (Whoami).
-    pub fn validator(&self) -> Result<&TokenValidator, FunctionError> {
-        self.validator.as_ref().map_err(|e| e.clone().into())
-    }
-
-    /// The shared managed identity.
-    pub fn identity(&self) -> Result<&ManagedIdentity, FunctionError> {
-        self.identity.as_ref().map_err(|e| e.clone().into())
-    }
-
-    /// The Key Vault client (KEY_VAULT_URL).
-    pub fn keyvault(&self) -> Result<&KeyVault, FunctionError> {
-        self.keyvault.as_ref().map_err(|e| e.clone().into())
-    }
-
-    /// The Blob Storage client (STORAGE_BLOB_URL).
-    pub fn blobs(&self) -> Result<&BlobStore, FunctionError> {
-        self.blobs.as_ref().map_err(|e| e.clone().into())
-    }
-
-    /// The secrets GetSecret may read (ALLOWED_SECRETS).
-    pub fn allowed_secrets(&self) -> Result<&SecretAllowlist, FunctionError> {
-        self.allowed_secrets.as_ref().map_err(|e| e.clone().into())
-    }
-
-    /// The audiences and identities TokenInfo serves (TOKEN_INFO_RESOURCES,
-    /// TOKEN_INFO_IDENTITIES).
-    pub fn token_info_policy(&self) -> Result<&TokenInfoPolicy, FunctionError> {
-        self.token_info.as_ref().map_err(|e| e.clone().into())
-    }
-
-    /// The containers WriteBlob and ReadBlob may use (ALLOWED_CONTAINERS).
-    pub fn allowed_containers(&self) -> Result<&ContainerAllowlist, FunctionError> {
-        self.allowed_containers
-            .as_ref()
-            .map_err(|e| e.clone().into())
-    }
-
-    /// GetSecret's cache (SECRET_CACHE_SECONDS).
-    pub fn secret_cache(&self) -> Result<&SecretCache, FunctionError> {
-        self.secret_cache.as_ref().map_err(|e| e.clone().into())
-    }
-
     /// The resources RefreshTokens keeps warm.
     pub fn refresh_resources(&self) -> &[String] {
         &self.refresh_resources
     }
+}
+
+/// The accessors of the parts built at start-up: each hands out its part, or, when a setting kept
+/// it from being built, the error naming that setting, so only the functions that need it fail.
+macro_rules! parts {
+    ($($(#[$doc:meta])* $name:ident: $field:ident -> $part:ty;)*) => {
+        impl App {
+            $(
+                $(#[$doc])*
+                pub fn $name(&self) -> Result<&$part, FunctionError> {
+                    self.$field.as_ref().map_err(|e| e.clone().into())
+                }
+            )*
+        }
+    };
+}
+
+parts! {
+    /// The downstream API and its scope (CallApi).
+    downstream: downstream -> Downstream;
+    /// The validator of incoming bearer tokens (Whoami).
+    validator: validator -> TokenValidator;
+    /// The shared managed identity.
+    identity: identity -> ManagedIdentity;
+    /// The Key Vault client (KEY_VAULT_URL).
+    keyvault: keyvault -> KeyVault;
+    /// The Blob Storage client (STORAGE_BLOB_URL).
+    blobs: blobs -> BlobStore;
+    /// The secrets GetSecret may read (ALLOWED_SECRETS).
+    allowed_secrets: allowed_secrets -> SecretAllowlist;
+    /// The audiences and identities TokenInfo serves (TOKEN_INFO_RESOURCES,
+    /// TOKEN_INFO_IDENTITIES).
+    token_info_policy: token_info -> TokenInfoPolicy;
+    /// The containers WriteBlob and ReadBlob may use (ALLOWED_CONTAINERS).
+    allowed_containers: allowed_containers -> ContainerAllowlist;
+    /// GetSecret's cache (SECRET_CACHE_SECONDS).
+    secret_cache: secret_cache -> SecretCache;
 }
 
 const KEY_VAULT_URL: (&str, &str) = (

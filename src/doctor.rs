@@ -18,6 +18,7 @@ use crate::clients::CallError;
 use crate::clients::blob::StorageError;
 use crate::clients::keyvault::KeyVaultError;
 use crate::config::{AppSettings, ServerConfig};
+use crate::error::FunctionError;
 use crate::functions::token_info::TokenReport;
 use custom_handler::registry;
 
@@ -44,16 +45,16 @@ pub struct DoctorCommand {
 
 impl DoctorCommand {
     /// Parses the arguments after `doctor`.
-    pub fn parse(args: &[String]) -> Result<Self, String> {
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Self, String> {
         let mut command = Self::default();
-        let mut args = args.iter();
+        let mut args = args.iter().map(AsRef::as_ref);
         while let Some(arg) = args.next() {
             let mut value = || {
                 args.next()
-                    .cloned()
+                    .map(str::to_owned)
                     .ok_or_else(|| format!("{arg} needs a value"))
             };
-            match arg.as_str() {
+            match arg {
                 "--app-root" => command.app_root = Some(value()?.into()),
                 "--secret" => command.secret = Some(value()?),
                 "--container" => command.container = Some(value()?),
@@ -274,53 +275,49 @@ fn settings_checks(
     get: &impl Fn(&str) -> Option<String>,
     findings: &mut Vec<Finding>,
 ) {
+    // Whether each allowlist function would refuse every call (or what kept it from being built).
+    let no_secrets = app
+        .keyvault()
+        .and(app.allowed_secrets())
+        .map(|allow| allow.is_empty());
+    let no_containers = app
+        .blobs()
+        .and(app.allowed_containers())
+        .map(|allow| allow.is_empty());
     for function in declared {
         let check = format!("settings {function}");
         let problem: Result<String, (String, String)> = match function.as_str() {
-            "GetSecret" => app
-                .keyvault()
-                .and(app.allowed_secrets())
-                .map_err(|e| (e.to_string(), "set the setting the message names".to_owned()))
-                .and_then(|allow| {
-                    if allow.is_empty() {
-                        Err((
-                            "ALLOWED_SECRETS is not set, so GetSecret allows no secret".to_owned(),
-                            "set ALLOWED_SECRETS to the secret names or prefixes (app-*) it may read".to_owned(),
-                        ))
-                    } else {
-                        Ok("KEY_VAULT_URL, ALLOWED_SECRETS".to_owned())
-                    }
-                }),
-            "WriteBlob" | "ReadBlob" => app
-                .blobs()
-                .and(app.allowed_containers())
-                .map_err(|e| (e.to_string(), "set the setting the message names".to_owned()))
-                .and_then(|allow| {
-                    if allow.is_empty() {
-                        Err((
-                            "ALLOWED_CONTAINERS is not set, so the blob functions allow no container".to_owned(),
-                            "set ALLOWED_CONTAINERS to the container names or prefixes (logs-*) they may use".to_owned(),
-                        ))
-                    } else {
-                        Ok("STORAGE_BLOB_URL, ALLOWED_CONTAINERS".to_owned())
-                    }
-                }),
+            "GetSecret" => allowlist_settings(
+                &no_secrets,
+                "KEY_VAULT_URL, ALLOWED_SECRETS",
+                "ALLOWED_SECRETS is not set, so GetSecret allows no secret",
+                "set ALLOWED_SECRETS to the secret names or prefixes (app-*) it may read",
+            ),
+            "WriteBlob" | "ReadBlob" => allowlist_settings(
+                &no_containers,
+                "STORAGE_BLOB_URL, ALLOWED_CONTAINERS",
+                "ALLOWED_CONTAINERS is not set, so the blob functions allow no container",
+                "set ALLOWED_CONTAINERS to the container names or prefixes (logs-*) they may use",
+            ),
             "CallApi" => app
                 .downstream()
                 .map(|_| "DOWNSTREAM_API_URL, DOWNSTREAM_API_SCOPE".to_owned())
-                .map_err(|e| (e.to_string(), "set the setting the message names".to_owned())),
+                .map_err(|e| name_the_setting(&e)),
             "Whoami" => app
                 .validator()
                 .map(|_| "AUTH_AUTHORITY, AUTH_AUDIENCE".to_owned())
-                .map_err(|e| (e.to_string(), "set the setting the message names".to_owned())),
+                .map_err(|e| name_the_setting(&e)),
             "RefreshTokens" => match get("TOKEN_REFRESH_SCHEDULE") {
-                Some(s) if s.split_whitespace().count() == 6 => Ok(format!("TOKEN_REFRESH_SCHEDULE '{s}'")),
+                Some(s) if s.split_whitespace().count() == 6 => {
+                    Ok(format!("TOKEN_REFRESH_SCHEDULE '{s}'"))
+                }
                 Some(s) => Err((
                     format!("TOKEN_REFRESH_SCHEDULE '{s}' is not a six-field NCRONTAB expression"),
                     "use six fields, seconds first, e.g. 0 */5 * * * *".to_owned(),
                 )),
                 None => Err((
-                    "TOKEN_REFRESH_SCHEDULE is not set: the host does not index RefreshTokens".to_owned(),
+                    "TOKEN_REFRESH_SCHEDULE is not set: the host does not index RefreshTokens"
+                        .to_owned(),
                     "set TOKEN_REFRESH_SCHEDULE, e.g. 0 */5 * * * *".to_owned(),
                 )),
             },
@@ -334,6 +331,30 @@ fn settings_checks(
             Ok(what) => Finding::ok(check, format!("{what} set")),
             Err((detail, fix)) => Finding::problem(Status::Fail, check, detail, fix),
         });
+    }
+}
+
+/// A setting the app could not use: its message (which names it) and the fix.
+fn name_the_setting(error: &FunctionError) -> (String, String) {
+    (
+        error.to_string(),
+        "set the setting the message names".to_owned(),
+    )
+}
+
+/// The settings of a function that reads an allowlist: `allows_none` (or the error that kept a
+/// client or the list from being built) decides; an empty list fails with `empty` and `fix`,
+/// since the function would refuse every call.
+fn allowlist_settings(
+    allows_none: &Result<bool, FunctionError>,
+    settings: &str,
+    empty: &str,
+    fix: &str,
+) -> Result<String, (String, String)> {
+    if *allows_none.as_ref().map_err(name_the_setting)? {
+        Err((empty.to_owned(), fix.to_owned()))
+    } else {
+        Ok(settings.to_owned())
     }
 }
 
@@ -592,19 +613,21 @@ pub fn failed(findings: &[Finding]) -> bool {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<DoctorCommand, String> {
-        DoctorCommand::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
-    }
-
     #[test]
     fn arguments_name_the_app_root_the_secret_and_the_container() {
-        let command = parse(&["--app-root", "/x", "--secret", "s", "--container", "c"]).unwrap();
+        let command =
+            DoctorCommand::parse(&["--app-root", "/x", "--secret", "s", "--container", "c"])
+                .unwrap();
         assert_eq!(command.app_root, Some(PathBuf::from("/x")));
         assert_eq!(command.secret.as_deref(), Some("s"));
         assert_eq!(command.container.as_deref(), Some("c"));
-        assert_eq!(parse(&[]).unwrap(), DoctorCommand::default());
-        assert!(parse(&["--secret"]).unwrap_err().contains("needs a value"));
-        assert!(parse(&["extra"]).unwrap_err().contains("unexpected"));
+        assert_eq!(
+            DoctorCommand::parse::<&str>(&[]).unwrap(),
+            DoctorCommand::default()
+        );
+        let error = |args: &[&str]| DoctorCommand::parse(args).unwrap_err();
+        assert!(error(&["--secret"]).contains("needs a value"));
+        assert!(error(&["extra"]).contains("unexpected"));
     }
 
     #[test]

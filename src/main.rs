@@ -110,12 +110,9 @@ fn check(dir: Option<&str>) -> ExitCode {
 }
 
 async fn token(args: &[String]) -> ExitCode {
-    let command = match TokenCommand::parse(args) {
+    let command = match usage_error("token", TokenCommand::parse(args), token_command::USAGE) {
         Ok(command) => command,
-        Err(problem) => {
-            eprintln!("handler token: {problem}\nusage: {}", token_command::USAGE);
-            return ExitCode::from(2);
-        }
+        Err(exit) => return exit,
     };
     match token_command::run(&command, AppSettings::from_env()).await {
         Ok(json) => {
@@ -127,12 +124,9 @@ async fn token(args: &[String]) -> ExitCode {
 }
 
 async fn doctor(args: &[String]) -> ExitCode {
-    let command = match DoctorCommand::parse(args) {
+    let command = match usage_error("doctor", DoctorCommand::parse(args), doctor::USAGE) {
         Ok(command) => command,
-        Err(problem) => {
-            eprintln!("handler doctor: {problem}\nusage: {}", doctor::USAGE);
-            return ExitCode::from(2);
-        }
+        Err(exit) => return exit,
     };
     let findings = doctor::run(&command, config::env_lookup).await;
     for finding in &findings {
@@ -143,6 +137,15 @@ async fn doctor(args: &[String]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A subcommand's parsed arguments, or, when they are wrong, the problem and the usage on
+/// stderr and exit code 2.
+fn usage_error<T>(command: &str, parsed: Result<T, String>, usage: &str) -> Result<T, ExitCode> {
+    parsed.map_err(|problem| {
+        eprintln!("handler {command}: {problem}\nusage: {usage}");
+        ExitCode::from(2)
+    })
 }
 
 /// Completes on SIGTERM (the host stopping us) or SIGINT (Ctrl-C).

@@ -25,22 +25,22 @@ pub struct TokenCommand {
 
 impl TokenCommand {
     /// Parses the arguments after `token`.
-    pub fn parse(args: &[String]) -> Result<Self, String> {
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Self, String> {
         let mut resource = None;
         let mut identity = None;
         let mut show_token = false;
-        let mut args = args.iter();
+        let mut args = args.iter().map(AsRef::as_ref);
         while let Some(arg) = args.next() {
             let mut id = |make: fn(String) -> UserAssignedId| -> Result<(), String> {
                 let value = args.next().ok_or(format!("{arg} needs a value"))?;
-                match identity.replace(make(value.clone())) {
+                match identity.replace(make(value.to_owned())) {
                     None => Ok(()),
                     Some(_) => Err(
                         "name at most one of --client-id, --object-id and --resource-id".to_owned(),
                     ),
                 }
             };
-            match arg.as_str() {
+            match arg {
                 "--client-id" => id(UserAssignedId::ClientId)?,
                 "--object-id" => id(UserAssignedId::ObjectId)?,
                 "--resource-id" => id(UserAssignedId::ResourceId)?,
@@ -89,13 +89,9 @@ pub async fn run(command: &TokenCommand, settings: AppSettings) -> Result<String
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<TokenCommand, String> {
-        TokenCommand::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
-    }
-
     #[test]
     fn arguments_name_the_resource_the_identity_and_whether_to_show_the_token() {
-        let command = parse(&[
+        let command = TokenCommand::parse(&[
             "https://vault.azure.net",
             "--client-id",
             "abc",
@@ -108,27 +104,16 @@ mod tests {
             Some(UserAssignedId::ClientId("abc".into()))
         );
         assert!(command.show_token);
-        assert!(!parse(&["r"]).unwrap().show_token);
+        assert!(!TokenCommand::parse(&["r"]).unwrap().show_token);
     }
 
     #[test]
     fn bad_arguments_say_what_is_wrong() {
-        assert!(parse(&[]).unwrap_err().contains("name the resource"));
-        assert!(
-            parse(&["r", "--client-id"])
-                .unwrap_err()
-                .contains("needs a value")
-        );
-        assert!(
-            parse(&["r", "--client-id", "a", "--object-id", "b"])
-                .unwrap_err()
-                .contains("at most one")
-        );
-        assert!(
-            parse(&["r", "--bogus"])
-                .unwrap_err()
-                .contains("unknown option")
-        );
-        assert!(parse(&["r", "s"]).unwrap_err().contains("unexpected"));
+        let error = |args: &[&str]| TokenCommand::parse(args).unwrap_err();
+        assert!(error(&[]).contains("name the resource"));
+        assert!(error(&["r", "--client-id"]).contains("needs a value"));
+        assert!(error(&["r", "--client-id", "a", "--object-id", "b"]).contains("at most one"));
+        assert!(error(&["r", "--bogus"]).contains("unknown option"));
+        assert!(error(&["r", "s"]).contains("unexpected"));
     }
 }

@@ -179,6 +179,13 @@ struct Inner {
     operation_timeout: Duration,
 }
 
+/// Refuses a container or blob name Storage would not accept, before any request.
+fn validate_blob_ref(container: &str, name: &str) -> Result<(), StorageError> {
+    validate_container_name(container)?;
+    validate_blob_name(name)?;
+    Ok(())
+}
+
 impl fmt::Debug for BlobStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlobStore")
@@ -226,8 +233,7 @@ impl BlobStore {
         bytes: Bytes,
         content_type: &str,
     ) -> Result<(), StorageError> {
-        validate_container_name(container)?;
-        validate_blob_name(name)?;
+        validate_blob_ref(container, name)?;
         validate_content_type(content_type)?;
         validate_body_size(bytes.len())?;
         let call = self.put_creating_container(container, name, bytes, content_type);
@@ -237,15 +243,13 @@ impl BlobStore {
     /// Reads a blob and its content type. Blobs over [`MAX_BLOB_BYTES`] are refused without
     /// downloading more than the limit.
     pub async fn get_blob(&self, container: &str, name: &str) -> Result<Blob, StorageError> {
-        validate_container_name(container)?;
-        validate_blob_name(name)?;
+        validate_blob_ref(container, name)?;
         self.with_deadline(self.download(container, name)).await
     }
 
     /// Deletes a blob (`handler doctor` removes its probe blob with it).
     pub async fn delete_blob(&self, container: &str, name: &str) -> Result<(), StorageError> {
-        validate_container_name(container)?;
-        validate_blob_name(name)?;
+        validate_blob_ref(container, name)?;
         let call = async {
             self.blob_client(container, name)
                 .delete(None)
@@ -380,6 +384,7 @@ pub fn validate_storage_url(raw: &str) -> Result<Url, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clients::names::assert_rejected;
 
     #[test]
     fn api_version_is_new_enough_for_bearer_tokens() {
@@ -406,19 +411,17 @@ mod tests {
                 .as_str(),
             "https://127.0.0.1:10000/devstoreaccount1"
         );
-        for bad in [
-            "",
-            "acct.blob.core.windows.net",
-            "http://acct.blob.core.windows.net",
-            "https://u:p@acct.blob.core.windows.net",
-            "https://acct.blob.core.windows.net/?sv=2020&sig=x",
-            "https://acct.blob.core.windows.net/container/blob",
-        ] {
-            assert!(
-                validate_storage_url(bad).is_err(),
-                "{bad} should be rejected"
-            );
-        }
+        assert_rejected(
+            validate_storage_url,
+            &[
+                "",
+                "acct.blob.core.windows.net",
+                "http://acct.blob.core.windows.net",
+                "https://u:p@acct.blob.core.windows.net",
+                "https://acct.blob.core.windows.net/?sv=2020&sig=x",
+                "https://acct.blob.core.windows.net/container/blob",
+            ],
+        );
     }
 
     #[test]

@@ -86,9 +86,10 @@ impl fmt::Debug for SecretValue {
     }
 }
 
+/// The same placeholder as `Debug`.
 impl fmt::Display for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+        fmt::Debug::fmt(self, f)
     }
 }
 
@@ -385,6 +386,7 @@ impl Policy for AuthorizedRequestSeen {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clients::names::assert_rejected;
 
     #[test]
     fn secret_value_never_prints_itself() {
@@ -418,17 +420,18 @@ mod tests {
         assert!(validate_vault_url("https://myvault.vault.azure.net/").is_ok());
         assert!(validate_vault_url("https://myvault.vault.azure.net").is_ok());
         assert!(validate_vault_url("https://127.0.0.1:8443").is_ok());
-        for bad in [
-            "",
-            "myvault.vault.azure.net",
-            "http://myvault.vault.azure.net/",
-            "https://user:pw@myvault.vault.azure.net/",
-            "https://myvault.vault.azure.net/?x=1",
-            "https://myvault.vault.azure.net/#f",
-            "https://myvault.vault.azure.net/secrets/",
-        ] {
-            assert!(validate_vault_url(bad).is_err(), "{bad} should be rejected");
-        }
+        assert_rejected(
+            validate_vault_url,
+            &[
+                "",
+                "myvault.vault.azure.net",
+                "http://myvault.vault.azure.net/",
+                "https://user:pw@myvault.vault.azure.net/",
+                "https://myvault.vault.azure.net/?x=1",
+                "https://myvault.vault.azure.net/#f",
+                "https://myvault.vault.azure.net/secrets/",
+            ],
+        );
     }
 
     #[test]

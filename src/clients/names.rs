@@ -464,6 +464,14 @@ fn parse_allow_entry(entry: &str, rules: &AllowlistRules) -> Result<AllowEntry, 
     }
 }
 
+/// Every input in `bad` is refused by `validate`; a failure names the input.
+#[cfg(test)]
+pub(crate) fn assert_rejected<T, E>(validate: impl Fn(&str) -> Result<T, E>, bad: &[&str]) {
+    for input in bad {
+        assert!(validate(input).is_err(), "{input:?} should be rejected");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,20 +502,18 @@ mod tests {
         assert!(validate_secret_name(&"a".repeat(127)).is_ok());
         assert!(validate_secret_name("").is_err());
         assert!(validate_secret_name(&"a".repeat(128)).is_err());
-        for bad in [
-            "db_password",
-            "db.password",
-            "a/b",
-            "../x",
-            "é",
-            "a b",
-            "a%2Fb",
-        ] {
-            assert!(
-                validate_secret_name(bad).is_err(),
-                "{bad} should be rejected"
-            );
-        }
+        assert_rejected(
+            validate_secret_name,
+            &[
+                "db_password",
+                "db.password",
+                "a/b",
+                "../x",
+                "é",
+                "a b",
+                "a%2Fb",
+            ],
+        );
     }
 
     #[test]
@@ -524,23 +530,21 @@ mod tests {
         for good in ["abc", "my-container-1", "123", &"a".repeat(63)] {
             assert!(validate_container_name(good).is_ok(), "{good} should pass");
         }
-        for bad in [
-            "ab",
-            &"a".repeat(64),
-            "Upper",
-            "-abc",
-            "abc-",
-            "a--b",
-            "a_b",
-            "a.b",
-            "$root",
-            "",
-        ] {
-            assert!(
-                validate_container_name(bad).is_err(),
-                "{bad} should be rejected"
-            );
-        }
+        assert_rejected(
+            validate_container_name,
+            &[
+                "ab",
+                &"a".repeat(64),
+                "Upper",
+                "-abc",
+                "abc-",
+                "a--b",
+                "a_b",
+                "a.b",
+                "$root",
+                "",
+            ],
+        );
     }
 
     #[test]
@@ -551,32 +555,30 @@ mod tests {
         let too_many_segments = vec!["s"; 255].join("/");
         let max_segments = vec!["s"; 254].join("/");
         assert!(validate_blob_name(&max_segments).is_ok());
-        for bad in [
-            "",
-            &"x".repeat(1025),
-            "file.",
-            "dir/",
-            "dir\\",
-            "a\\b",
-            "..\\x",
-            "a\nb",
-            "a\u{0}b",
-            "a\u{7f}b",
-            "a\u{85}b",
-            "a/../b",
-            "./a",
-            "..",
-            ".",
-            "a/.",
-            "/a",
-            "a//b",
-            too_many_segments.as_str(),
-        ] {
-            assert!(
-                validate_blob_name(bad).is_err(),
-                "{bad:?} should be rejected"
-            );
-        }
+        assert_rejected(
+            validate_blob_name,
+            &[
+                "",
+                &"x".repeat(1025),
+                "file.",
+                "dir/",
+                "dir\\",
+                "a\\b",
+                "..\\x",
+                "a\nb",
+                "a\u{0}b",
+                "a\u{7f}b",
+                "a\u{85}b",
+                "a/../b",
+                "./a",
+                "..",
+                ".",
+                "a/.",
+                "/a",
+                "a//b",
+                too_many_segments.as_str(),
+            ],
+        );
     }
 
     #[test]
@@ -611,18 +613,19 @@ mod tests {
     #[test]
     fn allowlist_matches_exact_names_and_prefixes() {
         let list = SecretAllowlist::parse(Some(" db-password , app-* ")).unwrap();
-        assert!(list.allows("db-password"));
-        assert!(
-            list.allows("DB-Password"),
-            "Key Vault names are case-insensitive"
-        );
-        assert!(list.allows("app-key"));
-        assert!(list.allows("app-"));
-        assert!(!list.allows("db-password2"));
-        assert!(!list.allows("db"));
-        assert!(!list.allows("ap"));
-        assert!(!list.allows("other"));
-        assert!(!list.allows("app-../x"), "invalid names are never allowed");
+        for (name, allowed, why) in [
+            ("db-password", true, "listed"),
+            ("DB-Password", true, "Key Vault names are case-insensitive"),
+            ("app-key", true, "under a listed prefix"),
+            ("app-", true, "the prefix itself"),
+            ("db-password2", false, "a name is exact, not a prefix"),
+            ("db", false, "shorter than a listed name"),
+            ("ap", false, "shorter than a prefix"),
+            ("other", false, "not listed"),
+            ("app-../x", false, "invalid names are never allowed"),
+        ] {
+            assert_eq!(list.allows(name), allowed, "{name}: {why}");
+        }
     }
 
     #[test]

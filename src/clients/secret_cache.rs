@@ -285,28 +285,33 @@ mod tests {
         }
     }
 
+    /// A read that must succeed; on a miss, `value` is fetched and counted in `calls`.
+    async fn read(
+        cache: &SecretCache,
+        name: &str,
+        version: Option<&str>,
+        calls: &Arc<AtomicUsize>,
+        value: &'static str,
+    ) -> CachedSecret {
+        cache
+            .get_with(name, version, counting(calls, Ok(value)))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
     async fn latest_reads_are_served_from_memory_until_the_ttl_passes() {
         let cache = SecretCache::new(Duration::from_secs(60));
         let calls = Arc::new(AtomicUsize::new(0));
-        let first = cache
-            .get_with("db", None, counting(&calls, Ok("v1")))
-            .await
-            .unwrap();
+        let first = read(&cache, "db", None, &calls, "v1").await;
         assert_eq!(first.age, None);
         tokio::time::advance(Duration::from_secs(59)).await;
-        let cached = cache
-            .get_with("DB", None, counting(&calls, Ok("v2")))
-            .await
-            .unwrap();
+        let cached = read(&cache, "DB", None, &calls, "v2").await;
         assert_eq!(cached.secret.value.expose(), "v1");
         assert!(cached.age.unwrap() >= Duration::from_secs(59));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         tokio::time::advance(Duration::from_secs(1)).await;
-        let refreshed = cache
-            .get_with("db", None, counting(&calls, Ok("v2")))
-            .await
-            .unwrap();
+        let refreshed = read(&cache, "db", None, &calls, "v2").await;
         assert_eq!(refreshed.secret.value.expose(), "v2");
         assert_eq!(refreshed.age, None);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -317,19 +322,16 @@ mod tests {
         let cache = SecretCache::new(Duration::from_secs(60));
         let calls = Arc::new(AtomicUsize::new(0));
         let version = Some("0123456789ABCDEF0123456789abcdef");
-        cache
-            .get_with("db", version, counting(&calls, Ok("v1")))
-            .await
-            .unwrap();
+        read(&cache, "db", version, &calls, "v1").await;
         tokio::time::advance(Duration::from_secs(3600)).await;
-        let again = cache
-            .get_with(
-                "db",
-                Some("0123456789abcdef0123456789abcdef"),
-                counting(&calls, Ok("x")),
-            )
-            .await
-            .unwrap();
+        let again = read(
+            &cache,
+            "db",
+            Some("0123456789abcdef0123456789abcdef"),
+            &calls,
+            "x",
+        )
+        .await;
         assert_eq!(again.secret.value.expose(), "v1");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
@@ -376,10 +378,7 @@ mod tests {
                 .is_err()
         );
         assert!(cache.is_empty());
-        let ok = cache
-            .get_with("db", None, counting(&calls, Ok("v1")))
-            .await
-            .unwrap();
+        let ok = read(&cache, "db", None, &calls, "v1").await;
         assert_eq!(ok.secret.value.expose(), "v1");
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
@@ -389,38 +388,20 @@ mod tests {
         let cache = SecretCache::with_capacity(Duration::from_secs(60), 2);
         let calls = Arc::new(AtomicUsize::new(0));
         let pinned = Some("0123456789abcdef0123456789abcdef");
-        cache
-            .get_with("a", pinned, counting(&calls, Ok("a")))
-            .await
-            .unwrap();
-        cache
-            .get_with("b", None, counting(&calls, Ok("b")))
-            .await
-            .unwrap();
+        read(&cache, "a", pinned, &calls, "a").await;
+        read(&cache, "b", None, &calls, "b").await;
         tokio::time::advance(Duration::from_secs(61)).await;
         // b expired: it goes, a (pinned) stays.
-        cache
-            .get_with("c", pinned, counting(&calls, Ok("c")))
-            .await
-            .unwrap();
+        read(&cache, "c", pinned, &calls, "c").await;
         assert_eq!(cache.len(), 2);
         tokio::time::advance(Duration::from_secs(1)).await;
-        cache
-            .get_with("a", pinned, counting(&calls, Ok("x")))
-            .await
-            .unwrap();
+        read(&cache, "a", pinned, &calls, "x").await;
         assert_eq!(calls.load(Ordering::SeqCst), 3, "a was still cached");
         tokio::time::advance(Duration::from_secs(1)).await;
         // Full of fresh entries: c, used least recently, goes.
-        cache
-            .get_with("d", pinned, counting(&calls, Ok("d")))
-            .await
-            .unwrap();
+        read(&cache, "d", pinned, &calls, "d").await;
         assert_eq!(cache.len(), 2);
-        let c = cache
-            .get_with("c", pinned, counting(&calls, Ok("c2")))
-            .await
-            .unwrap();
+        let c = read(&cache, "c", pinned, &calls, "c2").await;
         assert_eq!(c.secret.value.expose(), "c2");
     }
 

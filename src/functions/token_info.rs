@@ -346,6 +346,17 @@ mod tests {
         assert_eq!(error.setting, RESOURCES_SETTING);
     }
 
+    /// The identity check's outcome, a refusal as its status.
+    fn checked(
+        policy: &TokenInfoPolicy,
+        identity: UserAssignedId,
+        default: &IdentitySelector,
+    ) -> Result<(), u16> {
+        policy
+            .check_identity(&identity, default)
+            .map_err(|error| error.status())
+    }
+
     #[test]
     fn only_listed_identities_or_the_default_one_may_be_named() {
         let rid = format!(
@@ -359,15 +370,17 @@ mod tests {
         )
         .unwrap();
         let system = IdentitySelector::SystemAssigned;
-        assert!(
-            policy
-                .check_identity(&UserAssignedId::ClientId(CLIENT.to_uppercase()), &system)
-                .is_ok()
+        assert_eq!(
+            checked(
+                &policy,
+                UserAssignedId::ClientId(CLIENT.to_uppercase()),
+                &system
+            ),
+            Ok(())
         );
-        assert!(
-            policy
-                .check_identity(&UserAssignedId::ResourceId(rid.clone()), &system)
-                .is_ok()
+        assert_eq!(
+            checked(&policy, UserAssignedId::ResourceId(rid.clone()), &system),
+            Ok(())
         );
         let other = "00000000-0000-4000-8000-00000000c001";
         let error = policy
@@ -381,24 +394,17 @@ mod tests {
         // Unset: only the default identity, named by the same kind of id.
         let unset = TokenInfoPolicy::parse(None, None, None, &[]).unwrap();
         let default = IdentitySelector::UserAssigned(UserAssignedId::ClientId(CLIENT.into()));
-        assert!(
-            unset
-                .check_identity(&UserAssignedId::ClientId(CLIENT.into()), &default)
-                .is_ok()
+        assert_eq!(
+            checked(&unset, UserAssignedId::ClientId(CLIENT.into()), &default),
+            Ok(())
         );
         assert_eq!(
-            unset
-                .check_identity(&UserAssignedId::ObjectId(CLIENT.into()), &default)
-                .unwrap_err()
-                .status(),
-            403
+            checked(&unset, UserAssignedId::ObjectId(CLIENT.into()), &default),
+            Err(403)
         );
         assert_eq!(
-            unset
-                .check_identity(&UserAssignedId::ClientId(CLIENT.into()), &system)
-                .unwrap_err()
-                .status(),
-            403
+            checked(&unset, UserAssignedId::ClientId(CLIENT.into()), &system),
+            Err(403)
         );
         for malformed in [
             "x",
@@ -407,11 +413,8 @@ mod tests {
             "",
         ] {
             assert_eq!(
-                unset
-                    .check_identity(&UserAssignedId::ClientId(malformed.into()), &system)
-                    .unwrap_err()
-                    .status(),
-                400,
+                checked(&unset, UserAssignedId::ClientId(malformed.into()), &system),
+                Err(400),
                 "{malformed}"
             );
         }

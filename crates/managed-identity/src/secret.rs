@@ -6,6 +6,23 @@
 
 use std::fmt;
 
+/// `Debug` and `Display` for a secret type that print fixed placeholders, never the value.
+macro_rules! redacted_fmt {
+    ($secret:ty, $debug:literal, $display:literal) => {
+        impl fmt::Debug for $secret {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($debug)
+            }
+        }
+
+        impl fmt::Display for $secret {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($display)
+            }
+        }
+    };
+}
+
 /// An access token. `Debug` and `Display` print a placeholder; [`AccessTokenSecret::expose`] is the
 /// only way to read the value, so every place that sends it somewhere is easy to find.
 #[derive(Clone, PartialEq, Eq)]
@@ -23,17 +40,11 @@ impl AccessTokenSecret {
     }
 }
 
-impl fmt::Debug for AccessTokenSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessTokenSecret(<redacted>)")
-    }
-}
-
-impl fmt::Display for AccessTokenSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted access token>")
-    }
-}
+redacted_fmt!(
+    AccessTokenSecret,
+    "AccessTokenSecret(<redacted>)",
+    "<redacted access token>"
+);
 
 /// The secret an App Service identity endpoint requires in a header (`IDENTITY_HEADER`,
 /// `MSI_SECRET`). It protects against SSRF, so it must never be logged or sent elsewhere.
@@ -52,17 +63,11 @@ impl HeaderSecret {
     }
 }
 
-impl fmt::Debug for HeaderSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("HeaderSecret(<redacted>)")
-    }
-}
-
-impl fmt::Display for HeaderSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted header secret>")
-    }
-}
+redacted_fmt!(
+    HeaderSecret,
+    "HeaderSecret(<redacted>)",
+    "<redacted header secret>"
+);
 
 /// JSON keys whose string values are credentials and must be masked before quoting a body.
 const SECRET_KEYS: &[&str] = &[

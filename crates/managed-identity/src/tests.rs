@@ -38,6 +38,12 @@ fn ok_day(token: &str) -> Result<HttpResponse, TransportError> {
     response(200, &body_at(token, T0 + Duration::hours(24)))
 }
 
+/// The Key Vault token `mi` hands out now (cached or fetched).
+async fn vault_token(mi: &ManagedIdentity) -> String {
+    let token = mi.get_token(VAULT, None).await.unwrap();
+    token.access_token.expose().to_owned()
+}
+
 fn client(id: &str) -> UserAssignedId {
     UserAssignedId::ClientId(id.into())
 }
@@ -46,8 +52,8 @@ fn client(id: &str) -> UserAssignedId {
 
 #[tokio::test]
 async fn app_service_2019_requests_match_the_sdks() {
-    let fake = FakeEndpoint::scripted(vec![Reply::new(200, token_body("tok", later(86400)))]).await;
-    let endpoint = fake.url("/msi/token");
+    let fake = scripted_endpoint(vec![json_reply(200, token_body("tok", later(86400)))]).await;
+    let endpoint = format!("{}/msi/token", fake.base);
     let mi = ManagedIdentity::new(config_from(&[
         (IDENTITY_ENDPOINT, &endpoint),
         (IDENTITY_HEADER, "hdr-secret"),
@@ -64,7 +70,7 @@ async fn app_service_2019_requests_match_the_sdks() {
         .await
         .unwrap();
     let requests = fake.requests();
-    let queries: Vec<&str> = requests.iter().map(|r| r.query()).collect();
+    let queries: Vec<&str> = requests.iter().map(|r| r.query().unwrap_or("")).collect();
     let base = "api-version=2019-08-01&resource=https%3A%2F%2Fvault.azure.net";
     assert_eq!(
         queries,
@@ -88,8 +94,8 @@ async fn app_service_2019_requests_match_the_sdks() {
 
 #[tokio::test]
 async fn legacy_2017_uses_clientid_and_secret_header() {
-    let fake = FakeEndpoint::scripted(vec![Reply::new(200, token_body("tok", later(86400)))]).await;
-    let endpoint = fake.url("/MSI/token/");
+    let fake = scripted_endpoint(vec![json_reply(200, token_body("tok", later(86400)))]).await;
+    let endpoint = format!("{}/MSI/token/", fake.base);
     let mi = ManagedIdentity::new(config_from(&[
         (MSI_ENDPOINT, &endpoint),
         (MSI_SECRET, "msi-secret"),
@@ -112,7 +118,7 @@ async fn legacy_2017_uses_clientid_and_secret_header() {
     assert_eq!(requests[0].path(), "/MSI/token/");
     assert_eq!(
         requests[0].query(),
-        "api-version=2017-09-01&resource=https%3A%2F%2Fvault.azure.net&clientid=c-2"
+        Some("api-version=2017-09-01&resource=https%3A%2F%2Fvault.azure.net&clientid=c-2")
     );
     assert_eq!(requests[0].header("secret"), Some("msi-secret"));
     assert_eq!(requests[0].header("x-identity-header"), None);
@@ -120,7 +126,7 @@ async fn legacy_2017_uses_clientid_and_secret_header() {
 
 #[tokio::test]
 async fn imds_uses_pod_identity_host_and_its_parameter_names() {
-    let fake = FakeEndpoint::scripted(vec![Reply::new(200, token_body("tok", later(86400)))]).await;
+    let fake = scripted_endpoint(vec![json_reply(200, token_body("tok", later(86400)))]).await;
     let mi = ManagedIdentity::new(config_from(&[(
         AZURE_POD_IDENTITY_AUTHORITY_HOST,
         &fake.base,
@@ -142,7 +148,10 @@ async fn imds_uses_pod_identity_host_and_its_parameter_names() {
     .unwrap();
     let requests = fake.requests();
     let base = "api-version=2018-02-01&resource=api%3A%2F%2Fapp-1";
-    let queries: Vec<String> = requests.iter().map(|r| r.query().to_owned()).collect();
+    let queries: Vec<String> = requests
+        .iter()
+        .map(|r| r.query().unwrap_or("").to_owned())
+        .collect();
     assert_eq!(
         queries,
         vec![
@@ -162,12 +171,10 @@ async fn imds_uses_pod_identity_host_and_its_parameter_names() {
 
 #[tokio::test]
 async fn redirects_are_not_followed_and_the_secret_stays_home() {
-    let target =
-        FakeEndpoint::scripted(vec![Reply::new(200, token_body("stolen", later(86400)))]).await;
-    let location = target.url("/steal");
-    let origin =
-        FakeEndpoint::scripted(vec![Reply::new(307, "").header("Location", &location)]).await;
-    let endpoint = origin.url("/msi/token");
+    let target = scripted_endpoint(vec![json_reply(200, token_body("stolen", later(86400)))]).await;
+    let location = format!("{}/steal", target.base);
+    let origin = scripted_endpoint(vec![json_reply(307, "").header("Location", &location)]).await;
+    let endpoint = format!("{}/msi/token", origin.base);
     let mi = ManagedIdentity::new(config_from(&[
         (IDENTITY_ENDPOINT, &endpoint),
         (IDENTITY_HEADER, "hdr-secret"),
@@ -188,14 +195,15 @@ async fn redirects_are_not_followed_and_the_secret_stays_home() {
 
 #[tokio::test]
 async fn unsupported_api_version_falls_back_to_2017_once_and_remembers() {
-    let modern = FakeEndpoint::scripted(vec![Reply::new(
-        400,
+    let modern = scripted_endpoint(vec![json_reply(400,
         r#"{"statusCode":400,"message":"UnsupportedApiVersion: The HTTP resource does not support the API version '2019-08-01'."}"#,
     )])
     .await;
-    let legacy =
-        FakeEndpoint::scripted(vec![Reply::new(200, token_body("tok", later(86400)))]).await;
-    let (modern_url, legacy_url) = (modern.url("/msi/token"), legacy.url("/MSI/token/"));
+    let legacy = scripted_endpoint(vec![json_reply(200, token_body("tok", later(86400)))]).await;
+    let (modern_url, legacy_url) = (
+        format!("{}/msi/token", modern.base),
+        format!("{}/MSI/token/", legacy.base),
+    );
     let mi = ManagedIdentity::new(config_from(&[
         (IDENTITY_ENDPOINT, &modern_url),
         (IDENTITY_HEADER, "hdr-secret"),
@@ -216,12 +224,11 @@ async fn unsupported_api_version_falls_back_to_2017_once_and_remembers() {
 
 #[tokio::test]
 async fn app_service_400_names_source_identity_and_setting() {
-    let fake = FakeEndpoint::scripted(vec![Reply::new(
-        400,
+    let fake = scripted_endpoint(vec![json_reply(400,
         r#"{"statusCode":400,"message":"Unable to load the proper Managed Identity.","correlationId":"corr-1"}"#,
     )])
     .await;
-    let endpoint = fake.url("/msi/token");
+    let endpoint = format!("{}/msi/token", fake.base);
     let mi = ManagedIdentity::new(config_from(&[
         (IDENTITY_ENDPOINT, &endpoint),
         (IDENTITY_HEADER, "hdr-secret"),
@@ -397,23 +404,9 @@ async fn short_tokens_are_refetched_inside_the_five_minute_margin() {
     let mi = scripted(APP, transport.clone());
     mi.get_token(VAULT, None).await.unwrap();
     tokio::time::advance(StdDuration::from_secs(54 * 60)).await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok0"
-    );
+    assert_eq!(vault_token(&mi).await, "tok0");
     tokio::time::advance(StdDuration::from_secs(60)).await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok1"
-    );
+    assert_eq!(vault_token(&mi).await, "tok1");
     assert_eq!(transport.count(), 2);
 }
 
@@ -433,14 +426,7 @@ async fn refresh_ahead_never_blocks_readers_and_runs_once() {
     assert_eq!(transport.count(), 2, "exactly one refresh in flight");
     gate.add_permits(1);
     settle().await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok1"
-    );
+    assert_eq!(vault_token(&mi).await, "tok1");
     assert_eq!(transport.count(), 2);
 }
 
@@ -456,36 +442,15 @@ async fn failed_refresh_serves_the_cached_token_and_backs_off() {
     let mi = scripted(APP, transport.clone());
     mi.get_token(VAULT, None).await.unwrap();
     tokio::time::advance(StdDuration::from_secs(12 * 3600 + 1)).await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok0"
-    );
+    assert_eq!(vault_token(&mi).await, "tok0");
     settle().await;
     assert_eq!(transport.count(), 2);
     tokio::time::advance(StdDuration::from_secs(29)).await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok0"
-    );
+    assert_eq!(vault_token(&mi).await, "tok0");
     settle().await;
     assert_eq!(transport.count(), 2, "retried inside the back-off");
     tokio::time::advance(StdDuration::from_secs(2)).await;
-    assert_eq!(
-        mi.get_token(VAULT, None)
-            .await
-            .unwrap()
-            .access_token
-            .expose(),
-        "tok0"
-    );
+    assert_eq!(vault_token(&mi).await, "tok0");
     settle().await;
     assert_eq!(transport.count(), 3);
     // Inside the 5-minute margin the old token is never handed out.

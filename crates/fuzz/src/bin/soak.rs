@@ -297,13 +297,13 @@ async fn worker(shared: Arc<Shared>, id: usize) {
         n += 1;
         let pick = rng.below(100);
         let base = &shared.base;
-        let key = &shared.key;
+        let client = &shared.client;
+        // A function's URL with the function key, as the host's callers send it.
+        let keyed = |path: &str| format!("{base}/api/{path}?code={}", shared.key);
         let (function, request, blob) = match pick {
             0..=29 => (
                 Function::GetSecret,
-                shared
-                    .client
-                    .get(format!("{base}/api/secrets/demo-secret?code={key}")),
+                client.get(keyed("secrets/demo-secret")),
                 None,
             ),
             30..=44 => {
@@ -311,9 +311,8 @@ async fn worker(shared: Arc<Shared>, id: usize) {
                 let body = format!("soak {id} {n} {}", rng.below(1 << 40));
                 (
                     Function::WriteBlob,
-                    shared
-                        .client
-                        .put(format!("{base}/api/blobs/demo/{name}?code={key}"))
+                    client
+                        .put(keyed(&format!("blobs/demo/{name}")))
                         .header("Content-Type", "text/plain")
                         .body(body.clone()),
                     Some((name, body)),
@@ -323,9 +322,7 @@ async fn worker(shared: Arc<Shared>, id: usize) {
                 let name = written[rng.below(written.len() as u64) as usize].clone();
                 (
                     Function::ReadBlob,
-                    shared
-                        .client
-                        .get(format!("{base}/api/blobs/demo/{name}?code={key}")),
+                    client.get(keyed(&format!("blobs/demo/{name}"))),
                     Some((name, String::new())),
                 )
             }
@@ -337,34 +334,22 @@ async fn worker(shared: Arc<Shared>, id: usize) {
                 };
                 (
                     Function::TokenInfo,
-                    shared
-                        .client
-                        .get(format!("{base}/api/token?code={key}{resource}")),
+                    client.get(keyed("token") + resource),
                     None,
                 )
             }
-            75..=84 => (
-                Function::CallApi,
-                shared
-                    .client
-                    .get(format!("{base}/api/call/whoami?code={key}")),
-                None,
-            ),
+            75..=84 => (Function::CallApi, client.get(keyed("call/whoami")), None),
             85..=97 => {
                 let token = shared.whoami_token.read().unwrap().clone();
                 (
                     Function::Whoami,
-                    shared
-                        .client
-                        .get(format!("{base}/api/whoami"))
-                        .bearer_auth(token),
+                    client.get(format!("{base}/api/whoami")).bearer_auth(token),
                     None,
                 )
             }
             _ => (
                 Function::RefreshTokens,
-                shared
-                    .client
+                client
                     .post(format!("{base}/admin/functions/RefreshTokens"))
                     .header("x-functions-key", &shared.master)
                     .header("Content-Type", "application/json")
@@ -1222,27 +1207,21 @@ fn fault_row(window: &Window, records: &[Record], until: Duration) -> Value {
         .map(|r| r.finished)
         .min()
         .map(|t| (t.saturating_sub(window.end)).as_millis() as u64);
+    // An answer that is one of the errors the fault documents for an affected function.
+    let fault_error = |r: &Record| {
+        affected(r.function)
+            && !r.overloaded
+            && window.fault.documented(r.function).contains(&r.status)
+    };
     let failing_after = records
         .iter()
-        .filter(|r| {
-            r.started >= window.end
-                && r.started <= until
-                && affected(r.function)
-                && !r.overloaded
-                && window.fault.documented(r.function).contains(&r.status)
-        })
+        .filter(|r| r.started >= window.end && r.started <= until && fault_error(r))
         .count();
     // How long callers kept seeing the fault's errors, from its start (for an instant fault such
     // as the SIGKILL this is the outage).
     let last_error_ms = records
         .iter()
-        .filter(|r| {
-            r.finished >= window.start
-                && r.started <= until
-                && affected(r.function)
-                && !r.overloaded
-                && window.fault.documented(r.function).contains(&r.status)
-        })
+        .filter(|r| r.finished >= window.start && r.started <= until && fault_error(r))
         .map(|r| r.finished.saturating_sub(window.start).as_millis() as u64)
         .max();
     json!({

@@ -30,13 +30,7 @@ impl Fetcher {
         issued: OffsetDateTime,
     ) -> Result<(ParsedToken, SourceKind), IdentityError> {
         if let Some(legacy) = legacy.filter(|_| self.use_legacy.load(Ordering::Acquire)) {
-            let http = legacy::request(&legacy.endpoint, &legacy.secret, request)?;
-            let kind = SourceKind::AppService2017;
-            return Ok((
-                self.fetch_http(kind, &http, request, started, issued)
-                    .await?,
-                kind,
-            ));
+            return self.fetch_legacy(legacy, request, started, issued).await;
         }
         let kind = SourceKind::AppService2019;
         let http = app_service::request(endpoint, header, request);
@@ -57,13 +51,7 @@ impl Fetcher {
             );
             self.use_legacy.store(true, Ordering::Release);
             self.check_supported(request.identity)?;
-            let http = legacy::request(&legacy.endpoint, &legacy.secret, request)?;
-            let kind = SourceKind::AppService2017;
-            return Ok((
-                self.fetch_http(kind, &http, request, started, issued)
-                    .await?,
-                kind,
-            ));
+            return self.fetch_legacy(legacy, request, started, issued).await;
         }
         let parsed = status::interpret(
             kind,
@@ -74,6 +62,22 @@ impl Fetcher {
             request,
             issued,
         )?;
+        Ok((parsed, kind))
+    }
+
+    /// A token from the legacy 2017-09-01 endpoint.
+    async fn fetch_legacy(
+        &self,
+        legacy: &LegacyEndpoint,
+        request: TokenRequest<'_>,
+        started: Instant,
+        issued: OffsetDateTime,
+    ) -> Result<(ParsedToken, SourceKind), IdentityError> {
+        let http = legacy::request(&legacy.endpoint, &legacy.secret, request)?;
+        let kind = SourceKind::AppService2017;
+        let parsed = self
+            .fetch_http(kind, &http, request, started, issued)
+            .await?;
         Ok((parsed, kind))
     }
 }

@@ -5,7 +5,7 @@
 
 use url::Url;
 
-use super::{TokenRequest, selector_query, with_query};
+use super::{TokenRequest, selector_url};
 use crate::secret::HeaderSecret;
 use crate::transport::{HeaderText, HttpRequest};
 
@@ -18,13 +18,9 @@ pub(crate) fn request(
     header: &HeaderSecret,
     request: TokenRequest<'_>,
 ) -> HttpRequest {
-    let pairs = selector_query(
-        API_VERSION,
-        &request,
-        ["client_id", "principal_id", "mi_res_id"],
-    );
+    let names = ["client_id", "principal_id", "mi_res_id"];
     HttpRequest {
-        url: with_query(endpoint, &pairs),
+        url: selector_url(endpoint, API_VERSION, &request, names),
         headers: vec![
             ("x-identity-header", HeaderText::Secret(header.clone())),
             ("metadata", HeaderText::Plain("true")),

@@ -5,20 +5,16 @@
 
 use url::Url;
 
-use super::{TokenRequest, selector_query, with_query};
+use super::{TokenRequest, selector_url};
 use crate::transport::{HeaderText, HttpRequest};
 
 const API_VERSION: &str = "2018-02-01";
 
 /// The request: `client_id` / `object_id` / `msi_res_id`, `Metadata: true`.
 pub(crate) fn request(endpoint: &Url, request: TokenRequest<'_>) -> HttpRequest {
-    let pairs = selector_query(
-        API_VERSION,
-        &request,
-        ["client_id", "object_id", "msi_res_id"],
-    );
+    let names = ["client_id", "object_id", "msi_res_id"];
     HttpRequest {
-        url: with_query(endpoint, &pairs),
+        url: selector_url(endpoint, API_VERSION, &request, names),
         headers: vec![("metadata", HeaderText::Plain("true"))],
     }
 }

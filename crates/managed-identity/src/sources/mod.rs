@@ -289,13 +289,15 @@ fn with_query(endpoint: &Url, pairs: &[(&str, &str)]) -> Url {
     url
 }
 
-/// `api-version`, `resource` and the user-assigned selector, spelled as the source spells it:
-/// `names` are its parameters for a client id, an object id and a resource id, in that order.
-fn selector_query<'a>(
-    api_version: &'a str,
-    request: &TokenRequest<'a>,
+/// `endpoint` with the query `api-version`, `resource` and the user-assigned selector, spelled
+/// as the source spells it: `names` are its parameters for a client id, an object id and a
+/// resource id, in that order.
+fn selector_url(
+    endpoint: &Url,
+    api_version: &str,
+    request: &TokenRequest<'_>,
     [client, object, resource]: [&'static str; 3],
-) -> Vec<(&'a str, &'a str)> {
+) -> Url {
     let mut pairs = vec![("api-version", api_version), ("resource", request.resource)];
     if let IdentitySelector::UserAssigned(id) = request.identity {
         let name = match id {
@@ -305,7 +307,7 @@ fn selector_query<'a>(
         };
         pairs.push((name, id.value()));
     }
-    pairs
+    with_query(endpoint, &pairs)
 }
 
 #[cfg(test)]
