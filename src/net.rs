@@ -11,12 +11,14 @@
 //! Every body such a client reads goes through [`read_capped`], so no answer can make the
 //! handler hold more than the caller's limit in memory.
 
-use std::net::IpAddr;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hyper_util::client::proxy::matcher::{Intercept, Matcher};
-use url::{Host, Url};
+use url::Url;
+
+/// The one loopback rule (`localhost`, `*.localhost`, 127.0.0.0/8, `::1`, IPv4-mapped 127.x),
+/// owned by the identity crate, whose endpoints live there too.
+pub use managed_identity::is_loopback;
 
 /// The proxy rule for clients that carry tokens: the environment's proxy for other hosts, none
 /// for `localhost`, `*.localhost`, 127.0.0.0/8 and `::1`. Pass it to
@@ -33,28 +35,6 @@ fn proxy_with(matcher: Matcher) -> reqwest::Proxy {
         let uri: ::http::Uri = url.as_str().parse().ok()?;
         proxy_url(&matcher.intercept(&uri)?)
     })
-}
-
-/// Whether `url` names this machine: 127.0.0.0/8, `::1`, an IPv4-mapped 127.0.0.0/8
-/// (`::ffff:127.0.0.1`), `localhost` or a name under it (`api.localhost`: such names are
-/// reserved for loopback, <https://www.rfc-editor.org/rfc/rfc6761#section-6.3>), in any case
-/// and with or without the root's trailing dot.
-///
-/// The one rule for every caller: the proxy bypass here, plain http allowed only towards
-/// loopback (`AUTH_AUTHORITY`, `DOWNSTREAM_API_URL`), and Key Vault's challenge-resource check
-/// skipped only for a loopback vault (the local emulator).
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(Host::Ipv6(ip)) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Some(Host::Domain(name)) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            name == "localhost" || name.ends_with(".localhost")
-        }
-        None => false,
-    }
 }
 
 /// Why [`read_capped`] returned no body.

@@ -2,7 +2,7 @@
 //! from the process environment directly) into a typed, validated configuration.
 
 use reqwest::header::HeaderValue;
-use url::{Host, Url};
+use url::Url;
 
 use super::error::IdentityConfigError;
 use super::retry::RetryPolicy;
@@ -407,23 +407,12 @@ fn endpoint_url(
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("it must not contain a query or fragment".into()));
     }
-    if !is_local_host(&host) {
+    if !crate::loopback::is_local_host(&host) {
         warnings.push(format!(
             "{variable} points at {host}, which is neither loopback nor link-local; identity requests (and their secret header) go there"
         ));
     }
     Ok(url)
-}
-
-fn is_local_host(host: &Host<&str>) -> bool {
-    match host {
-        Host::Domain(name) => {
-            let name = name.to_ascii_lowercase();
-            name == "localhost" || name.ends_with(".localhost")
-        }
-        Host::Ipv4(ip) => ip.is_loopback() || ip.is_link_local(),
-        Host::Ipv6(ip) => ip.is_loopback() || (ip.segments()[0] & 0xffc0) == 0xfe80,
-    }
 }
 
 fn header_secret(

@@ -86,6 +86,7 @@ mod error;
 pub mod error_chain;
 mod expiry;
 mod lifetime;
+mod loopback;
 mod retry;
 mod retry_after;
 mod scope;
@@ -112,6 +113,7 @@ pub use error::{CliFailure, IdentityConfigError, IdentityError, ServiceDetail};
 /// The parsers of what an identity endpoint answers, public so that `crates/fuzz` can throw
 /// generated input at them; the credential reaches them the same way.
 pub use expiry::{parse_expires_on, parse_seconds};
+pub use loopback::{is_loopback, is_loopback_host};
 pub use retry::RetryPolicy;
 pub use retry_after::{RetryAfter, parse_retry_after};
 pub use scope::{MAX_SCOPE_LEN, is_app_id, normalize_scope};
