@@ -6,8 +6,7 @@ use serde_json::json;
 #[tokio::test]
 async fn app_service_2019_serves_system_and_every_selector() {
     let emu = Emu::start(&[]);
-    let system = emu.app_service(&[], VAULT).await;
-    assert_eq!(system.status, 200, "{}", system.body);
+    let system = emu.app_service(&[], VAULT).await.ok();
     assert_eq!(system.json["token_type"], "Bearer");
     assert_eq!(system.json["resource"], VAULT);
     assert_eq!(system.json["client_id"], SYSTEM_CLIENT);
@@ -59,8 +58,7 @@ async fn app_service_2019_serves_system_and_every_selector() {
 #[tokio::test]
 async fn legacy_2017_uses_the_secret_header_and_clientid() {
     let emu = Emu::start(&[]);
-    let system = emu.legacy(&[], VAULT).await;
-    assert_eq!(system.status, 200, "{}", system.body);
+    let system = emu.legacy(&[], VAULT).await.ok();
     assert_eq!(system.claims()["oid"], SYSTEM_OBJECT);
     assert!(
         system.json["expires_on"]
@@ -89,8 +87,7 @@ async fn legacy_2017_uses_the_secret_header_and_clientid() {
 #[tokio::test]
 async fn imds_serves_system_and_its_selectors_with_the_extra_fields() {
     let emu = Emu::start(&[]);
-    let system = emu.imds(&[], VAULT).await;
-    assert_eq!(system.status, 200, "{}", system.body);
+    let system = emu.imds(&[], VAULT).await.ok();
     assert_eq!(system.json["refresh_token"], "");
     let expires_in: i64 = system.json["expires_in"].as_str().unwrap().parse().unwrap();
     let not_before: i64 = system.json["not_before"].as_str().unwrap().parse().unwrap();

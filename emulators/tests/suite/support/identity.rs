@@ -48,6 +48,13 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Checks the answer is a 200 (showing the body when not) and hands it back.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.status, 200, "{}", self.body);
+        self
+    }
+
     /// The claims of the `access_token` in the body (decoded, not verified).
     pub fn claims(&self) -> Value {
         decode_claims(self.json["access_token"].as_str().expect("access_token"))
