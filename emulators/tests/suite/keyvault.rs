@@ -117,8 +117,7 @@ async fn requests_without_a_token_get_the_key_vault_challenge() {
 
 #[tokio::test]
 async fn latest_version_with_and_without_trailing_slash() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
     let (status, headers, with_slash) =
         get(&f, &format!("/secrets/demo-secret/?{API}"), Some(&token)).await;
     assert_eq!(status, 200, "{with_slash}");
@@ -147,8 +146,7 @@ async fn latest_version_with_and_without_trailing_slash() {
 
 #[tokio::test]
 async fn names_are_case_insensitive_and_host_header_shapes_the_id() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
     let response = f
         .client
         .get(f.vault.url(&format!("/secrets/DEMO-Secret/?{API}")))
@@ -168,8 +166,7 @@ async fn names_are_case_insensitive_and_host_header_shapes_the_id() {
 
 #[tokio::test]
 async fn get_by_version_and_list_versions() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
     let (status, _, first) = get(
         &f,
         &format!("/secrets/demo-secret/{DEMO_V1}?{API}"),
@@ -209,8 +206,7 @@ async fn get_by_version_and_list_versions() {
 
 #[tokio::test]
 async fn set_creates_versions_that_can_be_read_back() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(WRITER_OID);
+    let (f, token) = Fixture::standard_with_token(WRITER_OID).await;
     let body = json!({"value": "s3cr3t", "contentType": "text/plain", "tags": {"a": "b"}});
     let (status, _, created) = put(
         &f,
@@ -266,8 +262,7 @@ async fn set_creates_versions_that_can_be_read_back() {
 
 #[tokio::test]
 async fn missing_secrets_and_versions_are_secret_not_found() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(WRITER_OID);
+    let (f, token) = Fixture::standard_with_token(WRITER_OID).await;
     let (status, headers, body) = get(&f, &format!("/secrets/nope/?{API}"), Some(&token)).await;
     assert_eq!(status, 404);
     assert_json(&headers);
@@ -464,8 +459,7 @@ async fn unknown_kid_triggers_one_refetch() {
 
 #[tokio::test]
 async fn bad_names_and_missing_api_version_are_400() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(WRITER_OID);
+    let (f, token) = Fixture::standard_with_token(WRITER_OID).await;
     let too_long = "a".repeat(128);
     for name in ["bad_name", "bad.name", too_long.as_str(), "%41bc"] {
         let (status, headers, body) =
@@ -504,8 +498,7 @@ async fn bad_names_and_missing_api_version_are_400() {
 
 #[tokio::test]
 async fn faults_apply_fifo_to_authenticated_requests() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
     let path = format!("/secrets/demo-secret/?{API}");
     let (status, queued) =
         queue_fault(&f, json!({"status": 429, "retry_after": "1", "times": 2})).await;
@@ -548,8 +541,7 @@ async fn faults_apply_fifo_to_authenticated_requests() {
 
 #[tokio::test]
 async fn requests_are_counted_without_values_or_tokens() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
     get(&f, "/secrets/demo-secret/?api-version=7.6", None).await;
     get(&f, "/secrets/demo-secret/?api-version=7.6", Some(&token)).await;
     get(&f, "/secrets/locked-secret?api-version=7.6", Some(&token)).await;
@@ -595,8 +587,7 @@ async fn requests_are_counted_without_values_or_tokens() {
 
 #[tokio::test]
 async fn logs_name_the_caller_but_never_values_or_tokens() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(WRITER_OID);
+    let (f, token) = Fixture::standard_with_token(WRITER_OID).await;
     put(
         &f,
         &format!("/secrets/app-logged?{API}"),
@@ -670,8 +661,7 @@ fn invalid_config_fails_fast_with_a_message() {
 
 #[tokio::test]
 async fn unsupported_operations_and_oversized_bodies_are_refused() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(WRITER_OID);
+    let (f, token) = Fixture::standard_with_token(WRITER_OID).await;
     let delete = f
         .client
         .delete(f.vault.url(&format!("/secrets/app-x?{API}")))
@@ -696,8 +686,7 @@ async fn unsupported_operations_and_oversized_bodies_are_refused() {
 
 #[tokio::test]
 async fn slow_and_reset_faults() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
     let path = format!("/secrets/demo-secret/?{API}");
     let (status, _) = queue_fault(&f, json!({"delay_ms": 300})).await;
     assert_eq!(status, 200);
