@@ -166,22 +166,15 @@ async fn json_mode_payload_has_the_hosts_shape() {
         .as_str()
         .unwrap();
     assert!(line.contains(&format!("[Echo {id}] echo done")), "{line}");
-    let listening = emulator.wait_for_stdout("fake handler listening").await;
+    emulator
+        .assert_stdout("fake handler listening", &["INFO", "[handler]"])
+        .await;
+    emulator.assert_stdout("stderr warn line", &["WARN"]).await;
+    emulator
+        .assert_stdout("stderr plain line", &["ERROR"])
+        .await;
     assert!(
-        listening.contains("INFO") && listening.contains("[handler]"),
-        "{listening}"
-    );
-    let warn = emulator.wait_for_stdout("stderr warn line").await;
-    assert!(warn.contains("WARN"), "{warn}");
-    let error = emulator.wait_for_stdout("stderr plain line").await;
-    assert!(error.contains("ERROR"), "{error}");
-    assert!(
-        !emulator
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(&key)),
+        !emulator.logged_any(|l| l.contains(&key)),
         "a key was logged"
     );
 }
@@ -282,19 +275,13 @@ async fn handler_answers_are_mapped_like_the_host() {
     assert_eq!(failed[0]["status"], "failed");
     assert_eq!(failed[0]["logs"], json!([]));
     assert!(failed[0]["error"].as_str().unwrap().contains("500"));
-    let reason = emulator.wait_for_stdout("Executed 'Fail'").await;
-    assert!(
-        reason.contains("Response status code does not indicate success: 500 ("),
-        "{reason}"
-    );
-    assert!(
-        !emulator
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("must be dropped"))
-    );
+    emulator
+        .assert_stdout(
+            "Executed 'Fail'",
+            &["Response status code does not indicate success: 500 ("],
+        )
+        .await;
+    assert!(!emulator.logged_any(|l| l.contains("must be dropped")));
 
     let response = get("/api/TextReply").await.unwrap();
     assert_eq!(response.status(), 500);
@@ -434,12 +421,7 @@ async fn keys_are_enforced_like_azure() {
     assert_eq!(response.status(), 404);
 
     assert!(
-        !emulator
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(&function_key) || l.contains(&master_key)),
+        !emulator.logged_any(|l| l.contains(&function_key) || l.contains(&master_key)),
         "a key was logged"
     );
 }
@@ -503,8 +485,9 @@ async fn setting_references_are_resolved_or_the_function_is_refused() {
             .unwrap()
             .contains("EMU_TEST_UNSET_SETTING")
     );
-    let line = emulator.wait_for_stdout("'Broken' not indexed").await;
-    assert!(line.contains("EMU_TEST_UNSET_SETTING"), "{line}");
+    emulator
+        .assert_stdout("'Broken' not indexed", &["EMU_TEST_UNSET_SETTING"])
+        .await;
 
     let echo = emulator.ready["functions"]
         .as_array()
@@ -674,13 +657,12 @@ async fn timers_fire_on_schedule_and_on_startup() {
             .ends_with("-01-01T00:00:00+00:00")
     );
 
-    let line = emulator.wait_for_stdout("timer tick fired").await;
-    assert!(line.contains("[Tick "), "{line}");
-    let summary = emulator.wait_for_stdout("Executed 'Tick'").await;
-    assert!(
-        summary.contains("timer") && summary.contains("succeeded"),
-        "{summary}"
-    );
+    emulator
+        .assert_stdout("timer tick fired", &["[Tick "])
+        .await;
+    emulator
+        .assert_stdout("Executed 'Tick'", &["timer", "succeeded"])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -302,6 +302,20 @@ impl Emulator {
         }
     }
 
+    /// Waits for the stdout line holding `needle` and checks it holds every one of `parts` too.
+    pub async fn assert_stdout(&self, needle: &str, parts: &[&str]) -> String {
+        let line = self.wait_for_stdout(needle).await;
+        for part in parts {
+            assert!(line.contains(part), "{part:?} missing from {line}");
+        }
+        line
+    }
+
+    /// Whether any stdout line so far satisfies `matches` (used to prove a key or secret was never logged).
+    pub fn logged_any(&self, matches: impl Fn(&str) -> bool) -> bool {
+        self.stdout.lock().unwrap().iter().any(|l| matches(l))
+    }
+
     /// Sends a signal to the emulator.
     pub fn signal(&self, signal: i32) {
         let pid = self.child.id().expect("running") as i32;
