@@ -247,6 +247,19 @@ impl Emulator {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// `method` on `path`, with headers and body set by `build`; a transport error fails the test.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> reqwest::Response {
+        build(self.client.request(method, self.url(path)))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `GET /_emulator/invocations`.
     pub async fn invocations(&self) -> Vec<Value> {
         let response = self.get("/_emulator/invocations").await;
