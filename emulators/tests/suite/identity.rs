@@ -10,13 +10,7 @@ async fn app_service_2019_serves_system_and_every_selector() {
     assert_eq!(system.json["token_type"], "Bearer");
     assert_eq!(system.json["resource"], VAULT);
     assert_eq!(system.json["client_id"], SYSTEM_CLIENT);
-    assert!(
-        system.json["expires_on"]
-            .as_str()
-            .unwrap()
-            .parse::<i64>()
-            .is_ok()
-    );
+    assert!(system.expires_on_is_epoch_string());
     assert!(system.json.get("expires_in").is_none());
     let claims = system.claims();
     assert_eq!(claims["oid"], SYSTEM_OBJECT);
@@ -60,14 +54,7 @@ async fn legacy_2017_uses_the_secret_header_and_clientid() {
     let emu = Emu::start(&[]);
     let system = emu.legacy(&[], VAULT).await.ok();
     assert_eq!(system.claims()["oid"], SYSTEM_OBJECT);
-    assert!(
-        system.json["expires_on"]
-            .as_str()
-            .unwrap()
-            .parse::<i64>()
-            .is_ok(),
-        "default epoch string"
-    );
+    assert!(system.expires_on_is_epoch_string(), "default epoch string");
     let user = emu.legacy(&[("clientid", USER_CLIENT)], VAULT).await;
     assert_eq!(user.status, 200, "{}", user.body);
     assert_eq!(user.claims()["oid"], USER_OBJECT);
@@ -195,12 +182,9 @@ async fn system_identity_absent_means_400_without_selector() {
         emu.imds(&[], VAULT).await.json["error_description"],
         "Identity not found"
     );
-    assert_eq!(
-        emu.app_service(&[("client_id", USER_CLIENT)], VAULT)
-            .await
-            .status,
-        200
-    );
+    emu.app_service(&[("client_id", USER_CLIENT)], VAULT)
+        .await
+        .ok();
 }
 
 #[tokio::test]

@@ -55,6 +55,13 @@ impl Answer {
         self
     }
 
+    /// Whether `expires_on` is a string holding whole epoch seconds (the default format).
+    pub fn expires_on_is_epoch_string(&self) -> bool {
+        self.json["expires_on"]
+            .as_str()
+            .is_some_and(|text| text.parse::<i64>().is_ok())
+    }
+
     /// The claims of the `access_token` in the body (decoded, not verified).
     pub fn claims(&self) -> Value {
         decode_claims(self.json["access_token"].as_str().expect("access_token"))
