@@ -6,10 +6,23 @@ use std::os::unix::fs::PermissionsExt;
 use crate::support::host::{
     Emulator, app_root, echo_app, handler_port, host_json, http_function, timer_function,
 };
+use reqwest::Method;
 use serde_json::{Value, json};
 
 fn is_guid(text: &str) -> bool {
     uuid::Uuid::parse_str(text).is_ok()
+}
+
+/// An app root holding `functions` under `host`, and an emulator started on it with `args`; the
+/// directory is returned so it lives as long as the emulator.
+async fn start_app(
+    host: &Value,
+    functions: &[(&str, Value)],
+    args: &[&str],
+) -> (tempfile::TempDir, Emulator) {
+    let app = app_root(host, functions);
+    let emulator = Emulator::start(app.path(), args, &[]).await;
+    (app, emulator)
 }
 
 /// Reads the fake handler's request record (one JSON object per line).
@@ -43,16 +56,14 @@ async fn json_mode_payload_has_the_hosts_shape() {
     let emulator = Emulator::start(app.path(), &[], &[("FAKE_INHERITED", "yes")]).await;
     let key = emulator.function_key();
     let response = emulator
-        .client
-        .post(emulator.url("/api/ECHO/abc?x=1&x=2&flag=true"))
-        .header("x-functions-key", &key)
-        .header("content-type", "application/json")
-        .header("x-multi", "a")
-        .header("x-multi", "b")
-        .body(r#"{"id":1005,"color":"black","nested":{"a":1},"list":[1]}"#)
-        .send()
-        .await
-        .unwrap();
+        .call(Method::POST, "/api/ECHO/abc?x=1&x=2&flag=true", |r| {
+            r.header("x-functions-key", &key)
+                .header("content-type", "application/json")
+                .header("x-multi", "a")
+                .header("x-multi", "b")
+                .body(r#"{"id":1005,"color":"black","nested":{"a":1},"list":[1]}"#)
+        })
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-echo"], "1");
     let echoed: Value = crate::support::host::json_body(response).await;
@@ -166,22 +177,15 @@ async fn json_mode_payload_has_the_hosts_shape() {
         .as_str()
         .unwrap();
     assert!(line.contains(&format!("[Echo {id}] echo done")), "{line}");
-    let listening = emulator.wait_for_stdout("fake handler listening").await;
+    emulator
+        .assert_stdout("fake handler listening", &["INFO", "[handler]"])
+        .await;
+    emulator.assert_stdout("stderr warn line", &["WARN"]).await;
+    emulator
+        .assert_stdout("stderr plain line", &["ERROR"])
+        .await;
     assert!(
-        listening.contains("INFO") && listening.contains("[handler]"),
-        "{listening}"
-    );
-    let warn = emulator.wait_for_stdout("stderr warn line").await;
-    assert!(warn.contains("WARN"), "{warn}");
-    let error = emulator.wait_for_stdout("stderr plain line").await;
-    assert!(error.contains("ERROR"), "{error}");
-    assert!(
-        !emulator
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(&key)),
+        !emulator.logged_any(|l| l.contains(&key)),
         "a key was logged"
     );
 }
@@ -211,24 +215,19 @@ async fn body_is_absent_without_content_and_base64_for_binary() {
     );
 
     let response = emulator
-        .client
-        .post(emulator.url("/api/EchoAnon"))
-        .header("content-type", "application/octet-stream")
-        .body(vec![0u8, 1, 2, 255])
-        .send()
-        .await
-        .unwrap();
+        .call(Method::POST, "/api/EchoAnon", |r| {
+            r.header("content-type", "application/octet-stream")
+                .body(vec![0u8, 1, 2, 255])
+        })
+        .await;
     let echoed: Value = crate::support::host::json_body(response).await;
     assert_eq!(echoed["document"]["Data"]["req"]["Body"], "AAEC/w==");
 
     let response = emulator
-        .client
-        .put(emulator.url("/api/EchoAnon"))
-        .header("content-type", "text/plain")
-        .body("plain text")
-        .send()
-        .await
-        .unwrap();
+        .call(Method::PUT, "/api/EchoAnon", |r| {
+            r.header("content-type", "text/plain").body("plain text")
+        })
+        .await;
     let echoed: Value = crate::support::host::json_body(response).await;
     assert_eq!(echoed["document"]["Data"]["req"]["Body"], "plain text");
     assert_eq!(echoed["document"]["Data"]["req"]["Method"], "PUT");
@@ -248,8 +247,7 @@ async fn handler_answers_are_mapped_like_the_host() {
                 {"type": "http", "direction": "out", "name": "$return"}]}),
         ),
     ];
-    let app = app_root(&host_json(false), &functions);
-    let emulator = Emulator::start(app.path(), &[], &[]).await;
+    let (_app, emulator) = start_app(&host_json(false), &functions, &[]).await;
     let get = |path: &str| emulator.client.get(emulator.url(path)).send();
 
     let response = get("/api/Status?status=201&as=number").await.unwrap();
@@ -282,19 +280,13 @@ async fn handler_answers_are_mapped_like_the_host() {
     assert_eq!(failed[0]["status"], "failed");
     assert_eq!(failed[0]["logs"], json!([]));
     assert!(failed[0]["error"].as_str().unwrap().contains("500"));
-    let reason = emulator.wait_for_stdout("Executed 'Fail'").await;
-    assert!(
-        reason.contains("Response status code does not indicate success: 500 ("),
-        "{reason}"
-    );
-    assert!(
-        !emulator
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("must be dropped"))
-    );
+    emulator
+        .assert_stdout(
+            "Executed 'Fail'",
+            &["Response status code does not indicate success: 500 ("],
+        )
+        .await;
+    assert!(!emulator.logged_any(|l| l.contains("must be dropped")));
 
     let response = get("/api/TextReply").await.unwrap();
     assert_eq!(response.status(), 500);
@@ -409,37 +401,20 @@ async fn keys_are_enforced_like_azure() {
     assert_eq!(code, 200);
     let echoed: Value = serde_json::from_str(&body).unwrap();
     let claims = &echoed["document"]["Data"]["req"]["Identities"][0]["Claims"];
-    assert!(
-        claims
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["Value"] == "Admin")
-    );
-    assert!(
-        claims
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["Value"] == "master")
-    );
+    let claims = claims.as_array().unwrap();
+    for value in ["Admin", "master"] {
+        assert!(
+            claims.iter().any(|c| c["Value"] == value),
+            "{value}: {claims:?}"
+        );
+    }
     assert_eq!(status("/api/EchoAnon".into(), None).await.0, 200);
     // Methods are enforced (anonymous function only allows GET).
-    let response = emulator
-        .client
-        .post(emulator.url("/api/EchoAnon"))
-        .send()
-        .await
-        .unwrap();
+    let response = emulator.call(Method::POST, "/api/EchoAnon", |r| r).await;
     assert_eq!(response.status(), 404);
 
     assert!(
-        !emulator
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(&function_key) || l.contains(&master_key)),
+        !emulator.logged_any(|l| l.contains(&function_key) || l.contains(&master_key)),
         "a key was logged"
     );
 }
@@ -497,14 +472,11 @@ async fn setting_references_are_resolved_or_the_function_is_refused() {
     assert!(!names.contains(&"Broken"), "{names:?}");
     let refused = &emulator.ready["not_indexed"][0];
     assert_eq!(refused["name"], "Broken");
-    assert!(
-        refused["reason"]
-            .as_str()
-            .unwrap()
-            .contains("EMU_TEST_UNSET_SETTING")
-    );
-    let line = emulator.wait_for_stdout("'Broken' not indexed").await;
-    assert!(line.contains("EMU_TEST_UNSET_SETTING"), "{line}");
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(reason.contains("EMU_TEST_UNSET_SETTING"), "{reason}");
+    emulator
+        .assert_stdout("'Broken' not indexed", &["EMU_TEST_UNSET_SETTING"])
+        .await;
 
     let echo = emulator.ready["functions"]
         .as_array()
@@ -538,15 +510,17 @@ async fn forwarding_sends_the_clients_request_and_relays_any_status() {
     let key = emulator.function_key();
 
     let response = emulator
-        .client
-        .post(emulator.url(&format!("/api/FWD/7?status=418&x=1&x=2&code={key}")))
-        .header("content-type", "text/plain")
-        .header("x-custom", "c")
-        .header("user-agent", "test-client/1")
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
+        .call(
+            Method::POST,
+            &format!("/api/FWD/7?status=418&x=1&x=2&code={key}"),
+            |r| {
+                r.header("content-type", "text/plain")
+                    .header("x-custom", "c")
+                    .header("user-agent", "test-client/1")
+                    .body("hello")
+            },
+        )
+        .await;
     assert_eq!(response.status(), 418);
     assert_eq!(response.headers()["x-fake-forwarded"], "1");
     let seen: Value = crate::support::host::json_body(response).await;
@@ -576,12 +550,10 @@ async fn forwarding_sends_the_clients_request_and_relays_any_status() {
 
     // No body without Content-Length > 0.
     let response = emulator
-        .client
-        .get(emulator.url("/api/fwd/8"))
-        .header("x-functions-key", &key)
-        .send()
-        .await
-        .unwrap();
+        .call(Method::GET, "/api/fwd/8", |r| {
+            r.header("x-functions-key", &key)
+        })
+        .await;
     let seen: Value = crate::support::host::json_body(response).await;
     assert_eq!(seen["body"], "");
     assert!(seen["headers"].get("content-length").is_none());
@@ -615,8 +587,7 @@ async fn timers_fire_on_schedule_and_on_startup() {
         ("Tick", timer_function("*/1 * * * * *", false, None)),
         ("Startup", timer_function("0 0 0 1 1 *", true, None)),
     ];
-    let app = app_root(&host_json(false), &functions);
-    let emulator = Emulator::start(app.path(), &[], &[]).await;
+    let (_app, emulator) = start_app(&host_json(false), &functions, &[]).await;
 
     let ticks = emulator
         .wait_for_invocations(2, |i| i["function"] == "Tick")
@@ -648,13 +619,11 @@ async fn timers_fire_on_schedule_and_on_startup() {
 
     // After that run the monitor record moved on; an admin run sees it.
     let response = emulator
-        .client
-        .post(emulator.url("/admin/functions/Startup"))
-        .header("x-functions-key", emulator.master_key())
-        .body(r#"{"input":""}"#)
-        .send()
-        .await
-        .unwrap();
+        .call(Method::POST, "/admin/functions/Startup", |r| {
+            r.header("x-functions-key", emulator.master_key())
+                .body(r#"{"input":""}"#)
+        })
+        .await;
     assert_eq!(response.status(), 202);
     let admin = emulator
         .wait_for_invocations(1, |i| i["function"] == "Startup" && i["trigger"] == "admin")
@@ -667,20 +636,15 @@ async fn timers_fire_on_schedule_and_on_startup() {
         "{last}"
     );
     assert_eq!(status["LastUpdated"], status["Last"]);
-    assert!(
-        status["Next"]
-            .as_str()
-            .unwrap()
-            .ends_with("-01-01T00:00:00+00:00")
-    );
+    let next = status["Next"].as_str().unwrap();
+    assert!(next.ends_with("-01-01T00:00:00+00:00"), "{next}");
 
-    let line = emulator.wait_for_stdout("timer tick fired").await;
-    assert!(line.contains("[Tick "), "{line}");
-    let summary = emulator.wait_for_stdout("Executed 'Tick'").await;
-    assert!(
-        summary.contains("timer") && summary.contains("succeeded"),
-        "{summary}"
-    );
+    emulator
+        .assert_stdout("timer tick fired", &["[Tick "])
+        .await;
+    emulator
+        .assert_stdout("Executed 'Tick'", &["timer", "succeeded"])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -689,8 +653,7 @@ async fn admin_invoke_runs_a_timer_by_hand() {
         ("Manual", timer_function("0 0 0 1 1 *", false, None)),
         ("EchoAnon", http_function("anonymous", None, None)),
     ];
-    let app = app_root(&host_json(false), &functions);
-    let emulator = Emulator::start(app.path(), &["--no-timers"], &[]).await;
+    let (_app, emulator) = start_app(&host_json(false), &functions, &["--no-timers"]).await;
     let post = |path: &str, key: Option<String>| {
         let mut request = emulator
             .client
@@ -740,11 +703,8 @@ async fn admin_invoke_runs_a_timer_by_hand() {
 
     // The ring buffer can be cleared.
     let response = emulator
-        .client
-        .delete(emulator.url("/_emulator/invocations"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::DELETE, "/_emulator/invocations", |r| r)
+        .await;
     assert_eq!(response.status(), 204);
     assert!(emulator.invocations().await.is_empty());
 }
@@ -920,8 +880,7 @@ async fn routes_honour_constraints_catch_alls_and_the_prefix() {
             http_function("anonymous", Some("files/{*path}"), None),
         ),
     ];
-    let app = app_root(&host, &functions);
-    let emulator = Emulator::start(app.path(), &[], &[]).await;
+    let (_app, emulator) = start_app(&host, &functions, &[]).await;
     let get = |path: &str| emulator.client.get(emulator.url(path)).send();
 
     let echoed = crate::support::host::json_body(get("/V1/Items/42").await.unwrap()).await;

@@ -1,6 +1,7 @@
 //! End-to-end tests of `emulators keyvault`: the real binary over HTTPS with real RS256 tokens.
 
 use crate::support::keyvault::*;
+use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use test_kit::jwt::{TestKey, now, with};
@@ -14,6 +15,32 @@ async fn get(f: &Fixture, path: &str, token: Option<&str>) -> (u16, HeaderMap, V
         request = request.bearer_auth(token);
     }
     parts(request.send().await.unwrap()).await
+}
+
+/// `GET /secrets/{rest}` at the current API version, as the holder of `token`.
+async fn get_secret(f: &Fixture, token: &str, rest: &str) -> (u16, HeaderMap, Value) {
+    get(f, &format!("/secrets/{rest}?{API}"), Some(token)).await
+}
+
+/// `PUT /secrets/{rest}` of `body` at the current API version, as the holder of `token`.
+async fn put_secret(f: &Fixture, token: &str, rest: &str, body: &Value) -> (u16, HeaderMap, Value) {
+    put(f, &format!("/secrets/{rest}?{API}"), Some(token), body).await
+}
+
+/// `method` on `path` with headers and body set by `build`, split into status, headers and JSON body.
+async fn call(
+    f: &Fixture,
+    method: Method,
+    path: &str,
+    build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> (u16, HeaderMap, Value) {
+    parts(
+        build(f.client.request(method, f.vault.url(path)))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 async fn put(
@@ -93,32 +120,28 @@ async fn requests_without_a_token_get_the_key_vault_challenge() {
     );
 
     // Python's probe: a PUT with Content-Length 0 but a JSON content type.
-    let probe = f
-        .client
-        .put(f.vault.url(&format!("/secrets/app-x?{API}")))
-        .header("content-type", "application/json")
-        .header("content-length", "0")
-        .send()
-        .await
-        .unwrap();
-    let (status, headers, body) = parts(probe).await;
+    let probe = call(&f, Method::PUT, &format!("/secrets/app-x?{API}"), |r| {
+        r.header("content-type", "application/json")
+            .header("content-length", "0")
+    })
+    .await;
+    let (status, headers, body) = probe;
     assert_challenge(status, &headers, &body);
 
-    let basic = f
-        .client
-        .get(f.vault.url(&format!("/secrets/demo-secret?{API}")))
-        .header("authorization", "Basic dXNlcjpwdw==")
-        .send()
-        .await
-        .unwrap();
-    let (status, headers, body) = parts(basic).await;
+    let basic = call(
+        &f,
+        Method::GET,
+        &format!("/secrets/demo-secret?{API}"),
+        |r| r.header("authorization", "Basic dXNlcjpwdw=="),
+    )
+    .await;
+    let (status, headers, body) = basic;
     assert_challenge(status, &headers, &body);
 }
 
 #[tokio::test]
 async fn latest_version_with_and_without_trailing_slash() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
     let (status, headers, with_slash) =
         get(&f, &format!("/secrets/demo-secret/?{API}"), Some(&token)).await;
     assert_eq!(status, 200, "{with_slash}");
@@ -147,17 +170,18 @@ async fn latest_version_with_and_without_trailing_slash() {
 
 #[tokio::test]
 async fn names_are_case_insensitive_and_host_header_shapes_the_id() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
-    let response = f
-        .client
-        .get(f.vault.url(&format!("/secrets/DEMO-Secret/?{API}")))
-        .header("host", "myvault.vault.azure.net:8443")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    let (status, _, body) = parts(response).await;
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
+    let response = call(
+        &f,
+        Method::GET,
+        &format!("/secrets/DEMO-Secret/?{API}"),
+        |r| {
+            r.header("host", "myvault.vault.azure.net:8443")
+                .bearer_auth(&token)
+        },
+    )
+    .await;
+    let (status, _, body) = response;
     assert_eq!(status, 200, "{body}");
     let id = body["id"].as_str().unwrap();
     assert!(
@@ -168,34 +192,18 @@ async fn names_are_case_insensitive_and_host_header_shapes_the_id() {
 
 #[tokio::test]
 async fn get_by_version_and_list_versions() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
-    let (status, _, first) = get(
-        &f,
-        &format!("/secrets/demo-secret/{DEMO_V1}?{API}"),
-        Some(&token),
-    )
-    .await;
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
+    let (status, _, first) = get_secret(&f, &token, &format!("demo-secret/{DEMO_V1}")).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["value"], "first-value");
     assert_eq!(version_of(&first["id"]), DEMO_V1);
     assert!(first.get("contentType").is_none());
 
     let upper = DEMO_V1.to_ascii_uppercase();
-    let (status, _, same) = get(
-        &f,
-        &format!("/secrets/demo-secret/{upper}?{API}"),
-        Some(&token),
-    )
-    .await;
+    let (status, _, same) = get_secret(&f, &token, &format!("demo-secret/{upper}")).await;
     assert_eq!((status, &same["value"]), (200, &json!("first-value")));
 
-    let (status, _, listing) = get(
-        &f,
-        &format!("/secrets/demo-secret/versions?{API}"),
-        Some(&token),
-    )
-    .await;
+    let (status, _, listing) = get_secret(&f, &token, "demo-secret/versions").await;
     assert_eq!(status, 200, "{listing}");
     let items = listing["value"].as_array().unwrap();
     assert_eq!(items.len(), 2);
@@ -209,16 +217,9 @@ async fn get_by_version_and_list_versions() {
 
 #[tokio::test]
 async fn set_creates_versions_that_can_be_read_back() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(WRITER_OID);
+    let (f, token) = Fixture::standard_with_token(WRITER_OID).await;
     let body = json!({"value": "s3cr3t", "contentType": "text/plain", "tags": {"a": "b"}});
-    let (status, _, created) = put(
-        &f,
-        &format!("/secrets/app-config?{API}"),
-        Some(&token),
-        &body,
-    )
-    .await;
+    let (status, _, created) = put_secret(&f, &token, "app-config", &body).await;
     assert_eq!(status, 200, "{created}");
     assert_eq!(created["value"], "s3cr3t");
     assert_eq!(created["contentType"], "text/plain");
@@ -226,13 +227,8 @@ async fn set_creates_versions_that_can_be_read_back() {
     let first_version = version_of(&created["id"]);
     assert!(is_32_hex(&first_version));
 
-    let (status, _, second) = put(
-        &f,
-        &format!("/secrets/app-config?{API}"),
-        Some(&token),
-        &json!({"value": "rotated"}),
-    )
-    .await;
+    let (status, _, second) =
+        put_secret(&f, &token, "app-config", &json!({"value": "rotated"})).await;
     assert_eq!(status, 200);
     let second_version = version_of(&second["id"]);
     assert_ne!(first_version, second_version);
@@ -243,21 +239,11 @@ async fn set_creates_versions_that_can_be_read_back() {
         (&latest["value"], version_of(&latest["id"])),
         (&json!("rotated"), second_version)
     );
-    let (_, _, old) = get(
-        &f,
-        &format!("/secrets/app-config/{first_version}?{API}"),
-        Some(&token),
-    )
-    .await;
+    let (_, _, old) = get_secret(&f, &token, &format!("app-config/{first_version}")).await;
     assert_eq!(old["value"], "s3cr3t");
 
-    let (status, _, error) = put(
-        &f,
-        &format!("/secrets/app-config?{API}"),
-        Some(&token),
-        &json!({"contentType": "x"}),
-    )
-    .await;
+    let (status, _, error) =
+        put_secret(&f, &token, "app-config", &json!({"contentType": "x"})).await;
     assert_eq!(
         (status, &error["error"]["code"]),
         (400, &json!("BadParameter"))
@@ -266,8 +252,7 @@ async fn set_creates_versions_that_can_be_read_back() {
 
 #[tokio::test]
 async fn missing_secrets_and_versions_are_secret_not_found() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(WRITER_OID);
+    let (f, token) = Fixture::standard_with_token(WRITER_OID).await;
     let (status, headers, body) = get(&f, &format!("/secrets/nope/?{API}"), Some(&token)).await;
     assert_eq!(status, 404);
     assert_json(&headers);
@@ -279,12 +264,7 @@ async fn missing_secrets_and_versions_are_secret_not_found() {
     );
 
     let missing_version = "ffffffffffffffffffffffffffffffff";
-    let (status, _, body) = get(
-        &f,
-        &format!("/secrets/demo-secret/{missing_version}?{API}"),
-        Some(&token),
-    )
-    .await;
+    let (status, _, body) = get_secret(&f, &token, &format!("demo-secret/{missing_version}")).await;
     assert_eq!(
         (status, &body["error"]["code"]),
         (404, &json!("SecretNotFound"))
@@ -464,8 +444,7 @@ async fn unknown_kid_triggers_one_refetch() {
 
 #[tokio::test]
 async fn bad_names_and_missing_api_version_are_400() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(WRITER_OID);
+    let (f, token) = Fixture::standard_with_token(WRITER_OID).await;
     let too_long = "a".repeat(128);
     for name in ["bad_name", "bad.name", too_long.as_str(), "%41bc"] {
         let (status, headers, body) =
@@ -504,8 +483,7 @@ async fn bad_names_and_missing_api_version_are_400() {
 
 #[tokio::test]
 async fn faults_apply_fifo_to_authenticated_requests() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
     let path = format!("/secrets/demo-secret/?{API}");
     let (status, queued) =
         queue_fault(&f, json!({"status": 429, "retry_after": "1", "times": 2})).await;
@@ -548,8 +526,7 @@ async fn faults_apply_fifo_to_authenticated_requests() {
 
 #[tokio::test]
 async fn requests_are_counted_without_values_or_tokens() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
     get(&f, "/secrets/demo-secret/?api-version=7.6", None).await;
     get(&f, "/secrets/demo-secret/?api-version=7.6", Some(&token)).await;
     get(&f, "/secrets/locked-secret?api-version=7.6", Some(&token)).await;
@@ -595,12 +572,11 @@ async fn requests_are_counted_without_values_or_tokens() {
 
 #[tokio::test]
 async fn logs_name_the_caller_but_never_values_or_tokens() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(WRITER_OID);
-    put(
+    let (f, token) = Fixture::standard_with_token(WRITER_OID).await;
+    put_secret(
         &f,
-        &format!("/secrets/app-logged?{API}"),
-        Some(&token),
+        &token,
+        "app-logged",
         &json!({"value": "written-value-123"}),
     )
     .await;
@@ -670,16 +646,12 @@ fn invalid_config_fails_fast_with_a_message() {
 
 #[tokio::test]
 async fn unsupported_operations_and_oversized_bodies_are_refused() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(WRITER_OID);
-    let delete = f
-        .client
-        .delete(f.vault.url(&format!("/secrets/app-x?{API}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(delete.status().as_u16(), 405);
+    let (f, token) = Fixture::standard_with_token(WRITER_OID).await;
+    let delete = call(&f, Method::DELETE, &format!("/secrets/app-x?{API}"), |r| {
+        r.bearer_auth(&token)
+    })
+    .await;
+    assert_eq!(delete.0, 405);
     let (status, _, body) = get(&f, &format!("/keys/some-key?{API}"), Some(&token)).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "NotFound");
@@ -696,8 +668,7 @@ async fn unsupported_operations_and_oversized_bodies_are_refused() {
 
 #[tokio::test]
 async fn slow_and_reset_faults() {
-    let f = Fixture::start(&standard_config()).await;
-    let token = f.token(READER_OID);
+    let (f, token) = Fixture::standard_with_token(READER_OID).await;
     let path = format!("/secrets/demo-secret/?{API}");
     let (status, _) = queue_fault(&f, json!({"delay_ms": 300})).await;
     assert_eq!(status, 200);

@@ -247,6 +247,19 @@ impl Emulator {
         self.client.get(self.url(path)).send().await.unwrap()
     }
 
+    /// `method` on `path`, with headers and body set by `build`; a transport error fails the test.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> reqwest::Response {
+        build(self.client.request(method, self.url(path)))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `GET /_emulator/invocations`.
     pub async fn invocations(&self) -> Vec<Value> {
         let response = self.get("/_emulator/invocations").await;
@@ -300,6 +313,20 @@ impl Emulator {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits for the stdout line holding `needle` and checks it holds every one of `parts` too.
+    pub async fn assert_stdout(&self, needle: &str, parts: &[&str]) -> String {
+        let line = self.wait_for_stdout(needle).await;
+        for part in parts {
+            assert!(line.contains(part), "{part:?} missing from {line}");
+        }
+        line
+    }
+
+    /// Whether any stdout line so far satisfies `matches` (used to prove a key or secret was never logged).
+    pub fn logged_any(&self, matches: impl Fn(&str) -> bool) -> bool {
+        self.stdout.lock().unwrap().iter().any(|l| matches(l))
     }
 
     /// Sends a signal to the emulator.

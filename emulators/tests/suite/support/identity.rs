@@ -48,6 +48,20 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Checks the answer is a 200 (showing the body when not) and hands it back.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.status, 200, "{}", self.body);
+        self
+    }
+
+    /// Whether `expires_on` is a string holding whole epoch seconds (the default format).
+    pub fn expires_on_is_epoch_string(&self) -> bool {
+        self.json["expires_on"]
+            .as_str()
+            .is_some_and(|text| text.parse::<i64>().is_ok())
+    }
+
     /// The claims of the `access_token` in the body (decoded, not verified).
     pub fn claims(&self) -> Value {
         decode_claims(self.json["access_token"].as_str().expect("access_token"))

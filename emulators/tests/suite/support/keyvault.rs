@@ -152,6 +152,13 @@ impl Fixture {
         }
     }
 
+    /// The standard vault and a valid token for `oid`: how most tests begin.
+    pub async fn standard_with_token(oid: &str) -> (Self, String) {
+        let f = Self::start(&standard_config()).await;
+        let token = f.token(oid);
+        (f, token)
+    }
+
     /// A valid token for `oid`.
     pub fn token(&self, oid: &str) -> String {
         self.key.sign(&vault_claims(oid))
