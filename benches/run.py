@@ -53,34 +53,25 @@ SECRET = "demo-secret"
 SECRET_VALUE = "hello from the local Key Vault emulator"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-FULL = dict(
-    cold_runs=60,  # per contender, split over the rounds
-    callgrind_invocations=(100, 600),  # two runs; the difference cancels start-up and warm-up
-    rounds=3,
-    overhead_concurrency=[1, 32, 128],
-    overhead_seconds=5.0,
-    warmup_seconds=1.0,
-    getsecret_concurrency=32,
-    getsecret_seconds=8.0,
-    cold_requests=1000,
-    memory_invocations=10_000,
-    short_token_lifetime=330,  # the shortest the 5-minute expiry margin leaves usable: 30 s
-    steady_seconds=75.0,
-    steady_pause_ms=20,
-)
-# The smoke pass: the same sections with tiny counts, so that they run in CI and cannot rot.
-SMOKE = dict(
-    FULL,
-    cold_runs=3,
-    callgrind_invocations=(5, 15),
-    rounds=1,
-    overhead_seconds=0.3,
-    warmup_seconds=0.1,
-    getsecret_seconds=0.5,
-    cold_requests=50,
-    memory_invocations=200,
-    steady_seconds=1.0,
-)
+# Each setting's value in the full run and in the smoke pass (the same sections with tiny counts,
+# so that they run in CI and cannot rot), side by side.
+SETTINGS = {
+    "cold_runs": (60, 3),  # per contender, split over the rounds
+    "callgrind_invocations": ((100, 600), (5, 15)),  # two runs; the difference cancels start-up
+    "rounds": (3, 1),
+    "overhead_concurrency": ([1, 32, 128], [1, 32, 128]),
+    "overhead_seconds": (5.0, 0.3),
+    "warmup_seconds": (1.0, 0.1),
+    "getsecret_concurrency": (32, 32),
+    "getsecret_seconds": (8.0, 0.5),
+    "cold_requests": (1000, 50),
+    "memory_invocations": (10_000, 200),
+    "short_token_lifetime": (330, 330),  # the shortest the 5-minute expiry margin leaves usable
+    "steady_seconds": (75.0, 1.0),
+    "steady_pause_ms": (20, 20),
+}
+FULL = {name: full for name, (full, _) in SETTINGS.items()}
+SMOKE = {name: smoke for name, (_, smoke) in SETTINGS.items()}
 
 # --------------------------------------------------------------------------- processes
 
