@@ -146,6 +146,37 @@ fn start_bodies_host(forwarding: bool) -> (Stack, Host, Vec<tempfile::TempDir>) 
 const TYPED_AND_UNTYPED: [(&str, Option<&str>); 2] =
     [("photo.png", Some("image/png")), ("untyped.bin", None)];
 
+/// The bodies host of [`start_bodies_host`], and the answers to PUTting [`awkward_png`] under each
+/// of [`TYPED_AND_UNTYPED`].
+struct PngPuts {
+    _stack: Stack,
+    _dirs: Vec<tempfile::TempDir>,
+    host: Host,
+    png: Vec<u8>,
+    /// Each name, its content type and the answer to its PUT.
+    puts: Vec<(&'static str, Option<&'static str>, reqwest::Response)>,
+}
+
+/// Starts the bodies host (`forwarding` or JSON mode) and PUTs the awkward PNG under each name of
+/// [`TYPED_AND_UNTYPED`], asserting each PUT answered `status`.
+async fn put_awkward_png_each(forwarding: bool, status: u16) -> PngPuts {
+    let (_stack, host, _dirs) = start_bodies_host(forwarding);
+    let png = awkward_png();
+    let mut puts = Vec::new();
+    for (name, content_type) in TYPED_AND_UNTYPED {
+        let answer = host.put_body(name, content_type, &png).await;
+        assert_eq!(answer.status(), status, "{name}");
+        puts.push((name, content_type, answer));
+    }
+    PngPuts {
+        _stack,
+        _dirs,
+        host,
+        png,
+        puts,
+    }
+}
+
 /// A PNG that is no valid UTF-8 and starts with a UTF-8 BOM: the host's text reading would drop
 /// the BOM and replace the invalid sequences, so any lossy hop shows.
 fn awkward_png() -> Vec<u8> {
@@ -201,23 +232,10 @@ async fn every_function_works_through_the_host_and_the_timer_fires_on_its_schedu
     assert!(read.headers().get("content-transfer-encoding").is_none());
     assert_eq!(read.bytes().await.unwrap(), binary, "forwarded: raw bytes");
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let fired = loop {
-        let timer_runs: Vec<Value> = host
-            .invocations()
-            .await
-            .into_iter()
-            .filter(|i| i["function"] == "RefreshTokens" && i["trigger"] == "timer")
-            .collect();
-        if let Some(run) = timer_runs.first() {
-            break run.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "RefreshTokens did not fire on its */2 s schedule within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // On its */2 s schedule the timer fires well within wait_for's 20 s.
+    let fired = host
+        .wait_for("RefreshTokens", |i| i["trigger"] == "timer")
+        .await;
     assert_eq!(fired["status"], "succeeded", "{fired}");
     assert!(
         fired["logs"]
@@ -363,11 +381,9 @@ async fn a_timer_run_logs_each_line_once_and_a_failed_run_is_a_failure_with_its_
 #[tokio::test]
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn any_body_round_trips_byte_for_byte_when_forwarded() {
-    let (_stack, host, _dirs) = start_bodies_host(true);
-    let png = awkward_png();
-    for (name, content_type) in TYPED_AND_UNTYPED {
-        let written = host.put_body(name, content_type, &png).await;
-        assert_eq!(written.status(), 201, "{name}");
+    let run = put_awkward_png_each(true, 201).await;
+    let (host, png) = (&run.host, &run.png);
+    for (name, content_type, written) in run.puts {
         assert_eq!(written.json_body().await["size"], png.len(), "{name}");
         let read = host.get_body(name).await;
         assert_eq!(read.status(), 200, "{name}");
@@ -383,11 +399,14 @@ async fn any_body_round_trips_byte_for_byte_when_forwarded() {
 #[tokio::test]
 #[ignore = "needs Azurite from npm: run scripts/test"]
 async fn in_json_mode_a_body_the_host_altered_is_refused_and_nothing_is_stored() {
-    let (_stack, host, _dirs) = start_bodies_host(false);
-    let png = awkward_png();
-    for (name, content_type) in TYPED_AND_UNTYPED {
-        let refused = host.put_body(name, content_type, &png).await;
-        assert_eq!(refused.status(), 415, "{name}");
+    let PngPuts {
+        _stack,
+        _dirs,
+        host,
+        png,
+        puts,
+    } = put_awkward_png_each(false, 415).await;
+    for (name, _, refused) in puts {
         let message = refused.json_body().await["error"]["message"].to_string();
         assert!(message.contains("enableForwardingHttpRequest"), "{message}");
         let read = host.get_body(name).await;

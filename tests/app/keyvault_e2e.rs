@@ -56,6 +56,16 @@ fn refused((status, body): (u16, Value), expected: u16, needle: &str) -> Value {
     body
 }
 
+/// [`refused`] applied to GetSecret of the latest version of `name`.
+async fn refused_secret(
+    handler: &RunningHandler,
+    name: &str,
+    expected: u16,
+    needle: &str,
+) -> Value {
+    refused(read_secret(handler, name, None).await, expected, needle)
+}
+
 #[tokio::test]
 async fn an_allowed_secret_is_read_with_its_version_and_never_cached_by_the_client() {
     let (_stack, handler) = Stack::start_with_handler(false, &[]).await;
@@ -93,11 +103,7 @@ async fn an_allowed_secret_is_read_with_its_version_and_never_cached_by_the_clie
 #[tokio::test]
 async fn a_secret_outside_allowed_secrets_is_refused_before_any_call_to_key_vault() {
     let (stack, handler) = Stack::start_with_handler(false, &[]).await;
-    refused(
-        read_secret(&handler, "other-secret", None).await,
-        403,
-        "ALLOWED_SECRETS",
-    );
+    refused_secret(&handler, "other-secret", 403, "ALLOWED_SECRETS").await;
     assert_eq!(stack.vault_requests().await, (0, 0));
 }
 
@@ -114,22 +120,14 @@ async fn with_allowed_secrets_unset_nothing_is_allowed_and_the_message_says_how_
 #[tokio::test]
 async fn a_secret_the_identity_has_no_role_for_is_403_naming_the_role() {
     let (_stack, handler) = Stack::start_with_handler(false, &[]).await;
-    let body = refused(
-        read_secret(&handler, "db-password", None).await,
-        403,
-        "Key Vault Secrets User",
-    );
+    let body = refused_secret(&handler, "db-password", 403, "Key Vault Secrets User").await;
     assert!(!body.to_string().contains("s3cr3t"), "{body}");
 }
 
 #[tokio::test]
 async fn a_missing_secret_is_404() {
     let (_stack, handler) = Stack::start_with_handler(false, &[]).await;
-    refused(
-        read_secret(&handler, "app-missing", None).await,
-        404,
-        "app-missing",
-    );
+    refused_secret(&handler, "app-missing", 404, "app-missing").await;
 }
 
 #[tokio::test]

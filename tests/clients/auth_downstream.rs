@@ -31,6 +31,19 @@ fn assert_status_without_token(error: &DownstreamError, status: u16) {
     assert_no_token(error);
 }
 
+/// GETs `path` with the token from `api`, which must fail: with an error `kind` accepts, answering
+/// `status`, and showing no part of the token.
+async fn assert_get_fails(
+    api: &DownstreamApi,
+    path: &str,
+    kind: fn(&DownstreamError) -> bool,
+    status: u16,
+) {
+    let error = api.get(path, &[], TOKEN).await.unwrap_err();
+    assert!(kind(&error), "{error:?}");
+    assert_status_without_token(&error, status);
+}
+
 fn assert_no_token(error: &DownstreamError) {
     for text in [error.to_string(), format!("{error:?}")] {
         assert!(!text.contains(TOKEN), "the token leaked into {text}");
@@ -171,30 +184,15 @@ async fn a_slow_api_times_out_with_504() {
         timeout: Duration::from_millis(300),
         ..DownstreamOptions::default()
     };
-    let error = api_at(&server, options)
-        .get("slow", &[], TOKEN)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, DownstreamError::Timeout { .. }),
-        "{error:?}"
-    );
-    assert_status_without_token(&error, 504);
+    let timed_out = |e: &DownstreamError| matches!(e, DownstreamError::Timeout { .. });
+    assert_get_fails(&api_at(&server, options), "slow", timed_out, 504).await;
 }
 
 #[tokio::test]
 async fn an_unreachable_api_is_502_without_the_token() {
     let base = Url::parse(&format!("{}/api/", closed_port_base())).unwrap();
-    let error = DownstreamApi::new(base)
-        .unwrap()
-        .get("x", &[], TOKEN)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, DownstreamError::Unreachable { .. }),
-        "{error:?}"
-    );
-    assert_status_without_token(&error, 502);
+    let unreachable = |e: &DownstreamError| matches!(e, DownstreamError::Unreachable { .. });
+    assert_get_fails(&DownstreamApi::new(base).unwrap(), "x", unreachable, 502).await;
 }
 
 #[tokio::test]

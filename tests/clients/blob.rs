@@ -2,7 +2,7 @@
 //! content types, API version, error classification and limits.
 
 use bytes::Bytes;
-use test_kit::azure::{Action, FakeCredential, FakeService, TOKEN};
+use test_kit::azure::{Action, FakeCredential, FakeService, TOKEN, assert_each_refused};
 use test_kit::recorder::{Recorded, Reply};
 use test_kit::server::storage_error;
 
@@ -387,14 +387,14 @@ async fn invalid_input_sends_nothing() {
 #[test]
 fn storage_url_is_validated_at_construction() {
     let fake = FakeService::new(|_| Action::Reply(Reply::new(500)));
-    for bad in [
+    let new = |url: &str| BlobStore::new(url, FakeCredential::new(), &fake_http(&fake));
+    let invalid = |err: &StorageError| matches!(err, StorageError::InvalidStorageUrl(_));
+    let bad = [
         "http://acct.blob.core.windows.net",
         "https://acct.blob.core.windows.net/c/b",
         "https://acct.blob.core.windows.net/?sig=abc",
-    ] {
-        let err = BlobStore::new(bad, FakeCredential::new(), &fake_http(&fake)).unwrap_err();
-        assert!(matches!(err, StorageError::InvalidStorageUrl(_)), "{bad}");
-    }
+    ];
+    assert_each_refused(&bad, new, invalid);
 }
 
 #[tokio::test]

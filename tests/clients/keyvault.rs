@@ -2,7 +2,7 @@
 //! redaction, challenge-resource verification, validation and deadlines.
 
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
-use test_kit::azure::{Action, FakeCredential, FakeService, TOKEN};
+use test_kit::azure::{Action, FakeCredential, FakeService, TOKEN, assert_each_refused};
 use test_kit::recorder::{Recorded, Reply};
 
 use crate::fake_http;
@@ -322,14 +322,15 @@ async fn invalid_names_send_nothing() {
 #[test]
 fn vault_url_is_validated_at_construction() {
     let fake = FakeService::new(vault_script);
-    for bad in [
+    let new = |url: &str| KeyVault::new(url, FakeCredential::new(), &fake_http(&fake));
+    let bad = [
         "http://myvault.vault.azure.net/",
         "not a url",
         "https://v.vault.azure.net/secrets/x",
-    ] {
-        let err = KeyVault::new(bad, FakeCredential::new(), &fake_http(&fake)).unwrap_err();
-        assert!(matches!(err, KeyVaultError::InvalidVaultUrl(_)), "{bad}");
-    }
+    ];
+    assert_each_refused(&bad, new, |err| {
+        matches!(err, KeyVaultError::InvalidVaultUrl(_))
+    });
 }
 
 #[tokio::test(start_paused = true)]

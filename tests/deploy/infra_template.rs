@@ -1634,6 +1634,12 @@ macro_rules! detects {
     };
 }
 
+/// Asserts that the handler-settings check names `setting` once the template sets it to `value`.
+fn assert_setting_value_caught(setting: &str, value: &str) {
+    let t = broken(|t| set_app_setting(t, setting, Some(value)));
+    detects!(check_handler_settings(&t), setting);
+}
+
 /// A copy of the template whose role assignment of `guid` to `principal_hint` is changed.
 fn assignment_broken(guid: &str, principal_hint: &str, change: impl FnOnce(&mut Value)) -> Value {
     broken(|t| {
@@ -1889,16 +1895,10 @@ fn mutation_public_blobs_are_caught() {
 
 #[test]
 fn mutation_one_storage_account_for_host_and_data_is_caught() {
-    let t = broken(|t| {
-        set_app_setting(
-            t,
-            "STORAGE_BLOB_URL",
-            Some(
-                "[reference(resourceId('Microsoft.Storage/storageAccounts', parameters('hostStorageAccountName')), '2023-05-01').primaryEndpoints.blob]",
-            ),
-        );
-    });
-    detects!(check_handler_settings(&t), "STORAGE_BLOB_URL");
+    assert_setting_value_caught(
+        "STORAGE_BLOB_URL",
+        "[reference(resourceId('Microsoft.Storage/storageAccounts', parameters('hostStorageAccountName')), '2023-05-01').primaryEndpoints.blob]",
+    );
 }
 
 #[test]
@@ -2012,16 +2012,10 @@ fn mutation_missing_deployed_setting_is_caught() {
 
 #[test]
 fn mutation_vault_url_from_wrong_resource_is_caught() {
-    let t = broken(|t| {
-        set_app_setting(
-            t,
-            "KEY_VAULT_URL",
-            Some(
-                "[reference(resourceId('Microsoft.Storage/storageAccounts', parameters('dataStorageAccountName')), '2023-05-01').primaryEndpoints.blob]",
-            ),
-        );
-    });
-    detects!(check_handler_settings(&t), "KEY_VAULT_URL");
+    assert_setting_value_caught(
+        "KEY_VAULT_URL",
+        "[reference(resourceId('Microsoft.Storage/storageAccounts', parameters('dataStorageAccountName')), '2023-05-01').primaryEndpoints.blob]",
+    );
 }
 
 #[test]

@@ -175,3 +175,18 @@ impl TokenCredential for FakeCredential {
         ))
     }
 }
+
+/// Asserts that `build` refuses each of `bad` with an error `expected` accepts: the check a client's
+/// constructor gets for the URLs it must not take. A failure names the input.
+pub fn assert_each_refused<T, E: std::fmt::Debug>(
+    bad: &[&str],
+    build: impl Fn(&str) -> Result<T, E>,
+    expected: impl Fn(&E) -> bool,
+) {
+    for input in bad {
+        match build(input) {
+            Ok(_) => panic!("{input:?} was accepted"),
+            Err(error) => assert!(expected(&error), "{input:?}: {error:?}"),
+        }
+    }
+}

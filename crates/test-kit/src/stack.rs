@@ -169,6 +169,18 @@ impl Stack {
         (stack, handler)
     }
 
+    /// With `fault` queued on a [`Stack::start_with_both_protocols`] stack: TokenInfo for the
+    /// default resource, then for Storage, and the protocol of each identity request they made, in
+    /// order. What shows whether a fallback happened, and whether it was remembered.
+    pub async fn two_tokens_with_both_protocols(fault: Value) -> ([(u16, Value); 2], Vec<String>) {
+        let (stack, handler) = Self::start_with_both_protocols(fault).await;
+        let default = handler.token_info(json!({})).await;
+        let storage = handler
+            .token_info(json!({"resource": "https://storage.azure.com"}))
+            .await;
+        ([default, storage], stack.identity_protocols().await)
+    }
+
     /// The test CA's certificate.
     pub fn ca(&self) -> PathBuf {
         self.pki.ca_path.clone()
