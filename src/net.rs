@@ -20,6 +20,9 @@ use url::Url;
 /// owned by the identity crate, whose endpoints live there too.
 pub use managed_identity::is_loopback;
 
+/// The one capped body reader, shared with the identity crate's transport.
+pub use managed_identity::{CappedBodyError, read_capped};
+
 /// The proxy rule for clients that carry tokens: the environment's proxy for other hosts, none
 /// for `localhost`, `*.localhost`, 127.0.0.0/8 and `::1`. Pass it to
 /// `reqwest::ClientBuilder::proxy` (which then no longer adds reqwest's own environment proxy).
@@ -35,38 +38,6 @@ fn proxy_with(matcher: Matcher) -> reqwest::Proxy {
         let uri: ::http::Uri = url.as_str().parse().ok()?;
         proxy_url(&matcher.intercept(&uri)?)
     })
-}
-
-/// Why [`read_capped`] returned no body.
-#[derive(Debug)]
-pub enum CappedBodyError {
-    /// The body is larger than the limit: its Content-Length says so, or more arrived.
-    TooLarge,
-    /// The body could not be read to its end (connection lost, timed out).
-    Read(reqwest::Error),
-}
-
-/// Reads a response's body, refusing one larger than `limit` bytes: at once when its
-/// Content-Length is over the limit, else as soon as what has arrived passes it, so a large or
-/// endless body never costs more than `limit` bytes of memory.
-pub async fn read_capped(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Vec<u8>, CappedBodyError> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit as u64)
-    {
-        return Err(CappedBodyError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(CappedBodyError::Read)? {
-        if body.len() + chunk.len() > limit {
-            return Err(CappedBodyError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// The proxy URL of an intercept, with its credentials put back in the URL (reqwest reads them
@@ -209,10 +180,13 @@ mod tests {
     #[tokio::test]
     async fn a_body_over_the_limit_is_refused_by_its_length_or_as_it_arrives() {
         let announced = read_capped(response("123456"), 5).await;
-        assert!(matches!(announced, Err(CappedBodyError::TooLarge)));
+        assert!(
+            matches!(&announced, Err(CappedBodyError::TooLarge { head }) if head.is_empty()),
+            "refused by its length before any byte is read: {announced:?}"
+        );
         let arriving = read_capped(chunked(&[b"123", b"456"], true), 5).await;
         assert!(
-            matches!(arriving, Err(CappedBodyError::TooLarge)),
+            matches!(&arriving, Err(CappedBodyError::TooLarge { head }) if head == b"12345"),
             "refused before the end, so the failure after it is never reached"
         );
     }

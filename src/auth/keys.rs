@@ -302,7 +302,7 @@ impl KeyStore {
             .await
             .map_err(|error| {
                 failed(match error {
-                    CappedBodyError::TooLarge => {
+                    CappedBodyError::TooLarge { .. } => {
                         format!("is larger than {MAX_DOCUMENT_BYTES} bytes")
                     }
                     CappedBodyError::Read(_) => "could not be read to the end".to_owned(),

@@ -216,7 +216,7 @@ impl DownstreamApi {
         let limit = self.options.max_response_bytes;
         match read_capped(response, limit).await {
             Ok(body) => Ok(Bytes::from(body)),
-            Err(CappedBodyError::TooLarge) => Err(DownstreamError::TooLarge { limit }),
+            Err(CappedBodyError::TooLarge { .. }) => Err(DownstreamError::TooLarge { limit }),
             Err(CappedBodyError::Read(error)) => Err(self.transport_error(&error)),
         }
     }

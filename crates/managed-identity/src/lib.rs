@@ -79,6 +79,7 @@
 //! acquisitions run at once.
 
 mod cache;
+mod capped_body;
 pub mod claims;
 mod clock;
 mod config;
@@ -103,6 +104,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+pub use capped_body::{CappedBodyError, read_capped};
 pub use config::{
     AZURE_CLIENT_ID, AZURE_POD_IDENTITY_AUTHORITY_HOST, AZURE_TENANT_ID, AZURE_TOKEN_CREDENTIALS,
     IDENTITY_ENDPOINT, IDENTITY_HEADER, IDENTITY_SERVER_THUMBPRINT, IMDS_ENDPOINT, IdentityConfig,

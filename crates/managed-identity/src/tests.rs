@@ -1265,3 +1265,20 @@ async fn a_400_that_merely_mentions_unsupported_api_version_does_not_switch_prot
             .contains("2019-08-01")
     );
 }
+
+#[tokio::test]
+async fn an_oversized_answer_keeps_its_status_and_is_read_no_further_than_the_cap() {
+    // A proxy's 100 KB error page: the status still decides (400 is never retried), and the
+    // body is cut at the transport's cap instead of being read whole.
+    let page = "x".repeat(100 * 1024);
+    let fake = scripted_endpoint(vec![json_reply(400, page)]).await;
+    let endpoint = format!("{}/msi/token", fake.base);
+    let mi = ManagedIdentity::new(config_from(&[
+        (IDENTITY_ENDPOINT, &endpoint),
+        (IDENTITY_HEADER, "hdr-secret"),
+    ]))
+    .unwrap();
+    let error = mi.get_token(VAULT, None).await.unwrap_err();
+    assert!(error.to_string().contains("400"), "{error}");
+    assert_eq!(fake.requests().len(), 1, "a 400 is not retried: {error}");
+}

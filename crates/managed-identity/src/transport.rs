@@ -1,6 +1,7 @@
 //! The one HTTP operation the module needs (a GET with headers), behind a trait so the cache and
 //! retry logic can be tested with a scripted transport on a paused clock.
 
+use crate::capped_body::{CappedBodyError, read_capped};
 use crate::error_chain::error_chain;
 use std::fmt;
 
@@ -130,7 +131,7 @@ impl Transport for ReqwestTransport {
                 .map_err(|_| TransportError::Other(format!("invalid header name {name}")))?;
             headers.insert(name, value);
         }
-        let mut response = self
+        let response = self
             .client
             .get(request.url.clone())
             .headers(headers)
@@ -143,14 +144,12 @@ impl Transport for ReqwestTransport {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            let room = MAX_BODY_BYTES.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if room <= chunk.len() {
-                break;
-            }
-        }
+        // An oversized answer keeps its status (which decides retries) and the start of its
+        // body (which error messages quote).
+        let body = match read_capped(response, MAX_BODY_BYTES).await {
+            Ok(body) | Err(CappedBodyError::TooLarge { head: body }) => body,
+            Err(CappedBodyError::Read(error)) => return Err(classify(error)),
+        };
         Ok(HttpResponse {
             status,
             retry_after,
