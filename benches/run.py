@@ -790,7 +790,7 @@ def report(results, cfg, smoke, command, started, elapsed):
         f"| ≤ 15 MB RSS after 10,000 invocations | {mem['after_kib'] / 1024:.1f} MiB after {mem['invocations']:,} | {verdict(mem['after_kib'] <= 15 * 1024)} |",
         f"| one endpoint request per key per token lifetime | cold burst: {tok['tokeninfo']['identity']} request for {tok['concurrent']:,} concurrent TokenInfo, "
         f"{tok['getsecret']['handler']['identity']} for {tok['concurrent']:,} concurrent GetSecret | {verdict(tok['tokeninfo']['identity'] == 1 and tok['getsecret']['handler']['identity'] == 1)} |",
-        "| | steady, 24 h tokens: 2 per token lifetime (refreshed from half-life on, by design; §4) | **short** (policy) |",
+        "| | steady, 24 h tokens: 2 per token lifetime (refreshed from half-life on, by design; see section 4 below) | **short** (policy) |",
         "",
         "Where the time goes and what limits the short figures: docs/performance.md (profiles with perf and callgrind).",
         "",
