@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 /// to stay under any in-flight cap of the runtime.
 const IN_FLIGHT: usize = 16;
 
+use test_kit::attacks::SHELL_ATTACKS;
 use test_kit::handler::{RunningHandler, get_secret, http_output, http_payload, token_info};
 use test_kit::stack::{READER_CLIENT_ID, Stack, set_env};
 
@@ -21,26 +22,6 @@ fn whoami(authorization: Option<&str>) -> Value {
     }
     payload
 }
-
-/// Shell metacharacters in every form a caller can send them (the host decodes `%26` to `&`;
-/// a double-encoded one arrives as `%26`).
-const SHELL_ATTACKS: &[&str] = &[
-    "https://vault.azure.net&calc",
-    "https://vault.azure.net%26calc",
-    "https://vault.azure.net|calc",
-    "https://vault.azure.net\"&calc&\"",
-    "https://vault.azure.net^&calc",
-    "https://vault.azure.net%COMSPEC%",
-    "https://vault.azure.net!PATH!",
-    "https://vault.azure.net>C:\\x",
-    "https://vault.azure.net<x",
-    "https://vault.azure.net;touch /tmp/x",
-    "https://vault.azure.net$(touch /tmp/x)",
-    "https://vault.azure.net`id`",
-    "https://vault.azure.net\ncalc",
-    "https://vault.azure.net --tenant evil",
-    "--help",
-];
 
 #[cfg(unix)]
 #[tokio::test]

@@ -778,17 +778,7 @@ mod cli {
             ),
         );
         let mi = cli_identity(&program);
-        for bad in [
-            "https://vault.azure.net&calc",
-            "https://vault.azure.net%26calc",
-            "https://vault.azure.net|calc",
-            "https://vault.azure.net\"&calc&\"",
-            "https://vault.azure.net^&calc",
-            "https://vault.azure.net%COMSPEC%",
-            "https://vault.azure.net!x!",
-            "https://vault.azure.net>out",
-            "https://vault.azure.net --tenant evil",
-        ] {
+        for &bad in test_kit::attacks::SHELL_ATTACKS {
             let error = mi.get_token(bad, None).await.unwrap_err();
             assert!(
                 matches!(error, IdentityError::InvalidScope { .. }),
@@ -801,6 +791,21 @@ mod cli {
         assert!(marker.exists());
     }
 
+    /// The error the CLI credential gives with `program` in the place of `az`.
+    async fn cli_error(program: &str) -> IdentityError {
+        cli_identity(program)
+            .get_token(VAULT, None)
+            .await
+            .unwrap_err()
+    }
+
+    fn cli_failure(err: &IdentityError) -> Option<CliFailure> {
+        match err {
+            IdentityError::Cli { failure, .. } => Some(*failure),
+            _ => None,
+        }
+    }
+
     #[tokio::test]
     async fn cli_failures_are_classified_and_redacted() {
         let dir = tempfile::tempdir().unwrap();
@@ -808,63 +813,27 @@ mod cli {
             dir.path(),
             "echo \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1",
         );
-        let err = cli_identity(&not_logged_in)
-            .get_token(VAULT, None)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                IdentityError::Cli {
-                    failure: CliFailure::NotLoggedIn,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        let err = cli_error(&not_logged_in).await;
+        assert_eq!(cli_failure(&err), Some(CliFailure::NotLoggedIn), "{err}");
 
         let leaky = fake_az(
             dir.path(),
             "echo '{\"accessToken\": \"LEAKED\"}' >&2\nexit 2",
         );
-        let err = cli_identity(&leaky)
-            .get_token(VAULT, None)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                IdentityError::Cli {
-                    failure: CliFailure::Failed,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        let err = cli_error(&leaky).await;
+        assert_eq!(cli_failure(&err), Some(CliFailure::Failed), "{err}");
         assert!(!err.to_string().contains("LEAKED"), "{err}");
 
         let old = fake_az(
             dir.path(),
             "echo '{\"accessToken\":\"x\",\"expiresOn\":\"2030-01-01 00:00:00.000000\"}'",
         );
-        let err = cli_identity(&old).get_token(VAULT, None).await.unwrap_err();
+        let err = cli_error(&old).await;
         assert!(err.to_string().contains("2.54"), "{err}");
 
         let missing = dir.path().join("no-such-az").to_string_lossy().into_owned();
-        let err = cli_identity(&missing)
-            .get_token(VAULT, None)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                IdentityError::Cli {
-                    failure: CliFailure::NotInstalled,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        let err = cli_error(&missing).await;
+        assert_eq!(cli_failure(&err), Some(CliFailure::NotInstalled), "{err}");
     }
 }
 

@@ -15,6 +15,7 @@
 //!
 //! It never links `handler`'s library: tests that test the library import it themselves.
 
+pub mod attacks;
 pub mod azure;
 pub mod emulator;
 pub mod handler;
