@@ -195,6 +195,25 @@ def loadgen(url, *, connections, seconds=None, warmup=0.0, requests=None, method
     return json.loads(done.stdout)
 
 
+def not_good(got):
+    """What the answers that were not the expected one were, by kind: `{"503": 288, "errors": 3}`
+    (a status other than 200, a 200 without the expected body, or no answer at all)."""
+    out = {status: n for status, n in got.get("statuses", {}).items() if status != "200"}
+    wrong_200 = got["statuses"].get("200", 0) - got["good"] if "statuses" in got else 0
+    if wrong_200:
+        out["200 unexpected body"] = wrong_200
+    if got["errors"]:
+        out["errors"] = got["errors"]
+    return out
+
+
+def fmt_others(others):
+    """`; 288 refused with 503` style text for a report cell, empty when every answer was good."""
+    words = {"503": "answered 503 (the in-flight limit, MAX_CONCURRENT_INVOCATIONS)",
+             "errors": "got no answer (connection error or timeout)"}
+    return "".join(f"; {n:,} {words.get(kind, f'answered {kind}')}" for kind, n in others.items())
+
+
 def host_payload(url, params):
     """A JSON-mode invocation as the Functions host sends it.
 
@@ -504,12 +523,13 @@ def secret_cache(stack, cfg, getsecret_payload):
         rounds.append(got)
     stack.procs.stop(proc)
     return {
-        "burst": {"requests": n, "good": burst["good"], "vault": burst_vault},
+        "burst": {"requests": n, "good": burst["good"], "vault": burst_vault,
+                  "others": not_good(burst)},
         "rps": spread([g["rps"] for g in rounds]),
         "cpu": spread([g["cpu_us"] for g in rounds]),
         "vault_during": sum(g["vault"] for g in rounds),
         "seconds": cfg["getsecret_seconds"] * cfg["rounds"],
-        "bad": sum(g["bad"] + g["errors"] for g in rounds) + burst["bad"] + burst["errors"],
+        "bad": sum(g["bad"] + g["errors"] for g in rounds),
     }
 
 
@@ -591,7 +611,7 @@ def token_economy(stack, cfg, tokeninfo_payload, getsecret_payload):
                   headers=JSON_MODE_HEADERS, host_ids=True, expect=OK_OUTPUT,
                   connections=n, requests=n, timeout=120)
     out["tokeninfo"] = {"good": got["good"], "identity": identity_admin(stack, "GET")["count"],
-                        "seconds": got["seconds"]}
+                        "seconds": got["seconds"], "others": not_good(got)}
     stack.procs.stop(handler)
     # 2. N concurrent cold GetSecret on each fresh app: vault and identity requests.
     out["getsecret"] = {}
@@ -606,6 +626,7 @@ def token_economy(stack, cfg, tokeninfo_payload, getsecret_payload):
             "good": got["good"], "bad": got["bad"] + got["errors"], "seconds": got["seconds"],
             "vault": vault["count"], "unauthenticated": vault["unauthenticated"],
             "identity": identity_admin(stack, "GET")["count"], "last_error": got["last_error"],
+            "others": not_good(got),
         }
         stack.procs.stop(proc)
     # 3. Steady traffic with short-lived tokens: each app as its own user-assigned identity on one
@@ -859,7 +880,7 @@ def report(results, cfg, smoke, command, started, elapsed):
             f"{fmt_spread(g['p99'], lambda x: f'{x / 1000:.2f}', ' ms')} | {fmt_spread(g['cpu'], lambda x: f'{x:.0f}', ' µs')} | "
             f"{g['rss_idle_kib'] / 1024:.1f} → {g['rss_after_kib'] / 1024:.1f} MiB | {fmt_spread(g['vault_cpu'], lambda x: f'{x:.0f}', ' µs')} |")
     times = lambda x: f"{x:.2f}×"
-    sc_bad = f" ({sc['bad']} failed)" if sc["bad"] else ""
+    sc_bad = f" ({sc['bad']:,} not answered 200)" if sc["bad"] else ""
     lines += [
         f"| **handler ÷ Node** | **{fmt_spread(gs['rps_ratio_node'], times)}** throughput | | | Node uses **{fmt_spread(gs['cpu_ratio_node'], times)}** the CPU | | |",
         f"| **handler ÷ Python** | **{fmt_spread(gs['rps_ratio_python'], times)}** throughput | | | Python uses **{fmt_spread(gs['cpu_ratio_python'], times)}** the CPU | | |",
@@ -868,8 +889,8 @@ def report(results, cfg, smoke, command, started, elapsed):
         "",
         "| figure | value |",
         "|---|---|",
-        f"| vault requests for {sc['burst']['requests']:,} concurrent warm reads over {sc['burst']['requests']:,} connections | **{sc['burst']['vault']}** ({sc['burst']['good']:,} answered 200){sc_bad} |",
-        f"| cached GetSecret, {cfg['getsecret_concurrency']} connections | {fmt_spread(sc['rps'], num)} req/s, **{fmt_spread(sc['cpu'], lambda x: f'{x:.0f}', ' µs')}** CPU per invocation |",
+        f"| vault requests for {sc['burst']['requests']:,} concurrent warm reads over {sc['burst']['requests']:,} connections | **{sc['burst']['vault']}** ({sc['burst']['good']:,} answered 200{fmt_others(sc['burst']['others'])}) |",
+        f"| cached GetSecret, {cfg['getsecret_concurrency']} connections | {fmt_spread(sc['rps'], num)} req/s, **{fmt_spread(sc['cpu'], lambda x: f'{x:.0f}', ' µs')}** CPU per invocation{sc_bad} |",
         f"| vault requests during those {sc['seconds']:g} s | {sc['vault_during']} |",
         "",
         "## 4. Token economy",
@@ -880,11 +901,11 @@ def report(results, cfg, smoke, command, started, elapsed):
         "",
         "| app | identity-endpoint requests | Key Vault requests (unauthenticated challenge probes) | answered 200 |",
         "|---|---|---|---|",
-        f"| `handler`, TokenInfo | {tok['tokeninfo']['identity']} | – | {tok['tokeninfo']['good']:,} |",
+        f"| `handler`, TokenInfo | {tok['tokeninfo']['identity']} | – | {tok['tokeninfo']['good']:,}{fmt_others(tok['tokeninfo']['others'])} |",
     ]
     for kind in ("handler", "node", "python"):
         g = tok["getsecret"][kind]
-        lines.append(f"| {labels[kind]}, GetSecret | {g['identity']} | {g['vault']:,} ({g['unauthenticated']:,}) | {g['good']:,} |")
+        lines.append(f"| {labels[kind]}, GetSecret | {g['identity']} | {g['vault']:,} ({g['unauthenticated']:,}) | {g['good']:,}{fmt_others(g['others'])} |")
     lines += [
         "",
         f"**Steady traffic with short-lived tokens** (measured): identity emulator issuing {steady['lifetime']} s tokens; each app "

@@ -15,7 +15,10 @@
 //! TEXT (JSON-mode invocations always answer 200; the function's own status is inside).
 //! `--pause-ms` makes each connection wait between requests (steady, light traffic).
 //! `--host-ids 1` adds a fresh `X-Azure-Functions-InvocationId` to each request, as the host does.
+//! `statuses` in the report counts the answers by HTTP status, so a run can tell a refusal (503
+//! from the in-flight limit) from a wrong answer or a broken connection (`errors`).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -64,6 +67,7 @@ struct Outcome {
     good: u64,
     bad: u64,
     errors: u64,
+    statuses: BTreeMap<u16, u64>,
     last_error: Option<String>,
 }
 
@@ -173,6 +177,9 @@ async fn run(flags: Flags) -> Result<serde_json::Value, String> {
         total.good += outcome.good;
         total.bad += outcome.bad;
         total.errors += outcome.errors;
+        for (status, count) in outcome.statuses {
+            *total.statuses.entry(status).or_default() += count;
+        }
         if outcome.last_error.is_some() {
             total.last_error = outcome.last_error;
         }
@@ -198,6 +205,7 @@ async fn run(flags: Flags) -> Result<serde_json::Value, String> {
         "good": total.good,
         "bad": total.bad,
         "errors": total.errors,
+        "statuses": total.statuses,
         "last_error": total.last_error.or(last_error),
         "seconds": seconds,
         "rps": if seconds > 0.0 { total.good as f64 / seconds } else { 0.0 },
@@ -333,12 +341,13 @@ async fn drive(
             Plan::Count => true,
         };
         match result {
-            Ok(Ok(good)) => {
+            Ok(Ok((status, good))) => {
                 if !target.pause.is_zero() {
                     tokio::time::sleep(target.pause).await;
                 }
                 if in_window {
                     outcome.latencies.record(ended - begun);
+                    *outcome.statuses.entry(status).or_default() += 1;
                     if good {
                         outcome.good += 1;
                     } else {
@@ -370,8 +379,11 @@ async fn drive(
     outcome
 }
 
-/// Sends one request and reads the whole answer; `Ok(true)` when it is the expected one.
-async fn exchange(target: &Target, sender: &mut SendRequest<Full<Bytes>>) -> Result<bool, String> {
+/// Sends one request and reads the whole answer: its status, and whether it is the expected one.
+async fn exchange(
+    target: &Target,
+    sender: &mut SendRequest<Full<Bytes>>,
+) -> Result<(u16, bool), String> {
     sender
         .ready()
         .await
@@ -397,7 +409,7 @@ async fn exchange(target: &Target, sender: &mut SendRequest<Full<Bytes>>) -> Res
         .send_request(request)
         .await
         .map_err(|e| format!("send: {e}"))?;
-    let ok_status = response.status() == hyper::StatusCode::OK;
+    let status = response.status();
     let body = response
         .into_body()
         .collect()
@@ -408,7 +420,7 @@ async fn exchange(target: &Target, sender: &mut SendRequest<Full<Bytes>>) -> Res
         Some(needle) => contains(&body, needle),
         None => true,
     };
-    Ok(ok_status && expected)
+    Ok((status.as_u16(), status == hyper::StatusCode::OK && expected))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
