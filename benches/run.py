@@ -201,7 +201,7 @@ def not_good(got):
     out = {status: n for status, n in got.get("statuses", {}).items() if status != "200"}
     wrong_200 = got["statuses"].get("200", 0) - got["good"] if "statuses" in got else 0
     if wrong_200:
-        out["200 unexpected body"] = wrong_200
+        out["200 other"] = wrong_200
     if got["errors"]:
         out["errors"] = got["errors"]
     return out
@@ -210,6 +210,7 @@ def not_good(got):
 def fmt_others(others):
     """`; 288 refused with 503` style text for a report cell, empty when every answer was good."""
     words = {"503": "answered 503 (the in-flight limit, MAX_CONCURRENT_INVOCATIONS)",
+             "200 other": "answered 200 without the expected body",
              "errors": "got no answer (connection error or timeout)"}
     return "".join(f"; {n:,} {words.get(kind, f'answered {kind}')}" for kind, n in others.items())
 
