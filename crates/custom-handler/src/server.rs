@@ -461,10 +461,13 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
+            // Checked as UTF-8 first: the lossy reading walks the bytes chunk by chunk even
+            // when, as nearly always, there is nothing to replace.
+            let value = match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) => text.to_owned(),
+                Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            };
+            (name.as_str().to_owned(), value)
         })
         .collect()
 }
