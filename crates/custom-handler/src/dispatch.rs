@@ -204,7 +204,7 @@ impl<S: Send + Sync + 'static> Runtime<S> {
                     Ok(output) => Answer::envelope(&InvocationResponse::http(
                         &http.output,
                         output,
-                        invocation.logs(),
+                        invocation.take_logs(),
                     )),
                     Err(error) => fail_invocation(&invocation, &error),
                 }
@@ -212,7 +212,9 @@ impl<S: Send + Sync + 'static> Runtime<S> {
             (DeclaredTrigger::Timer { binding, .. }, ImplementedTrigger::Timer { run }) => {
                 let work = self.json_timer(run, binding, body);
                 match invocation.scope(work).await {
-                    Ok(()) => Answer::envelope(&InvocationResponse::logs_only(invocation.logs())),
+                    Ok(()) => {
+                        Answer::envelope(&InvocationResponse::logs_only(invocation.take_logs()))
+                    }
                     Err(error) => fail_invocation(&invocation, error.failure()),
                 }
             }
