@@ -34,6 +34,33 @@ const DEFAULT_SUFFIX: &str = "/.default";
 /// Checks `scope` against the grammar above and returns the resource it names (one trailing
 /// `/.default` removed, so `https://management.azure.com//.default` keeps its `/`).
 pub fn normalize_scope(scope: &str) -> Result<String, IdentityError> {
+    // A function asks for the same one or two scopes on every call (TokenInfo checks its scope,
+    // then get_token checks the resource that gave): the last two accepted on this thread are
+    // remembered. The check is a pure function of the text, so a remembered answer is its answer.
+    if let Some(resource) = RECENT.with_borrow(|recent| {
+        recent
+            .iter()
+            .flatten()
+            .find(|(known, _)| known == scope)
+            .map(|(_, resource)| resource.clone())
+    }) {
+        return Ok(resource);
+    }
+    let resource = check_scope(scope)?;
+    RECENT.with_borrow_mut(|recent| {
+        recent.rotate_right(1);
+        recent[0] = Some((scope.to_owned(), resource.clone()));
+    });
+    Ok(resource)
+}
+
+thread_local! {
+    /// The scopes [`normalize_scope`] accepted last on this thread, with their resources.
+    static RECENT: std::cell::RefCell<[Option<(String, String)>; 2]> =
+        const { std::cell::RefCell::new([None, None]) };
+}
+
+fn check_scope(scope: &str) -> Result<String, IdentityError> {
     let invalid = |reason: &'static str| IdentityError::InvalidScope {
         scope: printable(scope),
         reason,
@@ -184,6 +211,39 @@ mod tests {
             ),
         ] {
             assert_eq!(normalize_scope(scope).unwrap(), resource, "{scope}");
+        }
+    }
+
+    #[test]
+    fn remembered_scopes_answer_as_the_check_does() {
+        for _ in 0..3 {
+            for (scope, resource) in [
+                (
+                    "https://vault.azure.net/.default",
+                    Some("https://vault.azure.net"),
+                ),
+                ("https://vault.azure.net", Some("https://vault.azure.net")),
+                ("https://vault.azure.net/.default ", None),
+                (
+                    "https://storage.azure.com/",
+                    Some("https://storage.azure.com/"),
+                ),
+                (
+                    "https://vault.azure.net/.default/.default",
+                    Some("https://vault.azure.net/.default"),
+                ),
+            ] {
+                assert_eq!(
+                    normalize_scope(scope).ok().as_deref(),
+                    resource,
+                    "{scope:?}"
+                );
+                assert_eq!(
+                    normalize_scope(scope).ok(),
+                    check_scope(scope).ok(),
+                    "{scope:?}"
+                );
+            }
         }
     }
 
