@@ -469,7 +469,7 @@ fn to_http_output(response: HttpResponse, accept_charset: Option<&str>) -> HttpO
         }
         Ok(_) => None,
     };
-    let empty = text.as_ref().map_or(false, String::is_empty);
+    let empty = text.as_ref().is_ok_and(String::is_empty);
     match problem {
         Some(problem) if !empty => {
             let error = RuntimeError::NotAcceptable(problem.to_owned());
