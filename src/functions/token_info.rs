@@ -113,7 +113,8 @@ impl TokenInfoPolicy {
     /// 403 naming TOKEN_INFO_RESOURCES for one that is not listed.
     pub fn check_resource(&self, scope: &str) -> Result<String, FunctionError> {
         let resource = normalize_scope(scope)?;
-        if self.resources.contains(&comparable(&resource)) {
+        let wanted = resource.trim_end_matches('/');
+        if self.resources.iter().any(|listed| listed == wanted) {
             Ok(resource)
         } else {
             Err(FunctionError::Forbidden(format!(

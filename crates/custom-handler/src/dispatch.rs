@@ -204,7 +204,7 @@ impl<S: Send + Sync + 'static> Runtime<S> {
                     Ok(output) => Answer::envelope(&InvocationResponse::http(
                         &http.output,
                         output,
-                        invocation.logs(),
+                        invocation.take_logs(),
                     )),
                     Err(error) => fail_invocation(&invocation, &error),
                 }
@@ -212,7 +212,9 @@ impl<S: Send + Sync + 'static> Runtime<S> {
             (DeclaredTrigger::Timer { binding, .. }, ImplementedTrigger::Timer { run }) => {
                 let work = self.json_timer(run, binding, body);
                 match invocation.scope(work).await {
-                    Ok(()) => Answer::envelope(&InvocationResponse::logs_only(invocation.logs())),
+                    Ok(()) => {
+                        Answer::envelope(&InvocationResponse::logs_only(invocation.take_logs()))
+                    }
                     Err(error) => fail_invocation(&invocation, error.failure()),
                 }
             }
@@ -452,33 +454,48 @@ fn body_bytes(content_type: Option<&str>, text: String) -> Bytes {
 /// asks for it — and ignores Content-Transfer-Encoding. A body that would not reach the caller
 /// byte for byte is replaced by a 406 saying so.
 fn to_http_output(response: HttpResponse, accept_charset: Option<&str>) -> HttpOutput {
-    let content_type = response.header("content-type").map(str::to_owned);
-    let problem = match std::str::from_utf8(&response.body) {
+    let utf16 = host_writes_utf16(response.header("content-type"), accept_charset);
+    let (status, headers, body, escaped) = response.into_parts();
+    // The body's own buffer when it is the only reference to it (as HttpResponse::json leaves
+    // it), validated as UTF-8 once; copied only otherwise.
+    let text = String::from_utf8(Vec::from(body));
+    let problem = match &text {
         Err(_) => Some("the response body is binary (not UTF-8 text)"),
-        Ok(_) if host_writes_utf16(content_type.as_deref(), accept_charset) => {
-            Some("the host would re-encode this text response as UTF-16")
-        }
+        Ok(_) if utf16 => Some("the host would re-encode this text response as UTF-16"),
+        // An escaped JSON body never starts the way a date does (`\"` or a JSON value's first
+        // character), so the check reads the same on either form.
         Ok(text) if newtonsoft_reads_as_date(text) => {
             Some("the host would read this body as a date and write it back in another format")
         }
         Ok(_) => None,
     };
-    let response = match problem {
-        Some(problem) if !response.body.is_empty() => {
+    let empty = text.as_ref().is_ok_and(String::is_empty);
+    match problem {
+        Some(problem) if !empty => {
             let error = RuntimeError::NotAcceptable(problem.to_owned());
             log::warn!("answered {}: {error}", error.status());
-            error.to_response()
+            http_output(error.to_response())
         }
-        _ => response,
-    };
-    // The body's own buffer when it is the only reference to it (as HttpResponse::json leaves
-    // it) and UTF-8, checked once more here; copied only otherwise.
-    let body = String::from_utf8(Vec::from(response.body))
+        _ => HttpOutput {
+            status_code: status,
+            body: text
+                .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
+            body_escaped: escaped,
+            headers,
+        },
+    }
+}
+
+/// A response of ours (valid UTF-8) as an http output.
+fn http_output(response: HttpResponse) -> HttpOutput {
+    let (status, headers, body, escaped) = response.into_parts();
+    let body = String::from_utf8(Vec::from(body))
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
     HttpOutput {
-        status_code: response.status,
+        status_code: status,
         body,
-        headers: response.headers,
+        body_escaped: escaped,
+        headers,
     }
 }
 
@@ -523,16 +540,18 @@ fn host_writes_utf16(content_type: Option<&str>, accept_charset: Option<&str>) -
             }
         }
     }
+    // Only a value holding "16" can name utf-16: most answers are decided without splitting.
     content_type.is_some_and(|kind| {
-        kind.split(';').skip(1).any(|parameter| {
-            parameter.split_once('=').is_some_and(|(name, value)| {
-                name.trim().eq_ignore_ascii_case("charset")
-                    && value
-                        .trim()
-                        .trim_matches('"')
-                        .eq_ignore_ascii_case("utf-16")
+        kind.as_bytes().windows(2).any(|pair| pair == b"16")
+            && kind.split(';').skip(1).any(|parameter| {
+                parameter.split_once('=').is_some_and(|(name, value)| {
+                    name.trim().eq_ignore_ascii_case("charset")
+                        && value
+                            .trim()
+                            .trim_matches('"')
+                            .eq_ignore_ascii_case("utf-16")
+                })
             })
-        })
     })
 }
 

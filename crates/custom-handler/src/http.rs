@@ -155,14 +155,35 @@ impl HttpRequest {
 }
 
 /// An HTTP response from a function.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub struct HttpResponse {
     /// The status code.
     pub status: u16,
     /// Headers; `Content-Type` is always among them.
     pub headers: BTreeMap<String, String>,
-    /// The body bytes.
+    /// The body bytes. Inside a JSON-mode invocation, a body [`HttpResponse::json`] wrote is
+    /// already in the form the host's envelope carries it in: the JSON text escaped as a
+    /// string's content.
     pub body: Bytes,
+    /// When `body` is in that escaped form: a second handle on its bytes, so that the runtime
+    /// can tell the body was not replaced since (a `Bytes` never changes while a handle lives).
+    escaped: Option<Bytes>,
+}
+
+impl PartialEq for HttpResponse {
+    fn eq(&self, other: &Self) -> bool {
+        (self.status, &self.headers, &self.body) == (other.status, &other.headers, &other.body)
+    }
+}
+
+impl std::fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &self.body)
+            .finish()
+    }
 }
 
 impl HttpResponse {
@@ -173,22 +194,49 @@ impl HttpResponse {
             status,
             headers,
             body: body.into(),
+            escaped: None,
         }
     }
 
     /// A JSON response. Serializing our own response types cannot fail; if it ever did the
     /// caller gets a 500 saying so rather than a panic.
+    ///
+    /// Inside a JSON-mode invocation the host reads the body back as a string of the envelope,
+    /// so the JSON is written straight in that string's escaped form (`crate::escaped`) and the
+    /// runtime does not escape it a second time.
     pub fn json(status: u16, value: &impl Serialize) -> Self {
         // Room for a typical answer up front: growing from empty took several reallocations.
         let mut body = Vec::with_capacity(512);
-        match serde_json::to_writer(&mut body, value) {
-            Ok(()) => Self::new(status, "application/json; charset=utf-8", body),
+        let escaped =
+            crate::invocation::with_current(|invocation| invocation.captures()).unwrap_or(false);
+        let written = if escaped {
+            crate::escaped::to_writer(&mut body, value)
+        } else {
+            serde_json::to_writer(&mut body, value)
+        };
+        match written {
+            Ok(()) => {
+                let mut response = Self::new(status, "application/json; charset=utf-8", body);
+                if escaped {
+                    response.escaped = Some(response.body.clone());
+                }
+                response
+            }
             Err(error) => Self::new(
                 500,
                 "text/plain; charset=utf-8",
                 format!("the response could not be serialized: {error}"),
             ),
         }
+    }
+
+    /// The body, and whether it is already escaped as a JSON string's content (see
+    /// [`HttpResponse::json`]): only when it is still the very bytes `json` wrote.
+    pub(crate) fn into_parts(self) -> (u16, BTreeMap<String, String>, Bytes, bool) {
+        let escaped = self.escaped.is_some_and(|escaped| {
+            escaped.as_ptr() == self.body.as_ptr() && escaped.len() == self.body.len()
+        });
+        (self.status, self.headers, self.body, escaped)
     }
 
     /// Adds or replaces a header.

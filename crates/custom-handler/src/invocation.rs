@@ -174,6 +174,22 @@ impl Invocation {
         lines
     }
 
+    /// The lines kept so far as `Logs` entries, taken out for the answer that carries them (no
+    /// copy of each line), ending with a count of any that were dropped.
+    pub fn take_logs(&self) -> Vec<String> {
+        let mut captured = self.lock();
+        let kept = std::mem::take(&mut captured.kept);
+        let mut lines: Vec<String> = kept.into_iter().map(|line| line.logs).collect();
+        if captured.dropped > 0 {
+            lines.push(format!(
+                "({} more log lines were dropped)",
+                captured.dropped
+            ));
+            captured.dropped = 0;
+        }
+        lines
+    }
+
     /// The kept lines in console form, taken out: for an answer the host reads no `Logs` from
     /// (a failure), so that they reach the host's log through stdout instead of nowhere.
     pub fn take_console_lines(&self) -> Vec<String> {
@@ -262,6 +278,8 @@ mod tests {
         let logs = inv.logs();
         assert_eq!(logs.len(), MAX_LOG_LINES + 1);
         assert_eq!(logs.last().unwrap(), "(5 more log lines were dropped)");
+        assert_eq!(inv.take_logs(), logs);
+        assert!(inv.logs().is_empty(), "taken lines are gone");
         assert!(inv.captures());
         assert!(!Invocation::forwarded("A", "1").captures());
     }

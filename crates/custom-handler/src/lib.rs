@@ -77,6 +77,7 @@
 
 pub mod contract;
 pub mod dispatch;
+pub mod escaped;
 pub mod failure;
 pub mod http;
 pub mod invocation;

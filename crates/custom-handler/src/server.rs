@@ -1,8 +1,9 @@
-//! The HTTP server. Connections and their limits are hyper's connection loop; routing is a warp
-//! filter tree, served on each connection as a service: readiness (`GET /`), JSON-mode
-//! invocations (`POST /{FunctionName}`) and forwarded requests (`/{routePrefix}/{route}`), with
-//! the route decided by `dispatch` (which knows every function.json route); what each does is in
-//! `dispatch`.
+//! The HTTP server. Connections and their limits are hyper's connection loop; each request is
+//! taken apart once by one service function: readiness (`GET /`), JSON-mode invocations
+//! (`POST /{FunctionName}`) and forwarded requests (`/{routePrefix}/{route}`), with the route
+//! decided by `dispatch` (which knows every function.json route); what each does is in
+//! `dispatch`. (A warp filter tree did this before: its chain of boxed bodies, cloned headers
+//! and nested futures cost more than the routing itself.)
 //!
 //! Every request is held to limits (the repository's README.md, "Request limits"): the head must
 //! arrive within the header timeout (which also closes a kept-alive connection idle that long); the
@@ -24,20 +25,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut as _, Bytes, BytesMut};
-use futures::{Stream, StreamExt as _};
-use hyper::body::{Frame, Incoming};
+use hyper::body::{Body as _, Frame, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::service::Service as _;
-use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
-use warp::Filter;
-use warp::path::FullPath;
-use warp::reply::{Reply as _, Response};
 
 use crate::dispatch::{Answer, Body, ForwardedRequest, INVOCATION_ID_HEADER, Route, Runtime};
 use crate::failure::RuntimeError;
@@ -149,18 +144,10 @@ async fn serve_connection<S: Send + Sync + 'static>(
 ) {
     let _ = stream.set_nodelay(true);
     let busy = Arc::new(AtomicUsize::new(0));
-    // The filter tree borrows what the connection shares: building it allocates nothing.
-    let routes = TowerToHyperService::new(warp::service(routes(&shared)));
+    let shared_ref: &Shared<S> = &shared;
     let service = hyper::service::service_fn(|request: Request<Incoming>| {
         let guard = Busy::new(&busy);
-        let answering = routes.call(request);
-        async move {
-            let response = answering.await?;
-            Ok::<_, Infallible>(response.map(|body| Guarded {
-                body,
-                _guard: guard,
-            }))
-        }
+        async move { Ok::<_, Infallible>(handle(shared_ref, request, guard).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -205,75 +192,30 @@ impl Drop for Busy {
     }
 }
 
-/// warp's response body, holding the request's [`Busy`] guard until hyper is done with it.
-struct Guarded<B> {
-    body: B,
-    _guard: Busy,
-}
-
-impl<B: hyper::body::Body + Unpin> hyper::body::Body for Guarded<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// The filter tree: readiness first, kept cheap; then everything else, routed by `dispatch`.
-fn routes<S: Send + Sync + 'static>(
+/// Readiness first, kept cheap; then everything else, routed by `dispatch`.
+async fn handle<S: Send + Sync + 'static>(
     shared: &Shared<S>,
-) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync {
-    readiness().or(invocation(shared)).unify()
+    request: Request<Incoming>,
+    guard: Busy,
+) -> Response<Answered> {
+    let (head, body) = request.into_parts();
+    if is_readiness(&head.method, head.uri.path()) {
+        return reply(plain(200, "ok"), &head.method, None, guard);
+    }
+    let call = Call::route(shared, head.method, head.uri.path())
+        .admit(shared)
+        .check_declared_length(&head.headers);
+    let query = parse_query(head.uri.query().unwrap_or_default());
+    answer(shared, call, head.headers, query, body, guard).await
 }
 
 /// `GET /`: the host's readiness poll and pings. The method is compared without regard to case,
 /// as `dispatch` compares it.
-fn readiness() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Copy {
-    warp::method()
-        .and(warp::path::end())
-        .and_then(|method: Method| {
-            futures::future::ready(if method.as_str().eq_ignore_ascii_case("GET") {
-                Ok(reply(plain(200, "ok"), &method, None))
-            } else {
-                Err(warp::reject::not_found())
-            })
-        })
+fn is_readiness(method: &Method, path: &str) -> bool {
+    matches!(path, "/" | "") && method.as_str().eq_ignore_ascii_case("GET")
 }
 
-/// Any other request: routed by `dispatch` (`POST /{FunctionName}` of a served function is JSON
-/// mode, anything else is forwarded by its function.json route), admitted under the in-flight
-/// cap, held to its function's body limit from Content-Length — all before a byte of the body is
-/// read — then read and run.
-fn invocation<'a, S: Send + Sync + 'static>(
-    shared: &'a Shared<S>,
-) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync {
-    warp::method()
-        .and(warp::path::full())
-        .map(move |method: Method, path: FullPath| Call::route(shared, method, path.as_str()))
-        .map(move |call: Call<'a, S>| call.admit(shared))
-        .and(warp::header::headers_cloned())
-        .map(|call: Call<'a, S>, headers: HeaderMap| {
-            (call.check_declared_length(&headers), headers)
-        })
-        .untuple_one()
-        .and(query())
-        .and(warp::body::stream())
-        .then(move |call, headers, query, body| answer(shared, call, headers, query, body))
-}
-
-/// A request on its way through the filters.
+/// A request on its way to its function.
 struct Call<'a, S> {
     /// The method as sent, which the answer's framing depends on.
     method: Method,
@@ -341,16 +283,16 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
 }
 
 /// Reads the body (unless refused) and runs the function; answers what it answered.
-async fn answer<S, B>(
+async fn answer<S>(
     shared: &Shared<S>,
     call: Call<'_, S>,
     headers: HeaderMap,
     query: Query,
-    body: impl Stream<Item = Result<B, warp::Error>> + Send,
-) -> Response
+    body: Incoming,
+    guard: Busy,
+) -> Response<Answered>
 where
     S: Send + Sync + 'static,
-    B: Buf,
 {
     let Call {
         method,
@@ -395,13 +337,13 @@ where
             runtime.forward(entry, params, request).await
         }
     };
-    reply(answer, &method, permit)
+    reply(answer, &method, permit, guard)
 }
 
 /// Reads the body under `limit`, refusing it once the bytes pass it; gives up after `timeout` or
 /// when the server starts stopping.
-async fn read_body<B: Buf>(
-    body: impl Stream<Item = Result<B, warp::Error>>,
+async fn read_body(
+    body: Incoming,
     limit: usize,
     timeout: Duration,
     mut stopping: watch::Receiver<bool>,
@@ -415,14 +357,14 @@ async fn read_body<B: Buf>(
     }
 }
 
-async fn read_limited<B: Buf>(
-    body: impl Stream<Item = Result<B, warp::Error>>,
-    limit: usize,
-) -> Body {
-    let mut body = std::pin::pin!(body);
+/// The body's data frames (trailers are not part of it), collected under `limit`.
+async fn read_limited(mut body: Incoming, limit: usize) -> Body {
     let mut collected = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| RuntimeError::BodyUnreadable(e.to_string()))?;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| RuntimeError::BodyUnreadable(e.to_string()))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
         if collected.len() + chunk.remaining() > limit {
             return Err(RuntimeError::PayloadTooLarge { limit });
         }
@@ -431,8 +373,8 @@ async fn read_limited<B: Buf>(
     Ok(collected.freeze())
 }
 
-/// Query parameters, as warp's query filter decodes them; a key given twice has its values
-/// joined with `,`, as the host does.
+/// Query parameters, decoded as `application/x-www-form-urlencoded` (`+` is a space); a key
+/// given twice has its values joined with `,`, as the host does.
 #[derive(Debug, Default)]
 struct Query(BTreeMap<String, String>);
 
@@ -497,21 +439,12 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
-/// The query; never refuses a request (a query that cannot be decoded is read as none).
-fn query() -> impl Filter<Extract = (Query,), Error = std::convert::Infallible> + Copy {
-    warp::query::query::<Query>()
-        .or(warp::any().map(Query::default))
-        .unify()
-}
-
-/// Query parameters of a raw query string, decoded and joined as [`query`] does.
-#[cfg(test)]
-fn parse_query(raw: &str) -> BTreeMap<String, String> {
+/// Query parameters of a raw query string, decoded and joined as [`Query`] says. Never refuses
+/// a request: a query that cannot be decoded is read as none.
+fn parse_query(raw: &str) -> Query {
     let pairs = url::form_urlencoded::parse(raw.as_bytes());
     let deserializer = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(pairs);
-    Query::deserialize(deserializer)
-        .map(|query| query.0)
-        .unwrap_or_default()
+    Query::deserialize(deserializer).unwrap_or_default()
 }
 
 fn plain(status: u16, text: &'static str) -> Answer {
@@ -528,10 +461,13 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
+            // Checked as UTF-8 first: the lossy reading walks the bytes chunk by chunk even
+            // when, as nearly always, there is nothing to replace.
+            let value = match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) => text.to_owned(),
+                Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            };
+            (name.as_str().to_owned(), value)
         })
         .collect()
 }
@@ -546,34 +482,33 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     (!values.is_empty()).then(|| values.join(", "))
 }
 
-/// An answer as a warp response. Headers that are not valid HTTP are dropped with a warning
-/// rather than failing the whole answer; a reason phrase goes on the status line.
+/// An answer as the response hyper writes. Headers that are not valid HTTP are dropped with a
+/// warning rather than failing the whole answer; a reason phrase goes on the status line.
 ///
-/// An invocation's answer is a one-chunk stream that holds its in-flight slot until hyper has
+/// An invocation's answer is a streamed body that holds its in-flight slot until hyper has
 /// written it, and — for an aborted answer — ends in an error, which makes hyper cut the
-/// connection so that the host records a failed invocation. warp's only body that can carry
-/// either is a stream, whose length hyper does not know, so the Content-Length hyper would have
-/// written for the bytes is written here.
-fn reply(answer: Answer, method: &Method, permit: Option<OwnedSemaphorePermit>) -> Response {
+/// connection so that the host records a failed invocation. hyper does not take the length of
+/// such a body from it, so the Content-Length hyper would have written for the bytes is written
+/// here.
+fn reply(
+    answer: Answer,
+    method: &Method,
+    permit: Option<OwnedSemaphorePermit>,
+    guard: Busy,
+) -> Response<Answered> {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let length = answer.body.len();
     let streamed = permit.is_some() || answer.abort;
-    let mut response = if streamed {
-        warp::reply::stream(AnswerStream {
-            data: Some(answer.body),
-            abort: answer.abort,
-            _permit: permit,
-        })
-        .into_response()
-    } else {
-        warp::http::Response::new(answer.body).into_response()
-    };
+    let mut response = Response::new(Answered {
+        data: Some(answer.body),
+        streamed,
+        abort: answer.abort,
+        _permit: permit,
+        _guard: guard,
+    });
     *response.status_mut() = status;
     for (name, value) in &answer.headers {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
+        match (header_name(name), HeaderValue::from_str(value)) {
             (Ok(name), Ok(value)) => {
                 response.headers_mut().insert(name, value);
             }
@@ -591,6 +526,17 @@ fn reply(answer: Answer, method: &Method, permit: Option<OwnedSemaphorePermit>) 
         response.extensions_mut().insert(phrase);
     }
     response
+}
+
+/// A header name; the ones every answer carries without parsing them.
+fn header_name(name: &str) -> Result<HeaderName, hyper::header::InvalidHeaderName> {
+    if name.eq_ignore_ascii_case("content-type") {
+        Ok(hyper::header::CONTENT_TYPE)
+    } else if name.eq_ignore_ascii_case("cache-control") {
+        Ok(hyper::header::CACHE_CONTROL)
+    } else {
+        HeaderName::from_bytes(name.as_bytes())
+    }
 }
 
 /// Whether hyper writes a Content-Length for a body of `length` bytes it knows the length of:
@@ -613,20 +559,28 @@ fn length_value(length: usize) -> HeaderValue {
     HeaderValue::from_bytes(&digits[..written]).unwrap_or_else(|_| HeaderValue::from(length))
 }
 
-/// An invocation's answer as warp's stream body: the bytes, then — when aborted — the error that
-/// cuts the connection. It holds the in-flight slot until hyper drops it, done writing.
-struct AnswerStream {
+/// An answer's body as hyper writes it: the bytes, then — when aborted — the error that cuts the
+/// connection. It holds the in-flight slot (if any) and the request's [`Busy`] guard until hyper
+/// drops it, done writing. A streamed body (an invocation's answer) does not tell hyper its
+/// length; any other tells it exactly.
+pub(crate) struct Answered {
     data: Option<Bytes>,
+    streamed: bool,
     abort: bool,
     _permit: Option<OwnedSemaphorePermit>,
+    _guard: Busy,
 }
 
-impl Stream for AnswerStream {
-    type Item = std::io::Result<Bytes>;
+impl hyper::body::Body for Answered {
+    type Data = Bytes;
+    type Error = std::io::Error;
 
-    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         if let Some(data) = self.data.take().filter(|data| !data.is_empty()) {
-            return Poll::Ready(Some(Ok(data)));
+            return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         if self.abort {
             self.abort = false;
@@ -636,6 +590,18 @@ impl Stream for AnswerStream {
         }
         Poll::Ready(None)
     }
+
+    fn is_end_stream(&self) -> bool {
+        !self.streamed && self.data.as_ref().is_none_or(Bytes::is_empty)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match &self.data {
+            Some(data) if !self.streamed => hyper::body::SizeHint::with_exact(data.len() as u64),
+            None if !self.streamed => hyper::body::SizeHint::with_exact(0),
+            _ => hyper::body::SizeHint::default(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -644,7 +610,7 @@ mod tests {
 
     #[test]
     fn repeated_query_keys_are_joined_with_commas() {
-        let query = parse_query("x=1&x=2&name=a%20b&code=k");
+        let query = parse_query("x=1&x=2&name=a%20b&code=k").0;
         assert_eq!(query["x"], "1,2");
         assert_eq!(query["name"], "a b");
     }

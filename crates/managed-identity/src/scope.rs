@@ -34,6 +34,33 @@ const DEFAULT_SUFFIX: &str = "/.default";
 /// Checks `scope` against the grammar above and returns the resource it names (one trailing
 /// `/.default` removed, so `https://management.azure.com//.default` keeps its `/`).
 pub fn normalize_scope(scope: &str) -> Result<String, IdentityError> {
+    // A function asks for the same one or two scopes on every call (TokenInfo checks its scope,
+    // then get_token checks the resource that gave): the last two accepted on this thread are
+    // remembered. The check is a pure function of the text, so a remembered answer is its answer.
+    if let Some(resource) = RECENT.with_borrow(|recent| {
+        recent
+            .iter()
+            .flatten()
+            .find(|(known, _)| known == scope)
+            .map(|(_, resource)| resource.clone())
+    }) {
+        return Ok(resource);
+    }
+    let resource = check_scope(scope)?;
+    RECENT.with_borrow_mut(|recent| {
+        recent.rotate_right(1);
+        recent[0] = Some((scope.to_owned(), resource.clone()));
+    });
+    Ok(resource)
+}
+
+thread_local! {
+    /// The scopes [`normalize_scope`] accepted last on this thread, with their resources.
+    static RECENT: std::cell::RefCell<[Option<(String, String)>; 2]> =
+        const { std::cell::RefCell::new([None, None]) };
+}
+
+fn check_scope(scope: &str) -> Result<String, IdentityError> {
     let invalid = |reason: &'static str| IdentityError::InvalidScope {
         scope: printable(scope),
         reason,
@@ -44,7 +71,11 @@ pub fn normalize_scope(scope: &str) -> Result<String, IdentityError> {
     if scope.len() > MAX_SCOPE_LEN {
         return Err(invalid("it is longer than 256 characters"));
     }
-    if let Some(bad) = scope.chars().find(|c| !is_allowed_char(*c)) {
+    // Every allowed character is ASCII, so a byte test decides; the characters are looked at
+    // only to word the refusal.
+    if !scope.bytes().all(is_allowed_byte)
+        && let Some(bad) = scope.chars().find(|c| !is_allowed_char(*c))
+    {
         return Err(invalid(if bad.is_whitespace() {
             "exactly one scope is allowed, without spaces"
         } else {
@@ -74,6 +105,10 @@ fn is_allowed_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | ':' | '/')
 }
 
+fn is_allowed_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/')
+}
+
 /// The scope as it may appear in a message: at most 100 characters, anything unusual as `?`.
 fn printable(scope: &str) -> String {
     scope
@@ -83,53 +118,63 @@ fn printable(scope: &str) -> String {
         .collect()
 }
 
+// The parts below are cut and checked as bytes: the scope is ASCII by now, and this runs on
+// every token request, where splitting by `char` cost more than the rest of the request's
+// bookkeeping.
+
 fn is_https_rest(rest: &str) -> bool {
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (host, port) = match authority.split_once(':') {
+    let rest = rest.as_bytes();
+    let (authority, path) = split_once(rest, b'/').unwrap_or((rest, b""));
+    let (host, port) = match split_once(authority, b':') {
         Some((host, port)) => (host, Some(port)),
         None => (authority, None),
     };
     let port_ok =
-        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
-    port_ok && is_host(host) && (path.is_empty() || path.split('/').all(is_segment))
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.iter().all(u8::is_ascii_digit));
+    port_ok && is_host(host) && (path.is_empty() || path.split(|&b| b == b'/').all(is_segment))
 }
 
 fn is_api_rest(rest: &str) -> bool {
-    let mut segments = rest.split('/');
+    let mut segments = rest.as_bytes().split(|&b| b == b'/');
     segments
         .next()
         .is_some_and(|first| !first.is_empty() && is_segment(first))
         && segments.all(is_segment)
 }
 
-fn is_host(host: &str) -> bool {
+fn split_once(text: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
+    let index = text.iter().position(|&b| b == at)?;
+    Some((&text[..index], &text[index + 1..]))
+}
+
+fn is_host(host: &[u8]) -> bool {
     !host.is_empty()
-        && host.split('.').all(|label| {
+        && host.split(|&b| b == b'.').all(|label| {
             (1..=63).contains(&label.len())
-                && !label.starts_with('-')
-                && !label.ends_with('-')
+                && label.first() != Some(&b'-')
+                && label.last() != Some(&b'-')
                 && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
-fn is_segment(segment: &str) -> bool {
-    segment != "."
-        && segment != ".."
+fn is_segment(segment: &[u8]) -> bool {
+    segment != b"."
+        && segment != b".."
         && segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-/// An application (client) id: a GUID in its 8-4-4-4-12 form.
+/// An application (client) id: a GUID in its 8-4-4-4-12 form (hex digits, dashes at 8, 13, 18
+/// and 23: what splitting at `-` into groups of those lengths accepts).
 pub fn is_app_id(text: &str) -> bool {
-    let groups: Vec<&str> = text.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()))
+    text.len() == 36
+        && text.bytes().enumerate().all(|(index, b)| match index {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 #[cfg(test)]
@@ -166,6 +211,39 @@ mod tests {
             ),
         ] {
             assert_eq!(normalize_scope(scope).unwrap(), resource, "{scope}");
+        }
+    }
+
+    #[test]
+    fn remembered_scopes_answer_as_the_check_does() {
+        for _ in 0..3 {
+            for (scope, resource) in [
+                (
+                    "https://vault.azure.net/.default",
+                    Some("https://vault.azure.net"),
+                ),
+                ("https://vault.azure.net", Some("https://vault.azure.net")),
+                ("https://vault.azure.net/.default ", None),
+                (
+                    "https://storage.azure.com/",
+                    Some("https://storage.azure.com/"),
+                ),
+                (
+                    "https://vault.azure.net/.default/.default",
+                    Some("https://vault.azure.net/.default"),
+                ),
+            ] {
+                assert_eq!(
+                    normalize_scope(scope).ok().as_deref(),
+                    resource,
+                    "{scope:?}"
+                );
+                assert_eq!(
+                    normalize_scope(scope).ok(),
+                    check_scope(scope).ok(),
+                    "{scope:?}"
+                );
+            }
         }
     }
 
