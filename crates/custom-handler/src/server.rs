@@ -1,9 +1,8 @@
-//! The HTTP server. Connections and their limits are hyper's connection loop; each request is
-//! taken apart once by one service function: readiness (`GET /`), JSON-mode invocations
-//! (`POST /{FunctionName}`) and forwarded requests (`/{routePrefix}/{route}`), with the route
-//! decided by `dispatch` (which knows every function.json route); what each does is in
-//! `dispatch`. (A warp filter tree did this before: its chain of boxed bodies, cloned headers
-//! and nested futures cost more than the routing itself.)
+//! The HTTP server. Connections and their limits are hyper's connection loop; routing is a warp
+//! filter tree, served on each connection as a service: readiness (`GET /`), JSON-mode
+//! invocations (`POST /{FunctionName}`) and forwarded requests (`/{routePrefix}/{route}`), with
+//! the route decided by `dispatch` (which knows every function.json route); what each does is in
+//! `dispatch`.
 //!
 //! Every request is held to limits (the repository's README.md, "Request limits"): the head must
 //! arrive within the header timeout (which also closes a kept-alive connection idle that long); the
@@ -25,14 +24,20 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut as _, Bytes, BytesMut};
-use hyper::body::{Body as _, Frame, Incoming};
+use futures::{Stream, StreamExt as _};
+use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::service::Service as _;
+use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use warp::Filter;
+use warp::path::FullPath;
+use warp::reply::{Reply as _, Response};
 
 use crate::dispatch::{Answer, Body, ForwardedRequest, INVOCATION_ID_HEADER, Route, Runtime};
 use crate::failure::RuntimeError;
@@ -144,10 +149,18 @@ async fn serve_connection<S: Send + Sync + 'static>(
 ) {
     let _ = stream.set_nodelay(true);
     let busy = Arc::new(AtomicUsize::new(0));
-    let shared_ref: &Shared<S> = &shared;
+    // The filter tree borrows what the connection shares: building it allocates nothing.
+    let routes = TowerToHyperService::new(warp::service(routes(&shared)));
     let service = hyper::service::service_fn(|request: Request<Incoming>| {
         let guard = Busy::new(&busy);
-        async move { Ok::<_, Infallible>(handle(shared_ref, request, guard).await) }
+        let answering = routes.call(request);
+        async move {
+            let response = answering.await?;
+            Ok::<_, Infallible>(response.map(|body| Guarded {
+                body,
+                _guard: guard,
+            }))
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -192,30 +205,75 @@ impl Drop for Busy {
     }
 }
 
-/// Readiness first, kept cheap; then everything else, routed by `dispatch`.
-async fn handle<S: Send + Sync + 'static>(
-    shared: &Shared<S>,
-    request: Request<Incoming>,
-    guard: Busy,
-) -> Response<Answered> {
-    let (head, body) = request.into_parts();
-    if is_readiness(&head.method, head.uri.path()) {
-        return reply(plain(200, "ok"), &head.method, None, guard);
+/// warp's response body, holding the request's [`Busy`] guard until hyper is done with it.
+struct Guarded<B> {
+    body: B,
+    _guard: Busy,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
     }
-    let call = Call::route(shared, head.method, head.uri.path())
-        .admit(shared)
-        .check_declared_length(&head.headers);
-    let query = parse_query(head.uri.query().unwrap_or_default());
-    answer(shared, call, head.headers, query, body, guard).await
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The filter tree: readiness first, kept cheap; then everything else, routed by `dispatch`.
+fn routes<S: Send + Sync + 'static>(
+    shared: &Shared<S>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync {
+    readiness().or(invocation(shared)).unify()
 }
 
 /// `GET /`: the host's readiness poll and pings. The method is compared without regard to case,
 /// as `dispatch` compares it.
-fn is_readiness(method: &Method, path: &str) -> bool {
-    matches!(path, "/" | "") && method.as_str().eq_ignore_ascii_case("GET")
+fn readiness() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Copy {
+    warp::method()
+        .and(warp::path::end())
+        .and_then(|method: Method| {
+            futures::future::ready(if method.as_str().eq_ignore_ascii_case("GET") {
+                Ok(reply(plain(200, "ok"), &method, None))
+            } else {
+                Err(warp::reject::not_found())
+            })
+        })
 }
 
-/// A request on its way to its function.
+/// Any other request: routed by `dispatch` (`POST /{FunctionName}` of a served function is JSON
+/// mode, anything else is forwarded by its function.json route), admitted under the in-flight
+/// cap, held to its function's body limit from Content-Length — all before a byte of the body is
+/// read — then read and run.
+fn invocation<'a, S: Send + Sync + 'static>(
+    shared: &'a Shared<S>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync {
+    warp::method()
+        .and(warp::path::full())
+        .map(move |method: Method, path: FullPath| Call::route(shared, method, path.as_str()))
+        .map(move |call: Call<'a, S>| call.admit(shared))
+        .and(warp::header::headers_cloned())
+        .map(|call: Call<'a, S>, headers: HeaderMap| {
+            (call.check_declared_length(&headers), headers)
+        })
+        .untuple_one()
+        .and(query())
+        .and(warp::body::stream())
+        .then(move |call, headers, query, body| answer(shared, call, headers, query, body))
+}
+
+/// A request on its way through the filters.
 struct Call<'a, S> {
     /// The method as sent, which the answer's framing depends on.
     method: Method,
@@ -283,16 +341,16 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
 }
 
 /// Reads the body (unless refused) and runs the function; answers what it answered.
-async fn answer<S>(
+async fn answer<S, B>(
     shared: &Shared<S>,
     call: Call<'_, S>,
     headers: HeaderMap,
     query: Query,
-    body: Incoming,
-    guard: Busy,
-) -> Response<Answered>
+    body: impl Stream<Item = Result<B, warp::Error>> + Send,
+) -> Response
 where
     S: Send + Sync + 'static,
+    B: Buf,
 {
     let Call {
         method,
@@ -337,13 +395,13 @@ where
             runtime.forward(entry, params, request).await
         }
     };
-    reply(answer, &method, permit, guard)
+    reply(answer, &method, permit)
 }
 
 /// Reads the body under `limit`, refusing it once the bytes pass it; gives up after `timeout` or
 /// when the server starts stopping.
-async fn read_body(
-    body: Incoming,
+async fn read_body<B: Buf>(
+    body: impl Stream<Item = Result<B, warp::Error>>,
     limit: usize,
     timeout: Duration,
     mut stopping: watch::Receiver<bool>,
@@ -357,14 +415,14 @@ async fn read_body(
     }
 }
 
-/// The body's data frames (trailers are not part of it), collected under `limit`.
-async fn read_limited(mut body: Incoming, limit: usize) -> Body {
+async fn read_limited<B: Buf>(
+    body: impl Stream<Item = Result<B, warp::Error>>,
+    limit: usize,
+) -> Body {
+    let mut body = std::pin::pin!(body);
     let mut collected = BytesMut::new();
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame.map_err(|e| RuntimeError::BodyUnreadable(e.to_string()))?;
-        let Ok(chunk) = frame.into_data() else {
-            continue;
-        };
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| RuntimeError::BodyUnreadable(e.to_string()))?;
         if collected.len() + chunk.remaining() > limit {
             return Err(RuntimeError::PayloadTooLarge { limit });
         }
@@ -373,8 +431,8 @@ async fn read_limited(mut body: Incoming, limit: usize) -> Body {
     Ok(collected.freeze())
 }
 
-/// Query parameters, decoded as `application/x-www-form-urlencoded` (`+` is a space); a key
-/// given twice has its values joined with `,`, as the host does.
+/// Query parameters, as warp's query filter decodes them; a key given twice has its values
+/// joined with `,`, as the host does.
 #[derive(Debug, Default)]
 struct Query(BTreeMap<String, String>);
 
@@ -439,12 +497,21 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
-/// Query parameters of a raw query string, decoded and joined as [`Query`] says. Never refuses
-/// a request: a query that cannot be decoded is read as none.
-fn parse_query(raw: &str) -> Query {
+/// The query; never refuses a request (a query that cannot be decoded is read as none).
+fn query() -> impl Filter<Extract = (Query,), Error = std::convert::Infallible> + Copy {
+    warp::query::query::<Query>()
+        .or(warp::any().map(Query::default))
+        .unify()
+}
+
+/// Query parameters of a raw query string, decoded and joined as [`query`] does.
+#[cfg(test)]
+fn parse_query(raw: &str) -> BTreeMap<String, String> {
     let pairs = url::form_urlencoded::parse(raw.as_bytes());
     let deserializer = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(pairs);
-    Query::deserialize(deserializer).unwrap_or_default()
+    Query::deserialize(deserializer)
+        .map(|query| query.0)
+        .unwrap_or_default()
 }
 
 fn plain(status: u16, text: &'static str) -> Answer {
@@ -482,33 +549,34 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     (!values.is_empty()).then(|| values.join(", "))
 }
 
-/// An answer as the response hyper writes. Headers that are not valid HTTP are dropped with a
-/// warning rather than failing the whole answer; a reason phrase goes on the status line.
+/// An answer as a warp response. Headers that are not valid HTTP are dropped with a warning
+/// rather than failing the whole answer; a reason phrase goes on the status line.
 ///
-/// An invocation's answer is a streamed body that holds its in-flight slot until hyper has
+/// An invocation's answer is a one-chunk stream that holds its in-flight slot until hyper has
 /// written it, and — for an aborted answer — ends in an error, which makes hyper cut the
-/// connection so that the host records a failed invocation. hyper does not take the length of
-/// such a body from it, so the Content-Length hyper would have written for the bytes is written
-/// here.
-fn reply(
-    answer: Answer,
-    method: &Method,
-    permit: Option<OwnedSemaphorePermit>,
-    guard: Busy,
-) -> Response<Answered> {
+/// connection so that the host records a failed invocation. warp's only body that can carry
+/// either is a stream, whose length hyper does not know, so the Content-Length hyper would have
+/// written for the bytes is written here.
+fn reply(answer: Answer, method: &Method, permit: Option<OwnedSemaphorePermit>) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let length = answer.body.len();
     let streamed = permit.is_some() || answer.abort;
-    let mut response = Response::new(Answered {
-        data: Some(answer.body),
-        streamed,
-        abort: answer.abort,
-        _permit: permit,
-        _guard: guard,
-    });
+    let mut response = if streamed {
+        warp::reply::stream(AnswerStream {
+            data: Some(answer.body),
+            abort: answer.abort,
+            _permit: permit,
+        })
+        .into_response()
+    } else {
+        warp::http::Response::new(answer.body).into_response()
+    };
     *response.status_mut() = status;
     for (name, value) in &answer.headers {
-        match (header_name(name), HeaderValue::from_str(value)) {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             (Ok(name), Ok(value)) => {
                 response.headers_mut().insert(name, value);
             }
@@ -526,17 +594,6 @@ fn reply(
         response.extensions_mut().insert(phrase);
     }
     response
-}
-
-/// A header name; the ones every answer carries without parsing them.
-fn header_name(name: &str) -> Result<HeaderName, hyper::header::InvalidHeaderName> {
-    if name.eq_ignore_ascii_case("content-type") {
-        Ok(hyper::header::CONTENT_TYPE)
-    } else if name.eq_ignore_ascii_case("cache-control") {
-        Ok(hyper::header::CACHE_CONTROL)
-    } else {
-        HeaderName::from_bytes(name.as_bytes())
-    }
 }
 
 /// Whether hyper writes a Content-Length for a body of `length` bytes it knows the length of:
@@ -559,28 +616,20 @@ fn length_value(length: usize) -> HeaderValue {
     HeaderValue::from_bytes(&digits[..written]).unwrap_or_else(|_| HeaderValue::from(length))
 }
 
-/// An answer's body as hyper writes it: the bytes, then — when aborted — the error that cuts the
-/// connection. It holds the in-flight slot (if any) and the request's [`Busy`] guard until hyper
-/// drops it, done writing. A streamed body (an invocation's answer) does not tell hyper its
-/// length; any other tells it exactly.
-pub(crate) struct Answered {
+/// An invocation's answer as warp's stream body: the bytes, then — when aborted — the error that
+/// cuts the connection. It holds the in-flight slot until hyper drops it, done writing.
+struct AnswerStream {
     data: Option<Bytes>,
-    streamed: bool,
     abort: bool,
     _permit: Option<OwnedSemaphorePermit>,
-    _guard: Busy,
 }
 
-impl hyper::body::Body for Answered {
-    type Data = Bytes;
-    type Error = std::io::Error;
+impl Stream for AnswerStream {
+    type Item = std::io::Result<Bytes>;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(data) = self.data.take().filter(|data| !data.is_empty()) {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
+            return Poll::Ready(Some(Ok(data)));
         }
         if self.abort {
             self.abort = false;
@@ -590,18 +639,6 @@ impl hyper::body::Body for Answered {
         }
         Poll::Ready(None)
     }
-
-    fn is_end_stream(&self) -> bool {
-        !self.streamed && self.data.as_ref().is_none_or(Bytes::is_empty)
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        match &self.data {
-            Some(data) if !self.streamed => hyper::body::SizeHint::with_exact(data.len() as u64),
-            None if !self.streamed => hyper::body::SizeHint::with_exact(0),
-            _ => hyper::body::SizeHint::default(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -610,7 +647,7 @@ mod tests {
 
     #[test]
     fn repeated_query_keys_are_joined_with_commas() {
-        let query = parse_query("x=1&x=2&name=a%20b&code=k").0;
+        let query = parse_query("x=1&x=2&name=a%20b&code=k");
         assert_eq!(query["x"], "1,2");
         assert_eq!(query["name"], "a b");
     }
