@@ -210,7 +210,8 @@ def not_good(got):
 def fmt_others(others):
     """`; 288 refused with 503` style text for a report cell, empty when every answer was good."""
     words = {"503": "answered 503 (the in-flight limit, MAX_CONCURRENT_INVOCATIONS)",
-             "200 other": "answered 200 without the expected body",
+             "200 other": "answered 200 without the expected body (in JSON mode, a function's or the "
+                          "runtime's other status inside the envelope, e.g. the in-flight limit's 503)",
              "errors": "got no answer (connection error or timeout)"}
     return "".join(f"; {n:,} {words.get(kind, f'answered {kind}')}" for kind, n in others.items())
 
