@@ -2,7 +2,7 @@
 //! function takes, declared or streamed; more invocations than the cap; heads and bodies sent a
 //! byte at a time; idle connections hoarded; and a SIGTERM while they are held.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use custom_handler::dispatch::ENVELOPE_OVERHEAD_BYTES;
 use handler::clients::names::MAX_BLOB_BYTES as MAX_FUNCTION_BODY_BYTES;
@@ -133,10 +133,19 @@ async fn a_flood_beyond_the_in_flight_cap_gets_503_with_retry_after() {
         ("REQUEST_BODY_TIMEOUT_SECONDS", "60"),
     ])
     .await;
-    // Two invocations held open: their bodies are announced and never sent.
+    // Invocations held open one after another (each announces a body and never sends it), so
+    // that nothing but held invocations ever takes a slot: the first two are admitted and stay
+    // silent, the next is turned away at once. A probe that ran a function would hold a slot for
+    // a moment and could make a held one the refused one instead.
     let mut held = Vec::new();
-    for n in 0..2 {
+    let refused = loop {
+        assert!(
+            held.len() < 10,
+            "never refused after {} held invocations",
+            held.len()
+        );
         let mut connection = RawConnection::open(&handler.base).await;
+        let n = held.len();
         connection
             .send(
                 format!("PUT /api/blobs/demo/held-{n}.txt HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n")
@@ -144,22 +153,19 @@ async fn a_flood_beyond_the_in_flight_cap_gets_503_with_retry_after() {
             )
             .await
             .unwrap();
-        held.push(connection);
-    }
-    // Until both are admitted, a third may still get in; once they are, it is turned away.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let refused = loop {
-        let head = head_only(
-            &handler,
-            "GET /api/whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        if head_status(&head) == 503 {
-            break head;
+        // An admitted invocation answers nothing until its body comes; a refused one at once.
+        match tokio::time::timeout(Duration::from_millis(500), connection.read_head()).await {
+            Ok(Some(head)) => break head,
+            Ok(None) => panic!("held-{n}: the connection closed without an answer"),
+            Err(_) => held.push(connection),
         }
-        assert!(Instant::now() < deadline, "never refused: {head}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    assert_eq!(head_status(&refused), 503, "{refused}");
+    assert!(
+        held.len() >= 2,
+        "refused with only {} held: {refused}",
+        held.len()
+    );
     let wait: u64 = head_header(&refused, "retry-after")
         .expect("Retry-After")
         .parse()
