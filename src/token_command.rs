@@ -64,7 +64,7 @@ impl TokenCommand {
 #[derive(Serialize)]
 struct Printed<'a> {
     #[serde(flatten)]
-    report: TokenReport,
+    report: TokenReport<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     access_token: Option<&'a str>,
 }

@@ -189,17 +189,18 @@ fn is_identity_id(value: &str) -> bool {
     )
 }
 
-/// What the caller gets: everything about the token except the token.
+/// What the caller gets: everything about the token except the token. Borrows from the cached
+/// token rather than copying its claims on every call.
 #[derive(Debug, Serialize)]
-pub struct TokenReport {
+pub struct TokenReport<'a> {
     /// Where the token came from, e.g. "App Service 2019-08-01 (IDENTITY_ENDPOINT)".
     pub source: String,
     /// Whose token it is, e.g. "system-assigned".
     pub identity: String,
     /// The resource (audience) it is for.
-    pub resource: String,
+    pub resource: &'a str,
     /// Usually "Bearer".
-    pub token_type: String,
+    pub token_type: &'a str,
     /// When it expires, epoch seconds.
     pub expires_on: i64,
     /// Seconds it has left.
@@ -207,22 +208,22 @@ pub struct TokenReport {
     /// From when the module refreshes it ahead of expiry, epoch seconds.
     pub refresh_on: i64,
     /// The decoded claims (aud, iss, oid, tid, appid, roles, exp, ...), unverified.
-    pub claims: Option<Claims>,
+    pub claims: Option<&'a Claims>,
 }
 
-impl TokenReport {
+impl<'a> TokenReport<'a> {
     /// Describes `token` without revealing it.
-    pub fn of(token: &Token) -> Self {
+    pub fn of(token: &'a Token) -> Self {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         Self {
             source: token.source.to_string(),
             identity: token.identity.to_string(),
-            resource: token.resource.clone(),
-            token_type: token.token_type.clone(),
+            resource: &token.resource,
+            token_type: &token.token_type,
             expires_on: token.expires_on.unix_timestamp(),
             expires_in: token.expires_on.unix_timestamp() - now,
             refresh_on: token.refresh_on.unix_timestamp(),
-            claims: token.claims().cloned(),
+            claims: token.claims(),
         }
     }
 }
