@@ -474,26 +474,24 @@ fn to_http_output(response: HttpResponse, accept_charset: Option<&str>) -> HttpO
         Some(problem) if !empty => {
             let error = RuntimeError::NotAcceptable(problem.to_owned());
             log::warn!("answered {}: {error}", error.status());
-            http_output(error.to_response())
+            let (status, headers, body, escaped) = error.to_response().into_parts();
+            http_output(status, headers, String::from_utf8(Vec::from(body)), escaped)
         }
-        _ => HttpOutput {
-            status_code: status,
-            body: text
-                .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
-            body_escaped: escaped,
-            headers,
-        },
+        _ => http_output(status, headers, text, escaped),
     }
 }
 
-/// A response of ours (valid UTF-8) as an http output.
-fn http_output(response: HttpResponse) -> HttpOutput {
-    let (status, headers, body, escaped) = response.into_parts();
-    let body = String::from_utf8(Vec::from(body))
-        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+/// An http output from a response's parts. Its body is UTF-8 by now (a body that is not was
+/// replaced by the 406); the lossy reading only keeps that from being a panic.
+fn http_output(
+    status: u16,
+    headers: BTreeMap<String, String>,
+    text: Result<String, std::string::FromUtf8Error>,
+    escaped: bool,
+) -> HttpOutput {
     HttpOutput {
         status_code: status,
-        body,
+        body: text.unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned()),
         body_escaped: escaped,
         headers,
     }

@@ -161,33 +161,24 @@ impl Invocation {
         }
     }
 
-    /// The lines kept so far as `Logs` entries, ending with a count of any that were dropped.
-    pub fn logs(&self) -> Vec<String> {
+    /// The lines kept so far as `Logs` entries, ending with a count of any that were dropped: a
+    /// copy, for tests that look without taking.
+    #[cfg(test)]
+    fn logs(&self) -> Vec<String> {
         let captured = self.lock();
-        let mut lines: Vec<String> = captured.kept.iter().map(|l| l.logs.clone()).collect();
-        if captured.dropped > 0 {
-            lines.push(format!(
-                "({} more log lines were dropped)",
-                captured.dropped
-            ));
-        }
-        lines
+        let lines = captured.kept.iter().map(|l| l.logs.clone()).collect();
+        with_dropped_count(lines, captured.dropped)
     }
 
     /// The lines kept so far as `Logs` entries, taken out for the answer that carries them (no
     /// copy of each line), ending with a count of any that were dropped.
     pub fn take_logs(&self) -> Vec<String> {
         let mut captured = self.lock();
-        let kept = std::mem::take(&mut captured.kept);
-        let mut lines: Vec<String> = kept.into_iter().map(|line| line.logs).collect();
-        if captured.dropped > 0 {
-            lines.push(format!(
-                "({} more log lines were dropped)",
-                captured.dropped
-            ));
-            captured.dropped = 0;
-        }
-        lines
+        let lines = std::mem::take(&mut captured.kept)
+            .into_iter()
+            .map(|line| line.logs)
+            .collect();
+        with_dropped_count(lines, std::mem::take(&mut captured.dropped))
     }
 
     /// The kept lines in console form, taken out: for an answer the host reads no `Logs` from
@@ -218,6 +209,14 @@ impl Invocation {
 /// Calls `f` with the current invocation, if the caller runs inside one.
 pub fn with_current<R>(f: impl FnOnce(&Invocation) -> R) -> Option<R> {
     CURRENT.try_with(|invocation| f(invocation)).ok()
+}
+
+/// `lines`, and a last line counting the `dropped` ones when there were any.
+fn with_dropped_count(mut lines: Vec<String>, dropped: usize) -> Vec<String> {
+    if dropped > 0 {
+        lines.push(format!("({dropped} more log lines were dropped)"));
+    }
+    lines
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ fn check_scope(scope: &str) -> Result<String, IdentityError> {
 }
 
 fn is_allowed_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | ':' | '/')
+    u8::try_from(c).is_ok_and(is_allowed_byte)
 }
 
 fn is_allowed_byte(b: u8) -> bool {
