@@ -198,8 +198,9 @@ def loadgen(url, *, connections, seconds=None, warmup=0.0, requests=None, method
 def not_good(got):
     """What the answers that were not the expected one were, by kind: `{"503": 288, "errors": 3}`
     (a status other than 200, a 200 without the expected body, or no answer at all)."""
-    out = {status: n for status, n in got.get("statuses", {}).items() if status != "200"}
-    wrong_200 = got["statuses"].get("200", 0) - got["good"] if "statuses" in got else 0
+    statuses = got["statuses"]
+    out = {status: n for status, n in statuses.items() if status != "200"}
+    wrong_200 = statuses.get("200", 0) - got["good"]
     if wrong_200:
         out["200 other"] = wrong_200
     if got["errors"]:
@@ -208,7 +209,7 @@ def not_good(got):
 
 
 def fmt_others(others):
-    """`; 288 refused with 503` style text for a report cell, empty when every answer was good."""
+    """`; 288 answered 503 (…)` style text for a report cell, empty when every answer was good."""
     words = {"503": "answered 503 (the in-flight limit, MAX_CONCURRENT_INVOCATIONS)",
              "200 other": "answered 200 without the expected body (in JSON mode, a function's or the "
                           "runtime's other status inside the envelope, e.g. the in-flight limit's 503)",
