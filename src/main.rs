@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use custom_handler::{logging, registry, server};
+use custom_handler::{logging, registry, server, stdout_batch};
 use handler::app::{self, App};
 use handler::config::{self, AppSettings, ServerConfig};
 use handler::doctor::{self, DoctorCommand};
@@ -22,13 +22,23 @@ const USAGE: &str =
 
 mod allocator;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None | Some("serve") => logging::init(),
         Some(_) => logging::init_cli(),
     }
+    let runtime = match server::tokio_runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
+    };
+    let code = runtime.block_on(run(args));
+    drop(runtime);
+    stdout_batch::flush();
+    code
+}
+
+async fn run(args: Vec<String>) -> ExitCode {
     match args.first().map(String::as_str) {
         None | Some("serve") => serve().await,
         Some("check") => check(args.get(1).map(String::as_str)),

@@ -88,6 +88,10 @@ async fn the_binary_serves_the_host_and_stops_cleanly_on_sigterm() {
     let stdout = handler.stdout();
     assert!(stdout.contains("listening on 127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("shutting down"), "{stdout}");
+    assert!(
+        stdout.contains("handler: stopped"),
+        "the last line is written out before the process exits: {stdout}"
+    );
     let stderr = handler.stderr();
     assert!(
         !stderr.contains("INFO"),

@@ -104,6 +104,24 @@ impl Host {
         }
     }
 
+    /// The host log's lines whose message `matches`, once there are at least `count` of them
+    /// or 10 s have passed (a test asserting more then sees the few that came).
+    async fn wait_for_log_lines(&self, count: usize, matches: impl Fn(&str) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines: Vec<Value> = self
+                .host_log()
+                .await
+                .into_iter()
+                .filter(|entry| matches(entry["message"].as_str().unwrap_or_default()))
+                .collect();
+            if lines.len() >= count || Instant::now() > deadline {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn invocations(&self) -> Vec<Value> {
         self.emulator_list("/_emulator/invocations").await
     }
@@ -295,30 +313,51 @@ async fn a_forwarded_warning_reaches_the_host_once_as_a_warning_naming_its_invoc
     assert_eq!(run["mode"], "forwarding");
     let id = run["invocation_id"].as_str().unwrap().to_owned();
     let tag = format!("[GetSecret {id}]");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let lines = loop {
-        let lines: Vec<Value> = host
-            .host_log()
-            .await
-            .into_iter()
-            .filter(|entry| {
-                entry["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .contains("answered 403")
-            })
-            .collect();
-        if !lines.is_empty() || Instant::now() > deadline {
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let lines = host
+        .wait_for_log_lines(1, |message| message.contains("answered 403"))
+        .await;
     assert_eq!(lines.len(), 1, "logged once: {lines:?}");
     assert_eq!(lines[0]["level"], "Warning", "{lines:?}");
     assert!(
         lines[0]["message"].as_str().unwrap().contains(&tag),
         "the line names its function and the host's invocation id: {lines:?}"
     );
+}
+
+#[tokio::test]
+async fn a_burst_of_forwarded_invocations_logs_each_info_line_once_naming_its_invocation() {
+    let stack = Stack::start(false);
+    let (host, _keys) = start_host(&stack, &[("TOKEN_REFRESH_SCHEDULE", "0 0 0 1 1 *")]);
+    const BURST: usize = 40;
+    let answers = futures::future::join_all(
+        (0..BURST).map(|_| host.get("/api/token?resource=https://storage.azure.com/.default")),
+    )
+    .await;
+    assert!(answers.iter().all(|answer| answer.status() == 200));
+    let ids: Vec<String> = host
+        .invocations()
+        .await
+        .iter()
+        .filter(|run| run["function"] == "TokenInfo")
+        .map(|run| run["invocation_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), BURST);
+    // Lines written to stdout in batches must still arrive whole, each once, without more traffic.
+    let lines = host
+        .wait_for_log_lines(BURST, |message| {
+            message.contains("token_info: token for https://storage.azure.com")
+        })
+        .await;
+    assert_eq!(lines.len(), BURST, "{lines:?}");
+    for id in &ids {
+        let tag = format!("[TokenInfo {id}]");
+        let mine: Vec<&Value> = lines
+            .iter()
+            .filter(|line| line["message"].as_str().unwrap().contains(&tag))
+            .collect();
+        assert_eq!(mine.len(), 1, "{id}: {lines:?}");
+        assert_eq!(mine[0]["level"], "Information", "{mine:?}");
+    }
 }
 
 #[tokio::test]

@@ -85,6 +85,7 @@ pub mod logging;
 pub mod redact;
 pub mod registry;
 pub mod server;
+pub mod stdout_batch;
 
 pub use dispatch::Runtime;
 pub use failure::{BoxFailure, Failure, RuntimeError};

@@ -65,6 +65,7 @@ impl Log for HandlerLogger {
     }
 
     fn flush(&self) {
+        crate::stdout_batch::flush();
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
     }
@@ -132,19 +133,20 @@ fn four_digit_stamp(at: OffsetDateTime, out: &mut [u8; 32]) -> Option<usize> {
 }
 
 /// Writes whole lines to stderr or stdout, each stream locked once so lines never interleave.
-/// A closed stream is ignored: logging must never fail an invocation.
+/// Stdout lines may wait in a batch (see [`crate::stdout_batch`]); a stderr line is written at
+/// once, after the stdout lines logged before it. A closed stream is ignored: logging must never
+/// fail an invocation.
 pub fn write_lines(to_stderr: bool, lines: &[String]) {
-    fn write(mut out: impl Write, lines: &[String]) {
-        for line in lines {
-            let _ = writeln!(out, "{line}");
-        }
-        let _ = out.flush();
+    if !to_stderr {
+        crate::stdout_batch::write_lines(lines);
+        return;
     }
-    if to_stderr {
-        write(std::io::stderr().lock(), lines);
-    } else {
-        write(std::io::stdout().lock(), lines);
+    crate::stdout_batch::flush();
+    let mut out = std::io::stderr().lock();
+    for line in lines {
+        let _ = writeln!(out, "{line}");
     }
+    let _ = out.flush();
 }
 
 /// Installs the logger once per process; `RUST_LOG` filters it (default `info`). Later calls

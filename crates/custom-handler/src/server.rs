@@ -69,6 +69,18 @@ impl Default for Limits {
     }
 }
 
+/// The tokio runtime a handler serves on: tokio's multi-thread scheduler, with stdout lines
+/// batched and written whenever a worker goes idle (see [`crate::stdout_batch`]). Call
+/// [`crate::stdout_batch::flush`] once the runtime has finished, before the process exits.
+pub fn tokio_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(crate::stdout_batch::flush)
+        .build()?;
+    crate::stdout_batch::enable();
+    Ok(runtime)
+}
+
 /// Serves `runtime` on `listener` with the default limits until `shutdown` completes.
 pub async fn run<S: Send + Sync + 'static>(
     listener: TcpListener,
