@@ -23,7 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -251,10 +251,17 @@ async fn buffer_and_handle<H: Handler>(
                 .handle(Request::from_parts(parts, collected.to_bytes()))
                 .await
         }
-        Err(_) => text_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large or unreadable",
-        ),
+        Err(_) => {
+            let mut response = text_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large or unreadable",
+            );
+            // The rest of the body is never read: the connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
     }
 }
 

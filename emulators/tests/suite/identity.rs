@@ -440,6 +440,7 @@ async fn odd_input_never_takes_the_emulator_down() {
         .await;
     if let Ok(answer) = too_big {
         assert_eq!(answer.status().as_u16(), 413);
+        assert_eq!(answer.headers()["connection"], "close");
     }
     assert_eq!(
         emu.app_service(&[], VAULT).await.status,

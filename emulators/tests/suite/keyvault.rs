@@ -657,8 +657,13 @@ async fn unsupported_operations_and_oversized_bodies_are_refused() {
     assert_eq!(body["error"]["code"], "NotFound");
 
     let huge = json!({"value": "x".repeat(300 * 1024)});
-    let (status, _, _) = put(&f, &format!("/secrets/app-big?{API}"), Some(&token), &huge).await;
+    let (status, headers, _) =
+        put(&f, &format!("/secrets/app-big?{API}"), Some(&token), &huge).await;
     assert_eq!(status, 413);
+    assert_eq!(
+        headers["connection"], "close",
+        "the unread rest of the body makes the connection unusable, and the answer says so"
+    );
     let (status, _, _) = get(&f, &format!("/secrets/app-big?{API}"), Some(&token)).await;
     assert_eq!(status, 404, "nothing was stored");
 
