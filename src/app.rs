@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use azure_core::credentials::TokenCredential;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::auth::{TokenValidator, default_http_client};
 use crate::clients::blob::BlobStore;
@@ -280,14 +280,24 @@ pub enum StartError {
     },
 }
 
+/// Connection attempts the kernel queues for us while every `MAX_CONNECTIONS` slot is taken
+/// (capped by `net.core.somaxconn`). std's default of 128 drops a larger burst, whose clients then
+/// wait seconds for the kernel to retry.
+const LISTEN_BACKLOG: u32 = 1024;
+
 /// Binds 127.0.0.1 only (never 0.0.0.0: only the host may call us), before any slow set-up.
 pub async fn bind(config: &ServerConfig) -> Result<TcpListener, StartError> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, config.port))
-        .await
-        .map_err(|source| StartError::Bind {
-            port: config.port,
-            source,
-        })
+    let listen = || {
+        let socket = TcpSocket::new_v4()?;
+        // As std's bind does: a restarted handler can take the port back at once.
+        socket.set_reuseaddr(true)?;
+        socket.bind((Ipv4Addr::LOCALHOST, config.port).into())?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| StartError::Bind {
+        port: config.port,
+        source,
+    })
 }
 
 /// Reads host.json and the function folders under `app_root` and pairs them with `implemented`.

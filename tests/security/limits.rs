@@ -218,6 +218,53 @@ async fn connections_beyond_the_cap_wait_until_a_slot_frees() {
 }
 
 #[tokio::test]
+async fn a_burst_of_connections_far_beyond_the_cap_waits_in_the_backlog_and_is_served() {
+    // Hosts without a request cap open a connection per concurrent request: a burst must queue
+    // in the listen backlog, not be dropped there.
+    const BURST: usize = 600;
+    let handler = handler_with(&[("MAX_CONNECTIONS", "2")]).await;
+    let overflows_before = listen_overflows();
+    let holders = [
+        RawConnection::open(&handler.base).await,
+        RawConnection::open(&handler.base).await,
+    ];
+    let burst = futures::future::join_all((0..BURST).map(|_| {
+        RawConnection::sending(
+            &handler.base,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    }))
+    .await;
+    drop(holders);
+    let heads = futures::future::join_all(burst.into_iter().map(|mut connection| async move {
+        connection.read_head().await.map(|head| head_status(&head))
+    }))
+    .await;
+    let served = heads.iter().filter(|status| **status == Some(200)).count();
+    assert_eq!(served, BURST, "{heads:?}");
+    // A connection the full backlog dropped is still served, seconds later, when the client
+    // retransmits: only the kernel's count tells that it was dropped.
+    assert_eq!(
+        listen_overflows() - overflows_before,
+        0,
+        "connections were dropped from a full listen backlog"
+    );
+}
+
+/// The kernel's count of connections dropped because a listen backlog was full
+/// (`TcpExt: ListenOverflows` in /proc/net/netstat).
+fn listen_overflows() -> u64 {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").expect("/proc/net/netstat");
+    let mut lines = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let at = names
+        .split_whitespace()
+        .position(|name| name == "ListenOverflows")
+        .expect("a ListenOverflows column");
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
 async fn sigterm_exits_promptly_while_idle_and_half_open_connections_are_held() {
     // A header timeout far longer than the test allows for the exit: only closing them on
     // shutdown can let the process stop in time.
