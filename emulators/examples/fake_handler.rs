@@ -10,7 +10,7 @@
 //! - `POST /ReturnHttp`: an http `$return` through `ReturnValue`.
 //! - any other `POST /{Name}` whose trigger value looks like a TimerInfo: Logs describing it.
 //! - `/api/...` (forwarding mode): a JSON echo of method, path, query, headers and body, with
-//!   the status taken from `?status=`.
+//!   the status taken from `?status=`, answered after `?delay_ms=` if given.
 //! - `GET /`: 200 (readiness).
 //!
 //! Environment knobs: `FAKE_HANDLER_START_DELAY_MS` (sleep before listening),
@@ -150,6 +150,9 @@ async fn handle(request: Request<Incoming>) -> Reply {
         return text(200, "text/plain", "ok");
     }
     if received.path.to_ascii_lowercase().starts_with("/api/") {
+        if let Some(delay) = query_number(&received.query, "delay_ms") {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         return forwarded(&received);
     }
     let name = received.path.trim_start_matches('/').to_ascii_lowercase();
@@ -189,9 +192,8 @@ fn json_reply(status: u16, value: &Value) -> Reply {
 
 /// Forwarding mode: echo the raw request; `?status=` picks the status.
 fn forwarded(received: &Received) -> Reply {
-    let status = url::form_urlencoded::parse(received.query.as_bytes())
-        .find(|(k, _)| k == "status")
-        .and_then(|(_, v)| v.parse::<u16>().ok())
+    let status = query_number(&received.query, "status")
+        .and_then(|status| u16::try_from(status).ok())
         .unwrap_or(200);
     let mut reply = json_reply(status, &received.to_json());
     reply.headers_mut().insert(
@@ -199,6 +201,13 @@ fn forwarded(received: &Received) -> Reply {
         hyper::header::HeaderValue::from_static("1"),
     );
     reply
+}
+
+/// A number in the query under `name`.
+fn query_number(query: &str, name: &str) -> Option<u64> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.parse().ok())
 }
 
 /// The first `Data` entry (the trigger value).

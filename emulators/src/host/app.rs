@@ -65,6 +65,8 @@ pub struct HostConfig {
     pub function_timeout_secs: u64,
     /// Whether host.json set `functionTimeout` (otherwise the plan's default applies).
     pub function_timeout_set: bool,
+    /// `extensions.http.maxConcurrentRequests` and `maxOutstandingRequests`.
+    pub http_limits: super::throttle::Limits,
 }
 
 /// An HTTP function's authorization level.
@@ -283,8 +285,9 @@ pub fn load_host_config(root: &Path) -> Result<HostConfig, AppError> {
             .and_then(parse_timespan_secs)
             .unwrap_or(30),
     };
-    let route_prefix = get_ci(&json, "extensions")
-        .and_then(|e| get_ci(e, "http"))
+    let http_section = get_ci(&json, "extensions").and_then(|e| get_ci(e, "http"));
+    let http_limits = super::throttle::Limits::from_http_section(http_section, &mut notes);
+    let route_prefix = http_section
         .and_then(|h| str_ci(h, "routePrefix"))
         .unwrap_or("api")
         .trim_matches('/')
@@ -309,6 +312,7 @@ pub fn load_host_config(root: &Path) -> Result<HostConfig, AppError> {
         notes,
         function_timeout_secs,
         function_timeout_set,
+        http_limits,
     })
 }
 

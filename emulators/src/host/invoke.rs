@@ -35,6 +35,8 @@ pub struct HostState {
     pub journal: Journal,
     /// The host's log as the real host would record it.
     pub host_log: Arc<HostLog>,
+    /// host.json's request queue, if it sets one.
+    pub queue: Option<super::throttle::RequestQueue>,
     /// Stored schedule-monitor records by function name (written after each timer run).
     timer_status: Mutex<HashMap<String, ScheduleStatus>>,
     client: reqwest::Client,
@@ -112,6 +114,7 @@ impl HostState {
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         Ok(Self {
+            queue: super::throttle::RequestQueue::new(app.host.http_limits),
             app,
             keys,
             handler_port,

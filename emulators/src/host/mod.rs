@@ -32,6 +32,7 @@ pub mod route;
 pub mod scheduler;
 pub mod server;
 pub mod settings;
+pub mod throttle;
 pub mod timer;
 pub mod worker;
 

@@ -79,7 +79,19 @@ async fn handle(state: Arc<HostState>, request: Request<Incoming>) -> HttpRespon
             let name = super::route::percent_decode(name);
             admin_invoke(state, request, &name).await
         }
-        _ => function_request(state, request).await,
+        _ if admin => function_request(state, request).await,
+        // Every request but an admin one goes through host.json's request queue, if any.
+        _ => match &state.queue {
+            Some(queue) => {
+                queue
+                    .run(
+                        &state.host_log,
+                        function_request(Arc::clone(&state), request),
+                    )
+                    .await
+            }
+            None => function_request(state, request).await,
+        },
     }
 }
 

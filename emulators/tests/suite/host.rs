@@ -492,6 +492,59 @@ async fn setting_references_are_resolved_or_the_function_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn host_json_request_limits_queue_and_then_refuse_with_429_as_the_host_does() {
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let record_path = record.path().to_str().unwrap().to_string();
+    let mut host = host_json(true);
+    host["extensions"] = json!({"http": {"maxConcurrentRequests": 1, "maxOutstandingRequests": 1}});
+    let app = app_root(
+        &host,
+        &[("Slow", http_function("anonymous", Some("slow"), None))],
+    );
+    let emulator = Emulator::start(app.path(), &[], &[("FAKE_HANDLER_RECORD", &record_path)]).await;
+    let held = tokio::spawn({
+        let url = emulator.url("/api/slow?delay_ms=3000");
+        async move { reqwest::get(url).await.map(|r| r.status().as_u16()) }
+    });
+    // Once the handler has the first request, it holds the one place the queue has.
+    while !recorded(record.path())
+        .iter()
+        .any(|r| r["query"] == "delay_ms=3000")
+    {
+        assert!(!held.is_finished(), "the held request ended early");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let refused = emulator.get("/api/slow").await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["x-function-scaleout"], "1");
+    assert_eq!(refused.bytes().await.unwrap().len(), 0, "no body");
+    assert!(
+        !recorded(record.path())
+            .iter()
+            .any(|r| r["path"] == "/api/slow" && r["query"] == ""),
+        "the refused request never reached the handler"
+    );
+    assert_eq!(held.await.unwrap().unwrap(), 200);
+    let log: Value = crate::support::host::json_body(emulator.get("/_emulator/logs").await).await;
+    let refusal = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["category"] == "HttpThrottleMiddleware")
+        .expect("the host logs the refusal");
+    assert_eq!(refusal["level"], "Information");
+    assert_eq!(
+        refusal["message"],
+        "Http request queue limit of 1 has been exceeded."
+    );
+    assert_eq!(
+        emulator.get("/api/slow").await.status(),
+        200,
+        "the place is free again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn forwarding_sends_the_clients_request_and_relays_any_status() {
     let record = tempfile::NamedTempFile::new().unwrap();
     let record_path = record.path().to_str().unwrap().to_string();
