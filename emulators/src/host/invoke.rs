@@ -37,6 +37,8 @@ pub struct HostState {
     pub host_log: Arc<HostLog>,
     /// host.json's request queue, if it sets one.
     pub queue: Option<super::throttle::RequestQueue>,
+    /// Whether the handler is ready: false from a crash until its replacement answers `GET /`.
+    pub worker_ready: tokio::sync::watch::Sender<bool>,
     /// Stored schedule-monitor records by function name (written after each timer run).
     timer_status: Mutex<HashMap<String, ScheduleStatus>>,
     client: reqwest::Client,
@@ -115,6 +117,7 @@ impl HostState {
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         Ok(Self {
             queue: super::throttle::RequestQueue::new(app.host.http_limits),
+            worker_ready: tokio::sync::watch::Sender::new(true),
             app,
             keys,
             handler_port,
@@ -126,12 +129,14 @@ impl HostState {
         })
     }
 
-    /// Fails the invocation once host.json's functionTimeout has passed, as the host does.
+    /// Runs a call to the handler once it is ready, and fails the invocation once host.json's
+    /// functionTimeout has passed, as the host does.
     async fn within_timeout<T>(
         &self,
         function_name: &str,
         call: impl std::future::Future<Output = Result<T, String>>,
     ) -> Result<T, String> {
+        self.until_worker_ready().await?;
         let limit = Duration::from_secs(self.app.host.function_timeout_secs);
         tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
             let secs = limit.as_secs();
@@ -142,6 +147,33 @@ impl HostState {
                 secs % 60
             ))
         })
+    }
+
+    /// Holds an invocation while a crashed handler is being replaced, as the host's invoker
+    /// does, for up to (3 + 1) × initializationTimeout (docs/host-contract.md, 'Readiness' and
+    /// 'Restarts'). The host then shuts down; the emulator fails the invocation with the same
+    /// line (its restart loop has stopped it by then in every case but a stuck start).
+    async fn until_worker_ready(&self) -> Result<(), String> {
+        let mut ready = self.worker_ready.subscribe();
+        if *ready.borrow_and_update() {
+            return Ok(());
+        }
+        let limit =
+            Duration::from_secs(4 * self.app.host.handler.initialization_timeout_secs.max(1));
+        match tokio::time::timeout(limit, ready.wait_for(|ready| *ready)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => {
+                let message = "Final functionDispatcher state: WorkerProcessRestarting. Initialization timed out and host is shutting down";
+                self.host_log.push(super::journal::LogEntry {
+                    level: "Error",
+                    category: "Microsoft.Azure.WebJobs.Script.Description.WorkerFunctionInvoker"
+                        .into(),
+                    invocation_id: None,
+                    message: message.into(),
+                });
+                Err(message.into())
+            }
+        }
     }
 
     /// Records a finished invocation in the journal and the host log.

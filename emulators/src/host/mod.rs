@@ -5,7 +5,7 @@
 //! the app, starts the handler with the host's environment, waits for it like the host, serves
 //! `/{routePrefix}/{route}` with Azure's key enforcement, speaks JSON mode or forwarding to the
 //! handler, fires timers, and restarts a handler that dies as the real host does
-//! ([`worker::RestartPolicy`]): callers get the host's bare 500 while it is down.
+//! ([`worker::RestartPolicy`]): invocations that arrive meanwhile wait for the new one.
 //!
 //! CLI: `emulators host --app-root DIR [--handler PATH] [--port 7071] [--keys-file FILE]
 //! [--no-timers] [--local-settings FILE]`.
@@ -249,6 +249,8 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
                 End::Signal(name) => break End::Signal(name),
             },
         };
+        // From now on invocations are held until a new handler is ready (or fail if none comes).
+        state.worker_ready.send_replace(false);
         match restarts.after_exit(&exit, std::time::Instant::now()) {
             worker::AfterExit::Restart => {
                 log::error!(
@@ -260,7 +262,7 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
                     worker::RESTART_ERROR_WINDOW.as_secs() / 60
                 );
                 // The host starts a new worker (new worker id, same port) and waits for it as at
-                // start-up; meanwhile invocations fail with its bare 500.
+                // start-up; meanwhile invocations wait for it.
                 let plan = worker::plan_launch(
                     &root,
                     &state.app.host.handler,
@@ -278,13 +280,18 @@ pub async fn run(args: HostArgs) -> Result<(), String> {
                     ready = handler.wait_ready(init_timeout) => ready,
                     name = signals.recv() => break End::Signal(name),
                 };
-                if let Err(message) = ready {
-                    // As the host: a worker that fails to start is one more error.
-                    log::error!(target: "host", "the restarted handler did not get ready: {message}");
-                    observed = Some(worker::Exit {
-                        text: message,
-                        code: None,
-                    });
+                match ready {
+                    Ok(()) => {
+                        state.worker_ready.send_replace(true);
+                    }
+                    Err(message) => {
+                        // As the host: a worker that fails to start is one more error.
+                        log::error!(target: "host", "the restarted handler did not get ready: {message}");
+                        observed = Some(worker::Exit {
+                            text: message,
+                            code: None,
+                        });
+                    }
                 }
             }
             worker::AfterExit::NoRestart => {

@@ -802,6 +802,29 @@ async fn a_dying_handler_is_restarted_twice_then_the_emulator_stops() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_invocation_that_arrives_during_a_restart_waits_for_the_new_handler() {
+    let app = echo_app();
+    // Each start of the fake handler takes 1.5 s to listen and exits 3 after 1.5 s of serving:
+    // a request sent once the restart began arrives while no handler listens.
+    let emulator = Emulator::start(
+        app.path(),
+        &[],
+        &[
+            ("FAKE_HANDLER_START_DELAY_MS", "1500"),
+            ("FAKE_HANDLER_DIE_AFTER_MS", "1500"),
+        ],
+    )
+    .await;
+    emulator.wait_for_stdout("restarting it on port").await;
+    let response = emulator.get("/api/EchoAnon").await;
+    assert_eq!(
+        response.status(),
+        200,
+        "held until the new handler was ready, as the host holds it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_handler_that_never_listens_fails_the_start() {
     let app = echo_app();
     Emulator::assert_refuses_to_start(
