@@ -201,7 +201,7 @@ impl KeyVault {
         let vault_url = validate_vault_url(vault_url)?;
         let authorized_seen = Arc::new(AuthorizedRequestSeen::default());
         let options = SecretClientOptions {
-            client_options: http.client_options(vec![authorized_seen.clone()]),
+            client_options: http.client_options_for(&vault_url, vec![authorized_seen.clone()]),
             verify_challenge_resource: Some(!is_loopback(&vault_url)),
             ..Default::default()
         };
