@@ -238,6 +238,14 @@ mod tests {
             &https_only,
             &Url::parse("https://myvault.vault.azure.net/").unwrap()
         ));
+        // HTTP_PROXY alone is for http URLs: an https vault is reached directly, as reqwest does.
+        let http_only = Matcher::builder()
+            .http("http://proxy.example.com:3128")
+            .build();
+        assert!(!proxy_applies_with(
+            &http_only,
+            &Url::parse("https://myvault.vault.azure.net/").unwrap()
+        ));
     }
 
     #[test]
