@@ -30,6 +30,24 @@ pub fn proxy_unless_loopback() -> reqwest::Proxy {
     proxy_with(Matcher::from_env())
 }
 
+/// Whether a request to `url` would go through a proxy under [`proxy_unless_loopback`]'s rules:
+/// never for loopback, else when `ALL_PROXY` / `HTTPS_PROXY` / `HTTP_PROXY` name one and
+/// `NO_PROXY` does not exempt the host. The environment is read on each call (clients ask once,
+/// when they are built).
+pub fn proxy_applies(url: &Url) -> bool {
+    proxy_applies_with(&Matcher::from_env(), url)
+}
+
+fn proxy_applies_with(matcher: &Matcher, url: &Url) -> bool {
+    if is_loopback(url) {
+        return false;
+    }
+    // A URL the matcher cannot read is given to the proxy-aware client, which decides as before.
+    url.as_str()
+        .parse::<::http::Uri>()
+        .map_or(true, |uri| matcher.intercept(&uri).is_some())
+}
+
 fn proxy_with(matcher: Matcher) -> reqwest::Proxy {
     reqwest::Proxy::custom(move |url: &Url| {
         if is_loopback(url) {
@@ -195,6 +213,39 @@ mod tests {
     async fn a_body_cut_short_is_a_read_error() {
         let cut = read_capped(chunked(&[b"12"], true), 5).await;
         assert!(matches!(cut, Err(CappedBodyError::Read(_))), "{cut:?}");
+    }
+
+    #[test]
+    fn a_proxy_applies_to_remote_hosts_it_names_never_to_loopback() {
+        let matcher = Matcher::builder()
+            .all("http://proxy.example.com:3128")
+            .no("skip.example.com")
+            .build();
+        let applies = |url: &str| proxy_applies_with(&matcher, &Url::parse(url).unwrap());
+        assert!(applies("https://myvault.vault.azure.net/"));
+        assert!(!applies("https://skip.example.com/"));
+        assert!(!applies("https://127.0.0.1:8443/"));
+        assert!(!applies("https://localhost:8443/"));
+        let none = Matcher::builder().build();
+        assert!(!proxy_applies_with(
+            &none,
+            &Url::parse("https://myvault.vault.azure.net/").unwrap()
+        ));
+        let https_only = Matcher::builder()
+            .https("http://proxy.example.com:3128")
+            .build();
+        assert!(proxy_applies_with(
+            &https_only,
+            &Url::parse("https://myvault.vault.azure.net/").unwrap()
+        ));
+        // HTTP_PROXY alone is for http URLs: an https vault is reached directly, as reqwest does.
+        let http_only = Matcher::builder()
+            .http("http://proxy.example.com:3128")
+            .build();
+        assert!(!proxy_applies_with(
+            &http_only,
+            &Url::parse("https://myvault.vault.azure.net/").unwrap()
+        ));
     }
 
     #[test]

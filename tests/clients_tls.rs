@@ -7,7 +7,9 @@
 //! [`KeyVault`] over real TLS to a loopback vault double.
 //! This file holds a single test because it changes the process environment.
 
+use azure_core::http::{HttpClient as _, Method, Request, Url};
 use handler::clients::{
+    direct::DirectTransport,
     http::{AzureHttp, HttpSettings, build_reqwest_client_trusting},
     keyvault::KeyVault,
     tls::TrustRoots,
@@ -46,6 +48,12 @@ fn ssl_cert_file_is_the_way_to_trust_the_emulator_ca() {
     let error = refused.expect_err("the test CA is not a platform root");
     let chain = error_chain(&error);
     assert!(chain.to_lowercase().contains("certificate"), "{chain}");
+    // The direct Key Vault transport verifies with the same roots, the same way.
+    let direct = DirectTransport::new(&HttpSettings::default(), untrusting_roots.client_config());
+    let request = Request::new(Url::parse(&url).unwrap(), Method::Get);
+    let refused = runtime.block_on(direct.execute_request(&request));
+    let chain = error_chain(&refused.expect_err("the test CA is not a platform root"));
+    assert!(chain.to_lowercase().contains("certificate"), "{chain}");
 
     // SAFETY: as above; the runtime is single-threaded and idle between block_on calls.
     unsafe { std::env::set_var("SSL_CERT_FILE", &pki.ca_path) };
@@ -81,8 +89,8 @@ async fn redirects_and_encodings_are_left_alone(pki: &TestPki, client: &reqwest:
     assert_eq!(encoded.bytes().await.unwrap().as_ref(), b"raw!");
 }
 
-/// The whole production path (reqwest transport, rustls, SDK challenge handling, our single-flight
-/// gate) against a loopback HTTPS vault double: 20 cold concurrent reads, one unauthenticated probe.
+/// The whole production path (the direct transport a loopback vault gets, rustls, SDK challenge
+/// handling, our single-flight gate) against a loopback HTTPS vault double: 20 cold concurrent reads, one unauthenticated probe.
 async fn key_vault_over_real_tls(pki: &TestPki) {
     let server = FakeServer::https(pki.dir(), |request| {
         let bearer = request

@@ -33,7 +33,9 @@ use azure_core::{
 use azure_security_keyvault_secrets::{
     SecretClient, SecretClientOptions, models::SecretClientGetSecretOptions,
 };
+use serde::Deserialize;
 use std::{
+    borrow::Cow,
     fmt,
     sync::{
         Arc,
@@ -201,7 +203,7 @@ impl KeyVault {
         let vault_url = validate_vault_url(vault_url)?;
         let authorized_seen = Arc::new(AuthorizedRequestSeen::default());
         let options = SecretClientOptions {
-            client_options: http.client_options(vec![authorized_seen.clone()]),
+            client_options: http.client_options_for(&vault_url, vec![authorized_seen.clone()]),
             verify_challenge_resource: Some(!is_loopback(&vault_url)),
             ..Default::default()
         };
@@ -288,21 +290,34 @@ impl KeyVault {
             .get_secret(name, Some(options))
             .await
             .map_err(|e| KeyVaultError::from_sdk(&e, name, version))?;
-        let model = response
-            .into_model()
+        // The SDK's model also parses the attributes' timestamps and the tags, which nothing here
+        // reads; only the three fields GetSecret answers with are decoded, from the same bytes.
+        let body = response.into_body();
+        let bundle: SecretBundle<'_> = serde_json::from_slice(&body)
             .map_err(|_| KeyVaultError::upstream("the vault's response could not be decoded"))?;
-        secret_from_model(model, name)
+        secret_from_bundle(bundle, name)
     }
 }
 
-fn secret_from_model(
-    model: azure_security_keyvault_secrets::models::Secret,
+/// The part of Key Vault's secret bundle (`GET /secrets/{name}/{version}`) GetSecret uses; other
+/// members are skipped.
+#[derive(Deserialize)]
+struct SecretBundle<'a> {
+    value: Option<String>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(rename = "contentType")]
+    content_type: Option<String>,
+}
+
+fn secret_from_bundle(
+    bundle: SecretBundle<'_>,
     requested_name: &str,
 ) -> Result<Secret, KeyVaultError> {
-    let value = model
+    let value = bundle
         .value
         .ok_or_else(|| KeyVaultError::upstream("the vault's response has no secret value"))?;
-    let (name, version) = model
+    let (name, version) = bundle
         .id
         .as_deref()
         .and_then(name_and_version_from_id)
@@ -312,7 +327,7 @@ fn secret_from_model(
         name,
         value: SecretValue(value),
         version,
-        content_type: model.content_type,
+        content_type: bundle.content_type,
     })
 }
 
@@ -473,6 +488,31 @@ mod tests {
             name_and_version_from_id("https://v/keys/db/0123456789abcdef0123456789abcdef"),
             None
         );
+    }
+
+    #[test]
+    fn a_secret_bundle_decodes_to_its_value_id_and_content_type() {
+        let body = br#"{"value":"s3cr\"t","id":"https://v.vault.azure.net/secrets/db/0123456789abcdef0123456789abcdef","contentType":"text/plain","attributes":{"enabled":true,"created":1700000000,"updated":1700000000,"recoveryLevel":"Recoverable"},"tags":{"a":"b"}}"#;
+        let bundle: SecretBundle<'_> = serde_json::from_slice(body).unwrap();
+        let secret = secret_from_bundle(bundle, "requested").unwrap();
+        assert_eq!(secret.value.expose(), "s3cr\"t");
+        assert_eq!(secret.name, "db");
+        assert_eq!(
+            secret.version.as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(secret.content_type.as_deref(), Some("text/plain"));
+        let bare: SecretBundle<'_> = serde_json::from_slice(br#"{"value":"v"}"#).unwrap();
+        let secret = secret_from_bundle(bare, "requested").unwrap();
+        assert_eq!((secret.name.as_str(), secret.version), ("requested", None));
+        let escaped_id: SecretBundle<'_> = serde_json::from_slice(
+            br#"{"value":"v","id":"https:\/\/v\/secrets\/db\/0123456789abcdef0123456789abcdef"}"#,
+        )
+        .unwrap();
+        assert_eq!(secret_from_bundle(escaped_id, "x").unwrap().name, "db");
+        let no_value: SecretBundle<'_> = serde_json::from_slice(br#"{"id":null}"#).unwrap();
+        assert!(secret_from_bundle(no_value, "x").is_err());
+        assert!(serde_json::from_slice::<SecretBundle<'_>>(b"not json").is_err());
     }
 
     fn http_error(status: azure_core::http::StatusCode, code: &str) -> azure_core::Error {

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod blob;
+pub mod direct;
 pub mod downstream;
 mod failure;
 pub mod http;
