@@ -230,6 +230,23 @@ impl HttpResponse {
         }
     }
 
+    /// A JSON response whose text the caller writes itself, typically from parts it keeps
+    /// rendered between calls. `write` gets the body's buffer and the form to write: `false`
+    /// for the JSON text as it is, `true` for that text escaped as a JSON string's content
+    /// (what [`HttpResponse::json`] writes inside a JSON-mode invocation; `crate::escaped`).
+    /// Whatever `write` puts there must be valid JSON in the form asked for.
+    pub fn json_written(status: u16, write: impl FnOnce(&mut Vec<u8>, bool)) -> Self {
+        let mut body = Vec::with_capacity(512);
+        let escaped =
+            crate::invocation::with_current(|invocation| invocation.captures()).unwrap_or(false);
+        write(&mut body, escaped);
+        let mut response = Self::new(status, "application/json; charset=utf-8", body);
+        if escaped {
+            response.escaped = Some(response.body.clone());
+        }
+        response
+    }
+
     /// The body, and whether it is already escaped as a JSON string's content (see
     /// [`HttpResponse::json`]): only when it is still the very bytes `json` wrote.
     pub(crate) fn into_parts(self) -> (u16, BTreeMap<String, String>, Bytes, bool) {

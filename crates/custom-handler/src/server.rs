@@ -289,8 +289,9 @@ fn invocation<'a, S: Send + Sync + 'static>(
 struct Call<'a, S> {
     /// The method as sent, which the answer's framing depends on.
     method: Method,
-    /// The method as `dispatch` compares it.
+    /// The method as `dispatch` compares it (a forwarded request's; empty on other routes).
     method_name: String,
+    /// The path (a forwarded request's; empty on other routes).
     path: String,
     route: Route<'a, S>,
     /// The most body bytes the function takes.
@@ -303,13 +304,22 @@ struct Call<'a, S> {
 
 impl<'a, S: Send + Sync + 'static> Call<'a, S> {
     fn route(shared: &'a Shared<S>, method: Method, path: &str) -> Self {
-        let method_name = method.as_str().to_ascii_uppercase();
+        let method_name = if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+            Cow::Owned(method.as_str().to_ascii_uppercase())
+        } else {
+            Cow::Borrowed(method.as_str())
+        };
         let route = shared.runtime.route(&method_name, path);
         let limit = shared.runtime.body_limit(&route);
+        // Only a forwarded request passes its method and path on.
+        let (method_name, path) = match route {
+            Route::Forwarded { .. } => (method_name.into_owned(), path.to_owned()),
+            _ => (String::new(), String::new()),
+        };
         Self {
             method,
             method_name,
-            path: path.to_owned(),
+            path,
             route,
             limit,
             permit: None,
@@ -391,7 +401,7 @@ where
     let answer = match route {
         Route::Answer(answer) => answer,
         Route::Json(entry) => {
-            let id = header_text(&headers, INVOCATION_ID_HEADER);
+            let id = header_text(&headers, &INVOCATION_ID);
             runtime
                 .invoke_json(entry, id.as_deref(), body().await)
                 .await
@@ -551,14 +561,26 @@ fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every value of a header, joined with ", " as one list.
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    let values: Vec<&str> = headers
+/// The invocation id header's name, parsed once.
+static INVOCATION_ID: HeaderName = HeaderName::from_static(INVOCATION_ID_HEADER);
+
+/// Every value of a header, joined with ", " as one list; a single value (the usual case)
+/// borrowed as it is.
+fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<Cow<'h, str>> {
+    let mut values = headers
         .get_all(name)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.join(", "))
+        .filter_map(|value| value.to_str().ok());
+    let first = values.next()?;
+    let Some(second) = values.next() else {
+        return Some(Cow::Borrowed(first));
+    };
+    let mut joined = [first, second].join(", ");
+    for value in values {
+        joined.push_str(", ");
+        joined.push_str(value);
+    }
+    Some(Cow::Owned(joined))
 }
 
 /// An answer as a warp response. Headers that are not valid HTTP are dropped with a warning
@@ -657,6 +679,53 @@ impl Stream for AnswerStream {
 mod tests {
     use super::*;
 
+    /// Sends `head` (a request without a body) to a server with no functions; the status line
+    /// and the body of its answer.
+    async fn answer_to(head: &str) -> (String, String) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let registry = crate::registry::Registry::<()>::new(Vec::new(), Vec::new());
+        let runtime = Runtime::new(Arc::new(()), registry, Default::default());
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(run(listener, Arc::new(runtime), async {
+            let _ = stopped.await;
+        }));
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        let _ = stop.send(());
+        server.await.unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_owned(), body.to_owned())
+    }
+
+    #[tokio::test]
+    async fn readiness_is_get_of_the_root_alone_with_the_method_in_any_case() {
+        for request in ["GET / HTTP/1.1", "get /?x=1 HTTP/1.1", "GET / HTTP/1.0"] {
+            let (status, body) = answer_to(&format!(
+                "{request}\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            ))
+            .await;
+            assert!(status.ends_with(" 200 OK"), "{request}: {status}");
+            assert_eq!(body, "ok", "{request}");
+        }
+        for request in [
+            "POST / HTTP/1.1",
+            "HEAD / HTTP/1.1",
+            "GET // HTTP/1.1",
+            "GET /x HTTP/1.1",
+        ] {
+            let (status, body) = answer_to(&format!(
+                "{request}\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ))
+            .await;
+            assert!(!status.ends_with(" 200 OK"), "{request}: {status}");
+            assert_ne!(body, "ok", "{request}");
+        }
+    }
+
     #[test]
     fn repeated_query_keys_are_joined_with_commas() {
         let query = parse_query("x=1&x=2&name=a%20b&code=k");
@@ -670,8 +739,20 @@ mod tests {
         headers.append(INVOCATION_ID_HEADER, HeaderValue::from_static("forged"));
         headers.append(INVOCATION_ID_HEADER, HeaderValue::from_static("host-id"));
         assert_eq!(
-            header_text(&headers, INVOCATION_ID_HEADER).as_deref(),
+            header_text(&headers, &INVOCATION_ID).as_deref(),
             Some("forged, host-id")
         );
+        headers.append(INVOCATION_ID_HEADER, HeaderValue::from_static("third"));
+        assert_eq!(
+            header_text(&headers, &INVOCATION_ID).as_deref(),
+            Some("forged, host-id, third")
+        );
+        let mut one = hyper::HeaderMap::new();
+        one.append(INVOCATION_ID_HEADER, HeaderValue::from_static("only"));
+        assert!(matches!(
+            header_text(&one, &INVOCATION_ID),
+            Some(Cow::Borrowed("only"))
+        ));
+        assert_eq!(header_text(&hyper::HeaderMap::new(), &INVOCATION_ID), None);
     }
 }
