@@ -18,6 +18,9 @@ use managed_identity::{IdentitySelector, UserAssignedId, normalize_scope};
 mod report;
 pub use report::TokenReport;
 
+/// The report's log line names the function's module, as every function's lines do.
+const LOG_TARGET: &str = module_path!();
+
 /// The resource asked for when the caller names none.
 pub const DEFAULT_RESOURCE: &str = "https://vault.azure.net";
 

@@ -90,6 +90,7 @@ pub(super) fn answer(token: &Token) -> HttpResponse {
             // Not renderable ahead (serializing the claims failed): the plain way.
             let report = facts.report(now);
             log::info!(
+                target: super::LOG_TARGET,
                 "token for {} from {} ({}): {} s left",
                 report.resource,
                 report.source,
@@ -99,7 +100,7 @@ pub(super) fn answer(token: &Token) -> HttpResponse {
             return HttpResponse::json(200, &report);
         };
         let expires_in = facts.expires_on - now;
-        log::info!("{}{expires_in} s left", rendered.log_head);
+        log::info!(target: super::LOG_TARGET, "{}{expires_in} s left", rendered.log_head);
         HttpResponse::json_written(200, |body, escaped| {
             rendered.write(body, escaped, expires_in)
         })
