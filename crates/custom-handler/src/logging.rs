@@ -165,11 +165,7 @@ pub fn write_lines(to_stderr: bool, lines: &[String]) {
         return;
     }
     crate::stdout_batch::flush();
-    let mut out = std::io::stderr().lock();
-    for line in lines {
-        let _ = writeln!(out, "{line}");
-    }
-    let _ = out.flush();
+    crate::stdout_batch::write_each(std::io::stderr().lock(), lines);
 }
 
 /// Installs the logger once per process; `RUST_LOG` filters it (default `info`). Later calls

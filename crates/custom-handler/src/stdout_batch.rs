@@ -73,7 +73,7 @@ pub fn enable() {
 /// Writes lines to stdout: at once, or into the batch when batching is on.
 pub(crate) fn write_lines(lines: &[String]) {
     if !ENABLED.load(Ordering::Acquire) {
-        write_now(lines);
+        write_each(std::io::stdout().lock(), lines);
         return;
     }
     let due = {
@@ -109,8 +109,9 @@ fn write_out(text: &mut Vec<u8>, mut pending: MutexGuard<'_, Batch>) {
     }
 }
 
-fn write_now(lines: &[String]) {
-    let mut out = std::io::stdout().lock();
+/// Writes each line with its newline to `out` (a locked stream, so lines never interleave),
+/// then flushes; a closed stream is ignored.
+pub(crate) fn write_each(mut out: impl Write, lines: &[String]) {
     for line in lines {
         let _ = writeln!(out, "{line}");
     }
