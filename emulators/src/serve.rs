@@ -251,18 +251,21 @@ async fn buffer_and_handle<H: Handler>(
                 .handle(Request::from_parts(parts, collected.to_bytes()))
                 .await
         }
-        Err(_) => {
-            let mut response = text_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large or unreadable",
-            );
-            // The rest of the body is never read: the connection cannot carry another request.
-            response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
+        Err(_) => closing(text_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large or unreadable",
+        )),
     }
+}
+
+/// `response` to a request whose body was left unread: the connection cannot carry another
+/// request, and `Connection: close` says so, so a pooled client does not send its next request
+/// on a connection about to be dropped.
+pub fn closing(mut response: HttpResponse) -> HttpResponse {
+    response
+        .headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Resolves on SIGTERM or SIGINT. If a handler cannot be installed, only the other one counts.

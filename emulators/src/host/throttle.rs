@@ -85,12 +85,14 @@ impl RequestQueue {
         request: impl Future<Output = Response<Full<Bytes>>>,
     ) -> Response<Full<Bytes>> {
         let Some(_place) = self.enter() else {
-            let limit = self.limits.max_outstanding.unwrap_or(usize::MAX);
             log.push(LogEntry {
                 level: "Information",
                 category: "HttpThrottleMiddleware".into(),
                 invocation_id: None,
-                message: format!("Http request queue limit of {limit} has been exceeded."),
+                message: format!(
+                    "Http request queue limit of {} has been exceeded.",
+                    self.outstanding_limit()
+                ),
             });
             return refused();
         };
@@ -99,9 +101,14 @@ impl RequestQueue {
         request.await
     }
 
+    /// `maxOutstandingRequests`, unbounded as the largest count.
+    fn outstanding_limit(&self) -> usize {
+        self.limits.max_outstanding.unwrap_or(usize::MAX)
+    }
+
     /// A place among the outstanding requests, held until dropped.
     fn enter(&self) -> Option<Place<'_>> {
-        let limit = self.limits.max_outstanding.unwrap_or(usize::MAX);
+        let limit = self.outstanding_limit();
         self.outstanding
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
                 (held < limit).then_some(held + 1)

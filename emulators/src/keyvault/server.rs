@@ -128,13 +128,7 @@ fn body_too_large() -> HttpResponse {
     let mut response =
         hyper::Response::new(http_body_util::Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    // The rest of the body is never read, so the connection cannot carry another request:
-    // saying so keeps a client from sending its next request on it (and seeing it cut).
-    response.headers_mut().insert(
-        hyper::header::CONNECTION,
-        hyper::header::HeaderValue::from_static("close"),
-    );
-    response
+    crate::serve::closing(response)
 }
 
 /// Registers SIGTERM/SIGINT handlers now (so a signal right after the ready line is not lost)
