@@ -12,6 +12,7 @@ use crate::clients::{
         InputError, MAX_BLOB_BYTES, check_service_url, validate_blob_name, validate_body_size,
         validate_container_name, validate_content_type,
     },
+    request_id,
 };
 use azure_core::{
     Bytes,
@@ -20,7 +21,9 @@ use azure_core::{
 };
 use azure_storage_blob::{
     BlobClient, BlobServiceClient, BlobServiceClientOptions,
-    models::{BlobClientDownloadOptions, BlobClientUploadOptions},
+    models::{
+        BlobClientDownloadOptions, BlobClientUploadOptions, BlobContainerClientCreateOptions,
+    },
 };
 use std::{fmt, num::NonZero, sync::Arc, time::Duration};
 use thiserror::Error;
@@ -312,6 +315,7 @@ impl BlobStore {
             blob_content_type: Some(content_type.to_string()),
             partition_size: NonZero::new(MAX_BLOB_BYTES as u64),
             parallel: NonZero::new(1),
+            method_options: request_id::method_options(),
             ..Default::default()
         };
         self.blob_client(container, name)
@@ -325,7 +329,11 @@ impl BlobStore {
 
     async fn create_container(&self, container: &str) -> azure_core::Result<()> {
         let client = self.inner.service.blob_container_client(container);
-        match client.create(None).await {
+        let options = BlobContainerClientCreateOptions {
+            method_options: request_id::method_options(),
+            ..Default::default()
+        };
+        match client.create(Some(options)).await {
             Ok(_) => Ok(()),
             Err(e) if StorageError::is_container_already_there(&e) => Ok(()),
             Err(e) => Err(e),
@@ -341,6 +349,7 @@ impl BlobStore {
             range: Some((0..one_past_limit).into()),
             partition_size: NonZero::new(one_past_limit),
             parallel: NonZero::new(1),
+            method_options: request_id::method_options(),
             ..Default::default()
         };
         let result = self

@@ -18,6 +18,7 @@ use crate::clients::{
     failure::{CallError, CallTarget, UpstreamDetail},
     http::AzureHttp,
     names::{InputError, check_service_url, validate_secret_name, validate_secret_version},
+    request_id,
 };
 use crate::net::is_loopback;
 use async_trait::async_trait;
@@ -282,6 +283,7 @@ impl KeyVault {
     async fn fetch(&self, name: &str, version: Option<&str>) -> Result<Secret, KeyVaultError> {
         let options = SecretClientGetSecretOptions {
             secret_version: version.map(str::to_string),
+            method_options: request_id::method_options(),
             ..Default::default()
         };
         let response = self

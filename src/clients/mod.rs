@@ -15,6 +15,7 @@ mod failure;
 pub mod http;
 pub mod keyvault;
 pub mod names;
+pub mod request_id;
 pub mod secret_cache;
 pub mod tls;
 

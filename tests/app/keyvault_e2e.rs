@@ -67,6 +67,28 @@ async fn refused_secret(
 }
 
 #[tokio::test]
+async fn every_vault_request_is_named_by_the_invocation_that_made_it() {
+    let (stack, handler) = Stack::start_with_handler(false, NO_CACHE).await;
+    let ids = [
+        "5b2f0c1e-8d3a-4c6f-9e41-0a7b3c9d2e15",
+        "0f9e8d7c-6b5a-4948-8372-615049382716",
+    ];
+    for id in ids {
+        let envelope = handler
+            .invoke_as("GetSecret", &get_secret("app-greeting", None), id)
+            .await;
+        assert_eq!(http_output(&envelope).0, 200, "{envelope}");
+    }
+    let seen = stack.vault_client_request_ids().await;
+    // The first read also carries the unauthenticated probe that learns the vault's challenge:
+    // the same call, so the same id.
+    let expected: Vec<Option<String>> = [ids[0], ids[0], ids[1]]
+        .map(|id| Some(id.to_owned()))
+        .to_vec();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
 async fn an_allowed_secret_is_read_with_its_version_and_never_cached_by_the_client() {
     let (_stack, handler) = Stack::start_with_handler(false, &[]).await;
     let envelope = handler

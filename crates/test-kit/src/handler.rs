@@ -99,10 +99,21 @@ pub async fn post_invocation(
     function: &str,
     payload: &Value,
 ) -> reqwest::Response {
+    post_invocation_as(client, base, function, payload, &uuid_like()).await
+}
+
+/// [`post_invocation`] with the invocation id `id`.
+pub async fn post_invocation_as(
+    client: &reqwest::Client,
+    base: &str,
+    function: &str,
+    payload: &Value,
+    id: &str,
+) -> reqwest::Response {
     client
         .post(format!("{base}/{function}"))
         .header("Content-Type", "application/json; charset=utf-8")
-        .header("X-Azure-Functions-InvocationId", uuid_like())
+        .header("X-Azure-Functions-InvocationId", id)
         .body(payload.to_string())
         .send()
         .await
@@ -292,8 +303,13 @@ impl RunningHandler {
 
     /// POSTs a JSON-mode invocation, as the host does, and returns the envelope.
     pub async fn invoke(&self, function: &str, payload: &Value) -> Value {
+        self.invoke_as(function, payload, &uuid_like()).await
+    }
+
+    /// [`RunningHandler::invoke`] with the invocation id `id`.
+    pub async fn invoke_as(&self, function: &str, payload: &Value, id: &str) -> Value {
         let response =
-            post_invocation(&reqwest::Client::new(), &self.base, function, payload).await;
+            post_invocation_as(&reqwest::Client::new(), &self.base, function, payload, id).await;
         assert_eq!(
             response.status(),
             200,

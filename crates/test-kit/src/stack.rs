@@ -209,6 +209,18 @@ impl Stack {
         (all, probes)
     }
 
+    /// The `x-ms-client-request-id` of each request the Key Vault emulator recorded, oldest
+    /// first (`None` where a request had none).
+    pub async fn vault_client_request_ids(&self) -> Vec<Option<String>> {
+        let log = request_log(&self.keyvault.base_url, &self.ca()).await;
+        log["requests"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no `requests` in {log}"))
+            .iter()
+            .map(|r| r["client_request_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// A token signed by the identity emulator's published keys (`POST /_emulator/mint`): an
     /// app-only access token of the system identity for [`API_ID_URI`] with [`API_ROLE`], then
     /// `overrides` (a `null` removes a claim).

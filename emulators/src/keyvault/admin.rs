@@ -24,6 +24,8 @@ pub struct RequestRecord {
     pub status: u16,
     /// The `api-version` query parameter, if any.
     pub api_version: Option<String>,
+    /// The `x-ms-client-request-id` header, if any.
+    pub client_request_id: Option<String>,
 }
 
 /// Every secrets-API request since the last reset.
@@ -275,6 +277,7 @@ mod tests {
                 authenticated,
                 status: 200,
                 api_version: None,
+                client_request_id: None,
             });
         }
         let json = log.to_json();

@@ -42,6 +42,9 @@ pub struct ApiRequest {
     pub host: Option<String>,
     /// `Authorization` header, if present and valid UTF-8.
     pub authorization: Option<String>,
+    /// `x-ms-client-request-id` header, if present and valid UTF-8 (recorded, as the real
+    /// service records it in its diagnostic logs).
+    pub client_request_id: Option<String>,
     /// Request body.
     pub body: Bytes,
 }
@@ -118,6 +121,7 @@ pub async fn handle(state: &AppState, request: &ApiRequest) -> HttpResponse {
         authenticated: caller.is_some(),
         status,
         api_version: api_version(request.query.as_deref()),
+        client_request_id: request.client_request_id.clone(),
     });
     response
 }
@@ -504,6 +508,7 @@ mod tests {
             query: None,
             host: Some("myvault.vault.azure.net:8443".into()),
             authorization: None,
+            client_request_id: None,
             body: Bytes::new(),
         };
         assert_eq!(request_host(&request, "fb"), "myvault.vault.azure.net:8443");

@@ -10,6 +10,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, HOST};
+
+/// The header an Azure SDK client names each call with.
+const CLIENT_REQUEST_ID: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-ms-client-request-id");
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -117,6 +121,7 @@ async fn dispatch(state: &AppState, request: Request<Incoming>) -> HttpResponse 
         query: parts.uri.query().map(str::to_string),
         host: header(HOST).or_else(|| parts.uri.authority().map(|a| a.to_string())),
         authorization: header(AUTHORIZATION),
+        client_request_id: header(CLIENT_REQUEST_ID),
         method: parts.method,
         body,
     };
