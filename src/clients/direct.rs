@@ -211,7 +211,7 @@ impl DirectTransport {
                     "the request's URL has no host",
                 ));
             };
-            let tcp = connect_tcp(&host, port).await?;
+            let tcp = connect_tcp(&host, port, self.connect_timeout).await?;
             tcp.set_nodelay(true)?;
             let stream = if https {
                 let name = match host {
@@ -232,10 +232,7 @@ impl DirectTransport {
             match tokio::time::timeout(self.connect_timeout, connecting).await {
                 Ok(Ok(opened)) => opened,
                 Ok(Err(error)) => return Err(not_sent(ErrorKind::Connection, error)),
-                Err(_) => {
-                    let timed_out = io::Error::new(io::ErrorKind::TimedOut, "connect timeout");
-                    return Err(not_sent(ErrorKind::Connection, timed_out));
-                }
+                Err(_) => return Err(not_sent(ErrorKind::Connection, connect_timed_out())),
             };
         // The connection's own task reads and writes it; when the server closes it, the task
         // ends and the sender reports itself closed, so the pool never hands it out again.
@@ -246,6 +243,10 @@ impl DirectTransport {
     }
 }
 
+fn connect_timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "connect timeout")
+}
+
 fn not_sent<E>(kind: ErrorKind, error: E) -> Error
 where
     E: std::error::Error + Send + Sync + 'static,
@@ -253,19 +254,22 @@ where
     Error::with_error(kind, error, NOT_SENT)
 }
 
-/// Tries the host's addresses in turn (as tokio's own `TcpStream::connect` does with a name);
-/// the connect timeout bounds them all.
-async fn connect_tcp(host: &Host<&str>, port: u16) -> io::Result<TcpStream> {
+/// Tries the host's addresses in turn, each within an equal share of `timeout` (as hyper-util's
+/// connector does), so that an address that never answers (an IPv6 route that drops packets)
+/// leaves time for the next.
+async fn connect_tcp(host: &Host<&str>, port: u16, timeout: Duration) -> io::Result<TcpStream> {
     let addresses: Vec<SocketAddr> = match *host {
         Host::Domain(name) => tokio::net::lookup_host((name, port)).await?.collect(),
         Host::Ipv4(ip) => vec![SocketAddr::from((ip, port))],
         Host::Ipv6(ip) => vec![SocketAddr::from((ip, port))],
     };
+    let share = timeout / u32::try_from(addresses.len()).unwrap_or(u32::MAX).max(1);
     let mut last_error = None;
     for address in addresses {
-        match TcpStream::connect(address).await {
-            Ok(tcp) => return Ok(tcp),
-            Err(error) => last_error = Some(error),
+        match tokio::time::timeout(share, TcpStream::connect(address)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(error)) => last_error = Some(error),
+            Err(_) => last_error = Some(connect_timed_out()),
         }
     }
     Err(last_error
