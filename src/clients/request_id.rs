@@ -1,10 +1,12 @@
 //! The `x-ms-client-request-id` of each Key Vault and Blob Storage call: the id of the function
 //! invocation that makes it, when the host gave one.
 //!
-//! Both services record the header in their diagnostic logs, and Azure support asks for it, so a
-//! vault or storage log entry can be found from the invocation's own log lines (which carry the
-//! invocation id) and back. Without an id of its own, the SDK makes a random UUID per call, which
-//! ties the call to nothing (and costs a `getrandom` system call per call).
+//! It is the id Azure services log a request under (Storage's diagnostic logs keep it as
+//! `client-request-id`; Key Vault's audit log keeps the GUID a client passes as `correlationId`),
+//! and the one Azure support asks for, so a vault or storage log entry can be found from the
+//! invocation's own log lines (which carry the invocation id) and back. Without an id of its own,
+//! the SDK makes a random UUID per call, which ties the call to nothing (and costs a `getrandom`
+//! system call per call).
 //!
 //! The host's invocation ids are GUIDs; anything else (an id made up locally when the header was
 //! missing, or a header value no GUID) is left to the SDK's default, so every id the services
