@@ -850,23 +850,10 @@ mod tests {
     async fn concurrent_requests_open_their_own_connections_and_each_returns_to_the_pool() {
         // The server answers only once both requests are in: one connection for both would
         // never be answered.
-        let mut served = server_with(
-            Some(OK),
-            Behaviour {
-                answer_once_seen: 2,
-                ..Behaviour::default()
-            },
-        )
-        .await;
+        let mut served = answering_pairs().await;
         let transport = plain(Duration::from_secs(10), 1024);
         for _ in 0..2 {
-            let (first, second) = (get(&served.url, "a"), get(&served.url, "b"));
-            let (a, b) = tokio::join!(
-                transport.execute_request(&first),
-                transport.execute_request(&second),
-            );
-            assert_eq!(a.unwrap().status(), StatusCode::Ok);
-            assert_eq!(b.unwrap().status(), StatusCode::Ok);
+            two_at_once(&transport, &served.url).await;
             assert_eq!(idle_count(&transport), 2);
             let mut connections = connections_of(&mut served.heads, 2);
             connections.sort_unstable();
@@ -877,24 +864,35 @@ mod tests {
 
     #[tokio::test]
     async fn no_more_idle_connections_are_kept_than_the_limit() {
-        let served = server_with(
+        let served = answering_pairs().await;
+        let mut transport = plain(Duration::from_secs(10), 1024);
+        Arc::get_mut(&mut transport.pool).unwrap().max_idle = 1;
+        two_at_once(&transport, &served.url).await;
+        assert_eq!(idle_count(&transport), 1);
+    }
+
+    /// A server that answers only once two requests are in, so two requests sent at once need
+    /// two connections.
+    async fn answering_pairs() -> Served {
+        server_with(
             Some(OK),
             Behaviour {
                 answer_once_seen: 2,
                 ..Behaviour::default()
             },
         )
-        .await;
-        let mut transport = plain(Duration::from_secs(10), 1024);
-        Arc::get_mut(&mut transport.pool).unwrap().max_idle = 1;
-        let (first, second) = (get(&served.url, "a"), get(&served.url, "b"));
+        .await
+    }
+
+    /// Sends two requests at once and checks both are answered 200.
+    async fn two_at_once(transport: &DirectTransport, url: &Url) {
+        let (first, second) = (get(url, "a"), get(url, "b"));
         let (a, b) = tokio::join!(
             transport.execute_request(&first),
             transport.execute_request(&second),
         );
         assert_eq!(a.unwrap().status(), StatusCode::Ok);
         assert_eq!(b.unwrap().status(), StatusCode::Ok);
-        assert_eq!(idle_count(&transport), 1);
     }
 
     #[tokio::test]
