@@ -581,13 +581,22 @@ mod tests {
 
     /// A transport that also speaks plain http, for the local servers below.
     fn plain(request_timeout: Duration, max_response_bytes: usize) -> DirectTransport {
+        plain_idle_for(request_timeout, max_response_bytes, POOL_IDLE_TIMEOUT)
+    }
+
+    /// [`plain`] whose idle connections are kept for `idle_timeout`.
+    fn plain_idle_for(
+        request_timeout: Duration,
+        max_response_bytes: usize,
+        idle_timeout: Duration,
+    ) -> DirectTransport {
         let tls = TrustRoots::new().client_config();
         DirectTransport::build(
             &settings(request_timeout),
             tls,
             true,
             max_response_bytes,
-            POOL_IDLE_TIMEOUT,
+            idle_timeout,
         )
     }
 
@@ -898,13 +907,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connection_past_the_idle_limit_is_not_reused() {
         let mut served = server_with(Some(OK), Behaviour::default()).await;
-        let transport = DirectTransport::build(
-            &settings(Duration::from_secs(10)),
-            TrustRoots::new().client_config(),
-            true,
-            1024,
-            Duration::ZERO,
-        );
+        let transport = plain_idle_for(Duration::from_secs(10), 1024, Duration::ZERO);
         for _ in 0..2 {
             let response = transport.execute_request(&get(&served.url, "x")).await;
             assert_eq!(response.unwrap().status(), StatusCode::Ok);
@@ -915,13 +918,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connection_is_closed_once_its_idle_limit_is_up() {
         let mut served = server_with(Some(OK), Behaviour::default()).await;
-        let transport = DirectTransport::build(
-            &settings(Duration::from_secs(10)),
-            TrustRoots::new().client_config(),
-            true,
-            1024,
-            Duration::from_millis(50),
-        );
+        let transport = plain_idle_for(Duration::from_secs(10), 1024, Duration::from_millis(50));
         let response = transport.execute_request(&get(&served.url, "x")).await;
         assert_eq!(response.unwrap().status(), StatusCode::Ok);
         // No further request comes: the pool's timer closes it (the server sees it closed).
