@@ -169,7 +169,7 @@ fn is_identity_id(value: &str) -> bool {
     if value.len() > MAX_IDENTITY_LEN {
         return false;
     }
-    if managed_identity::is_app_id(value) {
+    if managed_identity::is_guid(value) {
         return true;
     }
     let segments: Vec<&str> = value.split('/').collect();
@@ -182,7 +182,7 @@ fn is_identity_id(value: &str) -> bool {
         segments.as_slice(),
         ["", subscriptions, sub, groups, rg, providers, namespace, kind, name]
             if subscriptions.eq_ignore_ascii_case("subscriptions")
-                && managed_identity::is_app_id(sub)
+                && managed_identity::is_guid(sub)
                 && groups.eq_ignore_ascii_case("resourceGroups")
                 && name_ok(rg)
                 && providers.eq_ignore_ascii_case("providers")

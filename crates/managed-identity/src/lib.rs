@@ -118,7 +118,7 @@ pub use expiry::{parse_expires_on, parse_seconds};
 pub use loopback::{is_loopback, is_loopback_host};
 pub use retry::RetryPolicy;
 pub use retry_after::{RetryAfter, parse_retry_after};
-pub use scope::{MAX_SCOPE_LEN, is_app_id, normalize_scope};
+pub use scope::{MAX_SCOPE_LEN, is_guid, normalize_scope};
 pub use secret::AccessTokenSecret;
 pub use sources::{check_token_body, service_detail};
 

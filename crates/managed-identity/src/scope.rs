@@ -91,7 +91,7 @@ fn check_scope(scope: &str) -> Result<String, IdentityError> {
     } else if let Some(rest) = resource.strip_prefix("api://") {
         is_api_rest(rest)
     } else {
-        is_app_id(resource)
+        is_guid(resource)
     };
     if !well_formed {
         return Err(invalid(
@@ -167,9 +167,10 @@ fn is_segment(segment: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-/// An application (client) id: a GUID in its 8-4-4-4-12 form (hex digits, dashes at 8, 13, 18
-/// and 23: what splitting at `-` into groups of those lengths accepts).
-pub fn is_app_id(text: &str) -> bool {
+/// A GUID in its 8-4-4-4-12 form (hex digits, dashes at 8, 13, 18 and 23: what splitting at `-`
+/// into groups of those lengths accepts), as Entra ID writes application, object, tenant and
+/// subscription ids, and the Functions host its invocation ids.
+pub fn is_guid(text: &str) -> bool {
     text.len() == 36
         && text.bytes().enumerate().all(|(index, b)| match index {
             8 | 13 | 18 | 23 => b == b'-',
@@ -315,6 +316,25 @@ mod tests {
             long.as_str(),
         ] {
             assert!(normalize_scope(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_guids_in_their_8_4_4_4_12_form_are_guids() {
+        const GUID: &str = "8d0a7a55-6e61-4a4e-9b55-2bd7d0bd6a86";
+        assert!(is_guid(GUID));
+        assert!(is_guid(&GUID.to_uppercase()));
+        for not_guid in [
+            "",
+            "local-1",
+            "8d0a7a55-6e61-4a4e-9b55-2bd7d0bd6a8",
+            "8d0a7a55-6e61-4a4e-9b55-2bd7d0bd6a866",
+            "8d0a7a556e614a4e9b552bd7d0bd6a86",
+            "8d0a7a55-6e61-4a4e-9b55+2bd7d0bd6a86",
+            "8d0a7a55-6e61-4a4e-9b55-2bd7d0bd6a8g",
+            "8d0a7a55-6e61-4a4e-9b55-2bd7d0bd6a8\u{e9}",
+        ] {
+            assert!(!is_guid(not_guid), "{not_guid:?}");
         }
     }
 }
