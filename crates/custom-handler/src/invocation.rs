@@ -47,7 +47,7 @@ struct Line {
 enum Console {
     Text(String),
     Deferred {
-        at: time::OffsetDateTime,
+        at: std::time::SystemTime,
         level: log::Level,
         target: String,
     },
@@ -125,7 +125,7 @@ impl Invocation {
     pub(crate) fn record_deferred(
         &self,
         logs: String,
-        at: time::OffsetDateTime,
+        at: std::time::SystemTime,
         level: log::Level,
         target: &str,
     ) {
@@ -149,14 +149,13 @@ impl Invocation {
                     .strip_prefix(level.as_str())
                     .and_then(|rest| rest.strip_prefix(": "))
                     .unwrap_or(&line.logs);
-                crate::logging::ConsoleLine {
+                crate::logging::console_line(
                     at,
                     level,
-                    invocation: Some(self),
-                    target: &target,
-                    message,
-                }
-                .to_string()
+                    Some(self),
+                    &target,
+                    format_args!("{message}"),
+                )
             }
         }
     }
@@ -254,7 +253,7 @@ mod tests {
     #[test]
     fn a_deferred_line_becomes_its_console_form_only_when_taken() {
         let inv = Invocation::json("GetSecret", "id-1");
-        let at = time::macros::datetime!(2026-11-30 10:20:30.456 UTC);
+        let at = std::time::SystemTime::from(time::macros::datetime!(2026-11-30 10:20:30.456 UTC));
         inv.record_deferred(
             "INFO: read secret 'db'".to_owned(),
             at,
