@@ -5,6 +5,7 @@
 //! only leave through the explicit `expose` call.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// `Debug` and `Display` for a secret type that print fixed placeholders, never the value.
 macro_rules! redacted_fmt {
@@ -25,13 +26,16 @@ macro_rules! redacted_fmt {
 
 /// An access token. `Debug` and `Display` print a placeholder; [`AccessTokenSecret::expose`] is the
 /// only way to read the value, so every place that sends it somewhere is easy to find.
+///
+/// Shared, not copied, by every clone: the cache hands out a copy of its token on every call,
+/// and a token is one to two kilobytes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AccessTokenSecret(String);
+pub struct AccessTokenSecret(Arc<str>);
 
 impl AccessTokenSecret {
     /// Wraps a token value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(Arc::from(value.into()))
     }
 
     /// The token itself, for an `Authorization: Bearer` header or a caller that asked for it.
@@ -181,6 +185,14 @@ mod tests {
         }
         assert_eq!(token.expose(), "tok-VALUE-123");
         assert_eq!(header.expose(), "hdr-VALUE-456");
+    }
+
+    #[test]
+    fn a_cloned_token_shares_its_value_instead_of_copying_it() {
+        let token = AccessTokenSecret::new("a".repeat(1500));
+        let copy = token.clone();
+        assert_eq!(copy, token);
+        assert!(std::ptr::eq(copy.expose(), token.expose()));
     }
 
     #[test]
