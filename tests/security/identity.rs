@@ -404,7 +404,8 @@ fn debug_output_of_the_request_types_never_shows_credentials() {
             ("x-functions-key".into(), SECRETS[1].into()),
             ("Cookie".into(), SECRETS[2].into()),
             ("Accept".into(), "application/json".into()),
-        ],
+        ]
+        .into(),
         ..Default::default()
     };
     let payload = json!({"Data": {"req": {

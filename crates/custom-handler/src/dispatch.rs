@@ -23,7 +23,7 @@ use futures::FutureExt as _;
 
 use crate::contract::{HttpOutput, HttpTriggerData, InvocationRequest, InvocationResponse};
 use crate::failure::{BoxFailure, Failure, RuntimeError};
-use crate::http::{HttpRequest, HttpResponse, Transport};
+use crate::http::{Headers, HttpRequest, HttpResponse, Transport};
 use crate::invocation::Invocation;
 use crate::registry::{
     DeclaredTrigger, Entry, HttpFn, ImplementedTrigger, Registry, RouteMatch, RuntimeOptions,
@@ -273,10 +273,9 @@ impl<S: Send + Sync + 'static> Runtime<S> {
         };
         let id = request
             .headers
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case(INVOCATION_ID_HEADER))
-            .rev()
-            .find_map(|(_, value)| last_list_item(value))
+            .all(INVOCATION_ID_HEADER)
+            .filter_map(last_list_item)
+            .last()
             .map_or_else(local_id, str::to_owned);
         let invocation = Invocation::forwarded(&entry.declared.name, &id);
         let work = async {
@@ -361,7 +360,7 @@ pub struct ForwardedRequest {
     /// The decoded query.
     pub query: BTreeMap<String, String>,
     /// The headers.
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
     /// The body, or why it was not read.
     pub body: Body,
 }
@@ -425,6 +424,7 @@ fn request_from_trigger(trigger: HttpTriggerData) -> HttpRequest {
             headers.push((name, last));
         }
     }
+    let headers = Headers::from(headers);
     HttpRequest {
         method: trigger.method,
         params: trigger

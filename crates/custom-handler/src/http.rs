@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use hyper::header::{self, HeaderMap, HeaderValue};
 use serde::Serialize;
 
 /// An HTTP request to a function, with its route parameters resolved. `Debug` hides credentials
@@ -17,12 +18,162 @@ pub struct HttpRequest {
     pub params: BTreeMap<String, String>,
     /// Query parameters (may include the function key as `code`: never log them whole).
     pub query: BTreeMap<String, String>,
-    /// Headers, name as sent; one entry per value.
-    pub headers: Vec<(String, String)>,
+    /// Headers; one entry per value.
+    pub headers: Headers,
     /// The body bytes (decoded from base64 where the host encoded them).
     pub body: Bytes,
     /// How the request reached the handler, and so what the host may have done to the body.
     pub transport: Transport,
+}
+
+/// A request's headers, one entry per value, in the order sent. Names are as the host wrote
+/// them in JSON mode, lower case when forwarded (HTTP/1 names are case-insensitive); read them
+/// with [`Headers::get`], which ignores case.
+#[derive(Clone, Default)]
+pub struct Headers(HeaderStore);
+
+#[derive(Clone)]
+enum HeaderStore {
+    /// Read from a JSON-mode envelope, or built by hand.
+    Pairs(Vec<(String, String)>),
+    /// A forwarded request's own header map, kept as hyper parsed it rather than copied into
+    /// strings; every value in it is UTF-8 (checked when it was kept).
+    Wire(HeaderMap),
+}
+
+impl Default for HeaderStore {
+    fn default() -> Self {
+        Self::Pairs(Vec::new())
+    }
+}
+
+impl Headers {
+    /// A forwarded request's headers. A value that is not UTF-8 (HTTP allows any byte from 0x80
+    /// up) is read lossily, as the host reads it, which takes a copy of them all.
+    pub fn from_wire(map: HeaderMap) -> Self {
+        if map.values().all(|value| {
+            let bytes = value.as_bytes();
+            bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
+        }) {
+            return Self(HeaderStore::Wire(map));
+        }
+        let pairs = map
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect();
+        Self(HeaderStore::Pairs(pairs))
+    }
+
+    /// The first value of a header, by name without regard to case.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match &self.0 {
+            HeaderStore::Pairs(pairs) => pairs
+                .iter()
+                .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_str()),
+            HeaderStore::Wire(map) => map.get(name).map(wire_text),
+        }
+    }
+
+    /// Every value of a header, by name without regard to case, in the order sent.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let (pairs, wire) = match &self.0 {
+            HeaderStore::Pairs(pairs) => (Some(pairs.iter()), None),
+            HeaderStore::Wire(map) => (None, Some(map.get_all(name).iter())),
+        };
+        let from_pairs = pairs
+            .into_iter()
+            .flatten()
+            .filter_map(move |(candidate, value)| {
+                candidate
+                    .eq_ignore_ascii_case(name)
+                    .then_some(value.as_str())
+            });
+        from_pairs.chain(wire.into_iter().flatten().map(wire_text))
+    }
+
+    /// Every (name, value), one per value, in the order sent.
+    pub fn iter(&self) -> HeaderIter<'_> {
+        match &self.0 {
+            HeaderStore::Pairs(pairs) => HeaderIter::Pairs(pairs.iter()),
+            HeaderStore::Wire(map) => HeaderIter::Wire(map.iter()),
+        }
+    }
+
+    /// How many values there are.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            HeaderStore::Pairs(pairs) => pairs.len(),
+            HeaderStore::Wire(map) => map.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A value of a kept header map as text: checked to be UTF-8 when the map was kept. Nearly
+/// always visible ASCII, which `to_str` checks in a simpler loop than UTF-8 decoding takes.
+fn wire_text(value: &HeaderValue) -> &str {
+    value
+        .to_str()
+        .ok()
+        .or_else(|| std::str::from_utf8(value.as_bytes()).ok())
+        .unwrap_or_default()
+}
+
+impl From<Vec<(String, String)>> for Headers {
+    fn from(pairs: Vec<(String, String)>) -> Self {
+        Self(HeaderStore::Pairs(pairs))
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    /// Credentials (`Authorization`, cookies, function keys) are shown as a placeholder
+    /// (`crate::redact`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::{is_sensitive_header, shown};
+        f.debug_list()
+            .entries(
+                self.iter()
+                    .map(|(name, value)| (name, shown(value, is_sensitive_header(name)))),
+            )
+            .finish()
+    }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+/// The (name, value) pairs of [`Headers`].
+pub enum HeaderIter<'a> {
+    #[doc(hidden)]
+    Pairs(std::slice::Iter<'a, (String, String)>),
+    #[doc(hidden)]
+    Wire(header::Iter<'a, HeaderValue>),
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Pairs(pairs) => pairs
+                .next()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+            Self::Wire(wire) => wire
+                .next()
+                .map(|(name, value)| (name.as_str(), wire_text(value))),
+        }
+    }
 }
 
 /// How a request reached the handler.
@@ -98,18 +249,12 @@ pub fn is_utf8_text(content_type: &str) -> bool {
 
 impl std::fmt::Debug for HttpRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::redact::{is_sensitive_header, shown};
         let query = crate::redact::query(&self.query);
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), shown(v, is_sensitive_header(k))))
-            .collect();
         f.debug_struct("HttpRequest")
             .field("method", &self.method)
             .field("params", &self.params)
             .field("query", &query)
-            .field("headers", &headers)
+            .field("headers", &self.headers)
             .field("body", &format_args!("{} bytes", self.body.len()))
             .finish()
     }
@@ -128,10 +273,7 @@ impl HttpRequest {
 
     /// The first value of a header, by name without regard to case.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.get(name)
     }
 
     /// The request's content type, if it sent one.
@@ -285,11 +427,78 @@ mod tests {
         HttpRequest {
             headers: content_type
                 .map(|kind| vec![("Content-Type".to_owned(), kind.to_owned())])
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .into(),
             body: Bytes::from_static(body),
             transport: Transport::Json,
             ..HttpRequest::default()
         }
+    }
+
+    fn wire(pairs: &[(&'static str, &'static [u8])]) -> Headers {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_bytes(value).unwrap());
+        }
+        Headers::from_wire(map)
+    }
+
+    #[test]
+    fn forwarded_headers_read_like_the_ones_from_an_envelope() {
+        let forwarded = wire(&[("accept", b"*/*"), ("x-many", b"a"), ("x-many", b"b")]);
+        assert!(
+            matches!(forwarded.0, HeaderStore::Wire(_)),
+            "kept as parsed"
+        );
+        let pairs = Headers::from(vec![
+            ("accept".to_owned(), "*/*".to_owned()),
+            ("x-many".to_owned(), "a".to_owned()),
+            ("x-many".to_owned(), "b".to_owned()),
+        ]);
+        assert_eq!(forwarded, pairs);
+        assert_eq!(forwarded.len(), 3);
+        for headers in [&forwarded, &pairs] {
+            assert_eq!(
+                headers.get("X-Many"),
+                Some("a"),
+                "the first value, any case"
+            );
+            assert_eq!(headers.get("Accept"), Some("*/*"));
+            assert_eq!(headers.get("absent"), None);
+            assert_eq!(headers.get("not a name"), None);
+        }
+    }
+
+    #[test]
+    fn a_forwarded_value_that_is_not_utf8_is_read_lossily() {
+        let headers = wire(&[("x-latin1", b"caf\xe9"), ("accept", b"*/*")]);
+        assert!(matches!(headers.0, HeaderStore::Pairs(_)));
+        assert_eq!(headers.get("x-latin1"), Some("caf\u{fffd}"));
+        let utf8 = wire(&[("x-name", "Zoë".as_bytes())]);
+        assert!(
+            matches!(utf8.0, HeaderStore::Wire(_)),
+            "UTF-8 is kept as parsed"
+        );
+        assert_eq!(utf8.get("x-name"), Some("Zoë"));
+        assert_eq!(
+            headers.iter().collect::<Vec<_>>(),
+            [("x-latin1", "caf\u{fffd}"), ("accept", "*/*")]
+        );
+    }
+
+    #[test]
+    fn forwarded_credentials_never_show_in_debug() {
+        let request = HttpRequest {
+            headers: wire(&[
+                ("authorization", b"Bearer SECRET-1"),
+                ("x-functions-key", b"SECRET-2"),
+                ("accept", b"text/plain"),
+            ]),
+            ..HttpRequest::default()
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("text/plain"), "{shown}");
     }
 
     #[test]

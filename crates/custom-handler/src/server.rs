@@ -41,6 +41,7 @@ use warp::reply::{Reply as _, Response};
 
 use crate::dispatch::{Answer, Body, ForwardedRequest, INVOCATION_ID_HEADER, Route, Runtime};
 use crate::failure::RuntimeError;
+use crate::http::Headers;
 
 /// The limits the server holds every connection and request to. The names in parentheses are
 /// the app settings a binary conventionally reads them from (the Overloaded and BodyTimeout
@@ -243,32 +244,13 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for Guarded<B> {
     }
 }
 
-/// The filter tree: readiness first, kept cheap; then everything else, routed by `dispatch`.
-fn routes<S: Send + Sync + 'static>(
-    shared: &Shared<S>,
-) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync {
-    readiness().or(invocation(shared)).unify()
-}
-
-/// `GET /`: the host's readiness poll and pings. The method is compared without regard to case,
-/// as `dispatch` compares it.
-fn readiness() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Copy {
-    warp::method()
-        .and(warp::path::end())
-        .and_then(|method: Method| {
-            futures::future::ready(if method.as_str().eq_ignore_ascii_case("GET") {
-                Ok(reply(plain(200, "ok"), &method, None))
-            } else {
-                Err(warp::reject::not_found())
-            })
-        })
-}
-
-/// Any other request: routed by `dispatch` (`POST /{FunctionName}` of a served function is JSON
-/// mode, anything else is forwarded by its function.json route), admitted under the in-flight
-/// cap, held to its function's body limit from Content-Length — all before a byte of the body is
+/// The filter tree, one chain for every request (readiness included, so that no invocation
+/// passes through a filter of its own first). `GET /` is the host's readiness poll; anything
+/// else is routed by `dispatch` (`POST /{FunctionName}` of a served function is JSON mode,
+/// anything else is forwarded by its function.json route), admitted under the in-flight cap,
+/// held to its function's body limit from Content-Length — all before a byte of the body is
 /// read — then read and run.
-fn invocation<'a, S: Send + Sync + 'static>(
+fn routes<'a, S: Send + Sync + 'static>(
     shared: &'a Shared<S>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync {
     warp::method()
@@ -300,6 +282,9 @@ struct Call<'a, S> {
     permit: Option<OwnedSemaphorePermit>,
     /// Why the body will not be read: over the in-flight cap, or declared over the limit.
     refusal: Option<RuntimeError>,
+    /// The request has no body bytes to read (HTTP/1.1: neither a Content-Length above zero nor
+    /// a Transfer-Encoding), so reading it needs no timer.
+    bodiless: bool,
 }
 
 impl<'a, S: Send + Sync + 'static> Call<'a, S> {
@@ -309,7 +294,13 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
         } else {
             Cow::Borrowed(method.as_str())
         };
-        let route = shared.runtime.route(&method_name, path);
+        // `GET /`: the host's readiness poll and pings. The method is compared without regard to
+        // case, as `dispatch` compares it.
+        let route = if path == "/" && method_name == "GET" {
+            Route::Answer(plain(200, "ok"))
+        } else {
+            shared.runtime.route(&method_name, path)
+        };
         let limit = shared.runtime.body_limit(&route);
         // Only a forwarded request passes its method and path on.
         let (method_name, path) = match route {
@@ -324,6 +315,7 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
             limit,
             permit: None,
             refusal: None,
+            bodiless: false,
         }
     }
 
@@ -346,7 +338,8 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
         self
     }
 
-    /// Refuses a body whose Content-Length is over the function's limit, before reading any.
+    /// Refuses a body whose Content-Length is over the function's limit, before reading any;
+    /// notes a request that has no body at all.
     fn check_declared_length(mut self, headers: &HeaderMap) -> Self {
         if !self.runs() || self.refusal.is_some() {
             return self;
@@ -355,6 +348,11 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok());
+        // hyper has already refused a request whose length headers disagree or do not parse.
+        self.bodiless = match declared {
+            Some(length) => length == 0,
+            None => !headers.contains_key(hyper::header::TRANSFER_ENCODING),
+        };
         if declared.is_some_and(|length| length > self.limit as u64) {
             self.refusal = Some(RuntimeError::PayloadTooLarge { limit: self.limit });
         }
@@ -382,11 +380,13 @@ where
         limit,
         permit,
         refusal,
+        bodiless,
     } = call;
     let runtime = &shared.runtime;
     let body = || async {
         match refusal {
             Some(refusal) => Err(refusal),
+            None if bodiless => Ok(Bytes::new()),
             None => {
                 read_body(
                     body,
@@ -411,7 +411,7 @@ where
                 method: method_name,
                 path,
                 query: query.0,
-                headers: header_pairs(&headers),
+                headers: Headers::from_wire(headers),
                 body: body().await,
             };
             runtime.forward(entry, params, request).await
@@ -546,21 +546,6 @@ fn plain(status: u16, text: &'static str) -> Answer {
     }
 }
 
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            // Checked as UTF-8 first: the lossy reading walks the bytes chunk by chunk even
-            // when, as nearly always, there is nothing to replace.
-            let value = match std::str::from_utf8(value.as_bytes()) {
-                Ok(text) => text.to_owned(),
-                Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            };
-            (name.as_str().to_owned(), value)
-        })
-        .collect()
-}
-
 /// The invocation id header's name, parsed once.
 static INVOCATION_ID: HeaderName = HeaderName::from_static(INVOCATION_ID_HEADER);
 
@@ -606,10 +591,11 @@ fn reply(answer: Answer, method: &Method, permit: Option<OwnedSemaphorePermit>) 
         warp::http::Response::new(answer.body).into_response()
     };
     *response.status_mut() = status;
-    for (name, value) in &answer.headers {
+    for (name, value) in answer.headers {
+        // The value's own buffer becomes the header's: checked, not copied.
         match (
             HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
+            HeaderValue::from_maybe_shared(Bytes::from(value)),
         ) {
             (Ok(name), Ok(value)) => {
                 response.headers_mut().insert(name, value);
@@ -640,14 +626,21 @@ fn declares_length(method: &Method, status: StatusCode, length: usize) -> bool {
     !bodiless && (length > 0 || method != Method::HEAD)
 }
 
-/// `length` as a header value, in one allocation (`HeaderValue::from(usize)` takes two).
+/// `length` as a header value, in one allocation (`HeaderValue::from(usize)` takes two), its
+/// digits written by hand rather than through the formatting machinery.
 fn length_value(length: usize) -> HeaderValue {
-    use std::io::Write as _;
     let mut digits = [0u8; 20];
-    let mut rest = &mut digits[..];
-    let _ = write!(rest, "{length}");
-    let written = 20 - rest.len();
-    HeaderValue::from_bytes(&digits[..written]).unwrap_or_else(|_| HeaderValue::from(length))
+    let mut start = digits.len();
+    let mut rest = length;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&digits[start..]).unwrap_or_else(|_| HeaderValue::from(length))
 }
 
 /// An invocation's answer as warp's stream body: the bytes, then — when aborted — the error that
@@ -723,6 +716,17 @@ mod tests {
             .await;
             assert!(!status.ends_with(" 200 OK"), "{request}: {status}");
             assert_ne!(body, "ok", "{request}");
+        }
+    }
+
+    #[test]
+    fn a_length_header_holds_the_decimal_digits() {
+        for length in [0, 7, 10, 512, 65_535, 1_000_001, usize::MAX] {
+            assert_eq!(
+                length_value(length),
+                length.to_string().as_str(),
+                "{length}"
+            );
         }
     }
 

@@ -736,7 +736,7 @@ fn run_forwarded(input: &[u8]) {
         method: method.clone(),
         path: path.to_owned(),
         query: query_map,
-        headers,
+        headers: headers.into(),
         body: Ok(Bytes::copy_from_slice(body)),
     };
     HARNESS.with(|h| {
@@ -1132,7 +1132,7 @@ fn run_content_type(input: &[u8]) {
         method: "PUT".into(),
         params: BTreeMap::new(),
         query: BTreeMap::new(),
-        headers: vec![("Content-Type".into(), text)],
+        headers: vec![("Content-Type".into(), text)].into(),
         body: Bytes::new(),
         transport: Default::default(),
     };
