@@ -65,10 +65,14 @@ pub(crate) enum Freshness {
     Unusable,
 }
 
-pub(crate) fn freshness(token: &Token, now: OffsetDateTime) -> Freshness {
-    if now >= token.expires_on - EXPIRY_MARGIN {
+/// `now` is in nanoseconds since 1970 ([`Clock::unix_nanos`]): comparing there costs a few
+/// multiplications, where building an `OffsetDateTime` for "now" takes a calendar conversion,
+/// and the check runs on every token a caller asks for.
+pub(crate) fn freshness(token: &Token, now: i128) -> Freshness {
+    let expires_on = token.expires_on.unix_timestamp_nanos();
+    if now >= expires_on - EXPIRY_MARGIN.whole_nanoseconds() {
         Freshness::Unusable
-    } else if now >= token.refresh_on {
+    } else if now >= token.refresh_on.unix_timestamp_nanos() {
         Freshness::RefreshDue
     } else {
         Freshness::Fresh
@@ -192,7 +196,7 @@ impl TokenCache {
             return entry.slot.clone();
         }
         if slots.map.len() >= self.limits.max_entries.max(1) {
-            let now = self.clock.now();
+            let now = self.clock.unix_nanos();
             let victim = slots
                 .map
                 .iter()
@@ -244,12 +248,12 @@ impl TokenCache {
             let state = slot.state();
             (state.token.clone(), state.refresh_not_before, state.fetches)
         };
-        let now = self.clock.now();
+        let now = self.clock.unix_nanos();
         if let Some(token) = cached {
             match freshness(&token, now) {
                 Freshness::Fresh => return Ok(token),
                 Freshness::RefreshDue => {
-                    if refresh_not_before.is_some_and(|t| now < t) {
+                    if refresh_not_before.is_some_and(|t| now < t.unix_timestamp_nanos()) {
                         return Ok(token);
                     }
                     return Ok(self.refresh_ahead(&slot, &key, token, fetch()));
@@ -277,7 +281,7 @@ impl TokenCache {
             return cached;
         };
         if let Some(token) = slot.state().token.clone()
-            && freshness(&token, self.clock.now()) == Freshness::Fresh
+            && freshness(&token, self.clock.unix_nanos()) == Freshness::Fresh
         {
             return token;
         }
@@ -321,7 +325,7 @@ impl TokenCache {
         {
             let state = slot.state();
             if let Some(token) = &state.token
-                && freshness(token, self.clock.now()) != Freshness::Unusable
+                && freshness(token, self.clock.unix_nanos()) != Freshness::Unusable
             {
                 return Ok(token.clone());
             }

@@ -1,5 +1,7 @@
 //! The wall clock the cache and the sources read, replaceable in tests.
 
+use std::time::SystemTime;
+
 use time::OffsetDateTime;
 
 /// Wall-clock time for expiry decisions. `Anchored` follows tokio's clock, so tests on a paused
@@ -26,10 +28,43 @@ impl Clock {
         }
     }
 
+    /// Now, in nanoseconds since 1970 (negative before).
+    pub(crate) fn unix_nanos(&self) -> i128 {
+        match self {
+            Self::System => match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+                Ok(after) => after.as_nanos() as i128,
+                Err(before) => -(before.duration().as_nanos() as i128),
+            },
+            Self::Anchored { wall, at } => {
+                wall.unix_timestamp_nanos() + at.elapsed().as_nanos() as i128
+            }
+        }
+    }
+
     pub(crate) fn now(&self) -> OffsetDateTime {
         match self {
             Self::System => OffsetDateTime::now_utc(),
             Self::Anchored { wall, at } => *wall + at.elapsed(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn nanoseconds_since_1970_agree_with_the_date_time() {
+        let anchored = Clock::anchored(time::macros::datetime!(2026-11-30 10:20:30.123456789 UTC));
+        tokio::time::advance(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(
+            anchored.unix_nanos(),
+            anchored.now().unix_timestamp_nanos(),
+            "the same moment"
+        );
+        assert_eq!(anchored.unix_nanos(), 1_796_034_031_623_456_789);
+        let system = Clock::System;
+        let gap = system.now().unix_timestamp_nanos() - system.unix_nanos();
+        assert!(gap.abs() < 1_000_000_000, "{gap} ns apart");
     }
 }
