@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::FutureExt as _;
+use hyper::header::HeaderName;
 
 use crate::contract::{HttpOutput, HttpTriggerData, InvocationRequest, InvocationResponse};
 use crate::failure::{BoxFailure, Failure, RuntimeError};
@@ -39,6 +40,8 @@ pub type Body = Result<Bytes, RuntimeError>;
 
 /// The header carrying the host's invocation id.
 pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
+/// [`INVOCATION_ID_HEADER`] parsed once.
+pub(crate) static INVOCATION_ID: HeaderName = HeaderName::from_static(INVOCATION_ID_HEADER);
 
 /// Why a function gave no value: the runtime's own failure around it, or the function's own.
 enum Failed {
@@ -273,7 +276,7 @@ impl<S: Send + Sync + 'static> Runtime<S> {
         };
         let id = request
             .headers
-            .all(INVOCATION_ID_HEADER)
+            .all_of(&INVOCATION_ID)
             .filter_map(last_list_item)
             .last()
             .map_or_else(local_id, str::to_owned);

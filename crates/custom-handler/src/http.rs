@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 
 /// An HTTP request to a function, with its route parameters resolved. `Debug` hides credentials
@@ -80,9 +80,23 @@ impl Headers {
 
     /// Every value of a header, by name without regard to case, in the order sent.
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.values_of(name, move |map| map.get_all(name))
+    }
+
+    /// [`Headers::all`] by a name parsed once, which a forwarded request's map finds without
+    /// parsing it again.
+    pub fn all_of<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> + 'a {
+        self.values_of(name.as_str(), move |map| map.get_all(name))
+    }
+
+    fn values_of<'a>(
+        &'a self,
+        name: &'a str,
+        in_map: impl FnOnce(&'a HeaderMap) -> header::GetAll<'a, HeaderValue>,
+    ) -> impl Iterator<Item = &'a str> + 'a {
         let (pairs, wire) = match &self.0 {
             HeaderStore::Pairs(pairs) => (Some(pairs.iter()), None),
-            HeaderStore::Wire(map) => (None, Some(map.get_all(name).iter())),
+            HeaderStore::Wire(map) => (None, Some(in_map(map).iter())),
         };
         let from_pairs = pairs
             .into_iter()

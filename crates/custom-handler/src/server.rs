@@ -39,7 +39,7 @@ use warp::Filter;
 use warp::path::FullPath;
 use warp::reply::{Reply as _, Response};
 
-use crate::dispatch::{Answer, Body, ForwardedRequest, INVOCATION_ID_HEADER, Route, Runtime};
+use crate::dispatch::{Answer, Body, ForwardedRequest, INVOCATION_ID, Route, Runtime};
 use crate::failure::RuntimeError;
 use crate::http::Headers;
 
@@ -546,9 +546,6 @@ fn plain(status: u16, text: &'static str) -> Answer {
     }
 }
 
-/// The invocation id header's name, parsed once.
-static INVOCATION_ID: HeaderName = HeaderName::from_static(INVOCATION_ID_HEADER);
-
 /// Every value of a header, joined with ", " as one list; a single value (the usual case)
 /// borrowed as it is.
 fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<Cow<'h, str>> {
@@ -671,6 +668,7 @@ impl Stream for AnswerStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::INVOCATION_ID_HEADER;
 
     /// Sends `head` (a request without a body) to a server with no functions; the status line
     /// and the body of its answer.

@@ -254,11 +254,12 @@ impl<S> Registry<S> {
     /// parameters, and whether its methods allow `method`.
     pub fn by_route(&self, method: &str, path: &str) -> RouteMatch<'_, S> {
         let mut wrong_method = false;
+        let parts = route_template::path_segments(path);
         for entry in &self.entries {
             let DeclaredTrigger::Http(http) = &entry.declared.trigger else {
                 continue;
             };
-            let Some(params) = http.route.matches(path) else {
+            let Some(params) = http.route.matches_segments(&parts) else {
                 continue;
             };
             let allowed = http

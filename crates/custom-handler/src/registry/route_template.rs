@@ -50,11 +50,12 @@ impl RouteTemplate {
     /// Matches a request path (already stripped of the route prefix, percent-decoded per
     /// segment by the caller) and returns the route parameters.
     pub fn matches(&self, path: &str) -> Option<BTreeMap<String, String>> {
-        let parts: Vec<&str> = path
-            .trim_matches('/')
-            .split('/')
-            .filter(|p| !p.is_empty())
-            .collect();
+        self.matches_segments(&path_segments(path))
+    }
+
+    /// [`RouteTemplate::matches`] on a path already split by [`path_segments`], so that one
+    /// request tried against every route is split once.
+    pub fn matches_segments(&self, parts: &[&str]) -> Option<BTreeMap<String, String>> {
         let mut params = BTreeMap::new();
         let mut index = 0;
         for segment in &self.segments {
@@ -82,6 +83,11 @@ impl RouteTemplate {
         }
         (index == parts.len()).then_some(params)
     }
+}
+
+/// A request path's non-empty segments, as route templates match them.
+pub fn path_segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|part| !part.is_empty()).collect()
 }
 
 fn parse_segment(part: &str) -> Result<Segment, String> {
