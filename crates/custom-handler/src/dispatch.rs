@@ -198,7 +198,7 @@ impl<S: Send + Sync + 'static> Runtime<S> {
         let id = invocation_id
             .and_then(last_list_item)
             .map_or_else(local_id, str::to_owned);
-        let invocation = Invocation::json(&entry.declared.name, &id);
+        let invocation = Invocation::json(&entry.declared.name, id);
         match (&entry.declared.trigger, &entry.trigger) {
             (DeclaredTrigger::Http(http), ImplementedTrigger::Http { run, .. }) => {
                 let limit = function_body_limit(entry);
@@ -280,7 +280,7 @@ impl<S: Send + Sync + 'static> Runtime<S> {
             .filter_map(last_list_item)
             .last()
             .map_or_else(local_id, str::to_owned);
-        let invocation = Invocation::forwarded(&entry.declared.name, &id);
+        let invocation = Invocation::forwarded(&entry.declared.name, id);
         let work = async {
             let body = request.body?;
             if body.len() > function_body_limit(entry) {

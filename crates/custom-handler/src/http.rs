@@ -79,34 +79,20 @@ impl Headers {
     }
 
     /// Every value of a header, by name without regard to case, in the order sent.
-    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.values_of(name, move |map| map.get_all(name))
+    pub fn all<'a>(&'a self, name: &'a str) -> HeaderValues<'a> {
+        match &self.0 {
+            HeaderStore::Pairs(pairs) => HeaderValues::Pairs(pairs.iter(), name),
+            HeaderStore::Wire(map) => HeaderValues::Wire(map.get_all(name).iter()),
+        }
     }
 
     /// [`Headers::all`] by a name parsed once, which a forwarded request's map finds without
     /// parsing it again.
-    pub fn all_of<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> + 'a {
-        self.values_of(name.as_str(), move |map| map.get_all(name))
-    }
-
-    fn values_of<'a>(
-        &'a self,
-        name: &'a str,
-        in_map: impl FnOnce(&'a HeaderMap) -> header::GetAll<'a, HeaderValue>,
-    ) -> impl Iterator<Item = &'a str> + 'a {
-        let (pairs, wire) = match &self.0 {
-            HeaderStore::Pairs(pairs) => (Some(pairs.iter()), None),
-            HeaderStore::Wire(map) => (None, Some(in_map(map).iter())),
-        };
-        let from_pairs = pairs
-            .into_iter()
-            .flatten()
-            .filter_map(move |(candidate, value)| {
-                candidate
-                    .eq_ignore_ascii_case(name)
-                    .then_some(value.as_str())
-            });
-        from_pairs.chain(wire.into_iter().flatten().map(wire_text))
+    pub fn all_of<'a>(&'a self, name: &'a HeaderName) -> HeaderValues<'a> {
+        match &self.0 {
+            HeaderStore::Pairs(pairs) => HeaderValues::Pairs(pairs.iter(), name.as_str()),
+            HeaderStore::Wire(map) => HeaderValues::Wire(map.get_all(name).iter()),
+        }
     }
 
     /// Every (name, value), one per value, in the order sent.
@@ -164,6 +150,27 @@ impl std::fmt::Debug for Headers {
 impl PartialEq for Headers {
     fn eq(&self, other: &Self) -> bool {
         self.iter().eq(other.iter())
+    }
+}
+
+/// The values of one header of [`Headers`].
+pub enum HeaderValues<'a> {
+    #[doc(hidden)]
+    Pairs(std::slice::Iter<'a, (String, String)>, &'a str),
+    #[doc(hidden)]
+    Wire(header::ValueIter<'a, HeaderValue>),
+}
+
+impl<'a> Iterator for HeaderValues<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Pairs(pairs, name) => pairs
+                .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_str()),
+            Self::Wire(values) => values.next().map(wire_text),
+        }
     }
 }
 

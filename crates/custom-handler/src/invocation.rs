@@ -61,19 +61,19 @@ struct Captured {
 
 impl Invocation {
     /// A JSON-mode invocation: its ordinary lines are kept for `Logs`.
-    pub fn json(function: &str, id: &str) -> Self {
-        Self::build(function, id, true)
+    pub fn json(function: &str, id: impl Into<String>) -> Self {
+        Self::build(function, id.into(), true)
     }
 
     /// A forwarded invocation: every line is printed, none is kept.
-    pub fn forwarded(function: &str, id: &str) -> Self {
-        Self::build(function, id, false)
+    pub fn forwarded(function: &str, id: impl Into<String>) -> Self {
+        Self::build(function, id.into(), false)
     }
 
-    fn build(function: &str, id: &str, captures: bool) -> Self {
+    fn build(function: &str, id: String, captures: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
-                id: id.to_owned(),
+                id,
                 function: function.to_owned(),
                 captures,
                 lines: Mutex::new(Captured::default()),
