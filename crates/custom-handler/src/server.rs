@@ -27,15 +27,14 @@ use bytes::{Buf, BufMut as _, Bytes, BytesMut};
 use futures::{Stream, StreamExt as _};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::service::Service as _;
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tower_service::Service as _;
 use warp::Filter;
 use warp::path::FullPath;
 use warp::reply::{Reply as _, Response};
@@ -165,10 +164,12 @@ async fn serve_connection<S: Send + Sync + 'static>(
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new());
     // The filter tree borrows what the connection shares: building it allocates nothing.
-    let routes = TowerToHyperService::new(warp::service(routes(&shared)));
+    let routes = warp::service(routes(&shared));
     let service = hyper::service::service_fn(|request: Request<Incoming>| {
         let guard = Busy::new(&activity);
-        let answering = routes.call(request);
+        // Called directly: warp's service is always ready, and a clone of it is a copy of the
+        // filter tree's references.
+        let answering = routes.clone().call(request);
         async move {
             let response = answering.await?;
             Ok::<_, Infallible>(response.map(|body| Guarded {
@@ -178,6 +179,10 @@ async fn serve_connection<S: Send + Sync + 'static>(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // More headers than hyper's default 100: the host's Kestrel admits 100, and the host adds
+    // its own (invocation id, host version, user agent) before forwarding. Past 100, hyper
+    // parses into a heap buffer rather than the stack (≈ 370 instructions a request), which
+    // refusing what the host accepted would not be worth.
     builder.max_headers(200).max_buf_size(256 * 1024);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
@@ -309,21 +314,27 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for Guarded<B> {
 /// anything else is forwarded by its function.json route), admitted under the in-flight cap,
 /// held to its function's body limit from Content-Length — all before a byte of the body is
 /// read — then read and run.
-fn routes<'a, S: Send + Sync + 'static>(
-    shared: &'a Shared<S>,
-) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync {
+fn routes<S: Send + Sync + 'static>(
+    shared: &Shared<S>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + '_ {
+    // The filters only extract (none of them rejects); the request is routed, admitted and
+    // checked in one step at the end, so that warp moves only what they extract from one
+    // combinator's state to the next, not the routed call too.
     warp::method()
         .and(warp::path::full())
-        .map(move |method: Method, path: FullPath| Call::route(shared, method, path.as_str()))
-        .map(move |call: Call<'a, S>| call.admit(shared))
         .and(warp::header::headers_cloned())
-        .map(|call: Call<'a, S>, headers: HeaderMap| {
-            (call.check_declared_length(&headers), headers)
-        })
-        .untuple_one()
         .and(query())
         .and(warp::body::stream())
-        .then(move |call, headers, query, body| answer(shared, call, headers, query, body))
+        .then(
+            move |method: Method, path: FullPath, headers: HeaderMap, query, body| {
+                let call = Call::route(shared, method, path.as_str())
+                    .admit(shared)
+                    .check_declared_length(&headers);
+                // Boxed: hyper moves the request's future between its states several times, and
+                // unboxed it holds the whole invocation.
+                Box::pin(answer(shared, call, headers, query, body))
+            },
+        )
 }
 
 /// A request on its way through the filters.
