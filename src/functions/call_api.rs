@@ -36,8 +36,7 @@ pub async fn run(app: Arc<App>, request: HttpRequest) -> Result<HttpResponse, Fu
     );
     let content_type = answer
         .content_type
-        .as_deref()
-        .unwrap_or("application/octet-stream");
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
     if answer.location.is_some() {
         log::info!(
             "dropped the downstream's Location header: it is never relayed as a redirect on this app's origin"

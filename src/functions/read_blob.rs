@@ -20,7 +20,9 @@ pub async fn run(app: Arc<App>, request: HttpRequest) -> Result<HttpResponse, Fu
         "read blob '{name}' in '{container}' ({} bytes)",
         blob.bytes.len()
     );
-    let content_type = blob.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
+    let content_type = blob
+        .content_type
+        .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned());
     let response = HttpResponse::new(200, content_type, blob.bytes);
     Ok(active_content::served_inert(response))
 }

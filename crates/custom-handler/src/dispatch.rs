@@ -24,7 +24,7 @@ use hyper::header::HeaderName;
 
 use crate::contract::{HttpOutput, HttpTriggerData, InvocationRequest, InvocationResponse};
 use crate::failure::{BoxFailure, Failure, RuntimeError};
-use crate::http::{Headers, HttpRequest, HttpResponse, Transport};
+use crate::http::{Headers, HttpRequest, HttpResponse, ResponseHeaders, Transport};
 use crate::invocation::Invocation;
 use crate::registry::{
     DeclaredTrigger, Entry, HttpFn, ImplementedTrigger, Registry, RouteMatch, RuntimeOptions,
@@ -74,7 +74,7 @@ pub struct Answer {
     /// A reason phrase for the status line, for failures the host logs by it.
     pub reason: Option<String>,
     /// The headers.
-    pub headers: BTreeMap<String, String>,
+    pub headers: ResponseHeaders,
     /// The body.
     pub body: Bytes,
     /// Send the head, then cut the connection: a forwarded invocation that must count as failed.
@@ -488,7 +488,7 @@ fn to_http_output(response: HttpResponse, accept_charset: Option<&str>) -> HttpO
 /// replaced by the 406); the lossy reading only keeps that from being a panic.
 fn http_output(
     status: u16,
-    headers: BTreeMap<String, String>,
+    headers: ResponseHeaders,
     text: Result<String, std::string::FromUtf8Error>,
     escaped: bool,
 ) -> HttpOutput {
@@ -599,6 +599,11 @@ fn percent_decode(raw: &str) -> String {
 /// The last item of a comma-separated header value. The host appends its invocation id to any
 /// value the client sent (one header, values joined by ", "), so the last item is the host's.
 fn last_list_item(value: &str) -> Option<&str> {
+    // Nearly always a single item, the host's own id: found without splitting.
+    if !value.contains(',') {
+        let item = value.trim();
+        return (!item.is_empty()).then_some(item);
+    }
     value
         .rsplit(',')
         .map(str::trim)
@@ -653,7 +658,7 @@ mod tests {
             "{}",
             output.body
         );
-        assert!(!output.headers.contains_key("Content-Transfer-Encoding"));
+        assert!(!output.headers.contains("Content-Transfer-Encoding"));
         let text = to_http_output(HttpResponse::new(200, "text/plain", "héllo"), None);
         assert_eq!((text.status_code, text.body.as_str()), (200, "héllo"));
     }

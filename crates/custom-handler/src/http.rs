@@ -2,6 +2,7 @@
 //!
 //! Functions read these and never the host's envelopes, so one function body serves both modes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -317,13 +318,106 @@ impl HttpRequest {
     }
 }
 
+/// A response's headers, in the order they were set, one value per name: setting a name again
+/// (in any case) replaces its value. Names and values written as literals are kept without a
+/// copy. Serializes as a JSON object (the host's `headers`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ResponseHeaders(Vec<(Cow<'static, str>, Cow<'static, str>)>);
+
+impl ResponseHeaders {
+    /// Sets a header, replacing any value it had.
+    pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) {
+        let (name, value) = (name.into(), value.into());
+        match self.position(&name) {
+            Some(at) => self.0[at].1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// A header's value, by name without regard to case.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.position(name).map(|at| &*self.0[at].1)
+    }
+
+    /// Whether a header is set, by name without regard to case.
+    pub fn contains(&self, name: &str) -> bool {
+        self.position(name).is_some()
+    }
+
+    /// Every (name, value), in the order set.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(name, value)| (&**name, &**value))
+    }
+
+    /// How many headers are set.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.0
+            .iter()
+            .position(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
+    }
+}
+
+impl IntoIterator for ResponseHeaders {
+    type Item = (Cow<'static, str>, Cow<'static, str>);
+    type IntoIter = std::vec::IntoIter<Self::Item>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<N, V> FromIterator<(N, V)> for ResponseHeaders
+where
+    N: Into<Cow<'static, str>>,
+    V: Into<Cow<'static, str>>,
+{
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(pairs: I) -> Self {
+        let mut headers = Self::default();
+        for (name, value) in pairs {
+            headers.set(name, value);
+        }
+        headers
+    }
+}
+
+impl<N, V, const LEN: usize> From<[(N, V); LEN]> for ResponseHeaders
+where
+    N: Into<Cow<'static, str>>,
+    V: Into<Cow<'static, str>>,
+{
+    fn from(pairs: [(N, V); LEN]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+impl std::fmt::Debug for ResponseHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for ResponseHeaders {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
 /// An HTTP response from a function.
 #[derive(Clone)]
 pub struct HttpResponse {
     /// The status code.
     pub status: u16,
     /// Headers; `Content-Type` is always among them.
-    pub headers: BTreeMap<String, String>,
+    pub headers: ResponseHeaders,
     /// The body bytes. Inside a JSON-mode invocation, a body [`HttpResponse::json`] wrote is
     /// already in the form the host's envelope carries it in: the JSON text escaped as a
     /// string's content.
@@ -351,8 +445,12 @@ impl std::fmt::Debug for HttpResponse {
 
 impl HttpResponse {
     /// A response with `body` of `content_type`.
-    pub fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
-        let headers = BTreeMap::from([("Content-Type".to_owned(), content_type.to_owned())]);
+    pub fn new(
+        status: u16,
+        content_type: impl Into<Cow<'static, str>>,
+        body: impl Into<Bytes>,
+    ) -> Self {
+        let headers = ResponseHeaders::from([("Content-Type", content_type)]);
         Self {
             status,
             headers,
@@ -397,9 +495,10 @@ impl HttpResponse {
     /// rendered between calls. `write` gets the body's buffer and the form to write: `false`
     /// for the JSON text as it is, `true` for that text escaped as a JSON string's content
     /// (what [`HttpResponse::json`] writes inside a JSON-mode invocation; `crate::escaped`).
-    /// Whatever `write` puts there must be valid JSON in the form asked for.
+    /// Whatever `write` puts there must be valid JSON in the form asked for. The buffer starts
+    /// empty: reserving what it will hold saves growing it (and shrinking it into the body).
     pub fn json_written(status: u16, write: impl FnOnce(&mut Vec<u8>, bool)) -> Self {
-        let mut body = Vec::with_capacity(512);
+        let mut body = Vec::new();
         let escaped =
             crate::invocation::with_current(|invocation| invocation.captures()).unwrap_or(false);
         write(&mut body, escaped);
@@ -412,16 +511,20 @@ impl HttpResponse {
 
     /// The body, and whether it is already escaped as a JSON string's content (see
     /// [`HttpResponse::json`]): only when it is still the very bytes `json` wrote.
-    pub(crate) fn into_parts(self) -> (u16, BTreeMap<String, String>, Bytes, bool) {
+    pub(crate) fn into_parts(self) -> (u16, ResponseHeaders, Bytes, bool) {
         let escaped = self.escaped.is_some_and(|escaped| {
             escaped.as_ptr() == self.body.as_ptr() && escaped.len() == self.body.len()
         });
         (self.status, self.headers, self.body, escaped)
     }
 
-    /// Adds or replaces a header.
-    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.insert(name.to_owned(), value.into());
+    /// Adds or replaces a header (its name compared without regard to case).
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.headers.set(name, value);
         self
     }
 
@@ -433,10 +536,7 @@ impl HttpResponse {
 
     /// A header's value, by name without regard to case.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.get(name)
     }
 }
 
@@ -520,6 +620,27 @@ mod tests {
         let shown = format!("{request:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("text/plain"), "{shown}");
+    }
+
+    #[test]
+    fn a_response_header_set_again_in_any_case_replaces_its_value_in_place() {
+        let mut headers = ResponseHeaders::from([("Content-Type", "text/plain")]);
+        headers.set("Cache-Control", "no-store");
+        headers.set("content-type".to_owned(), "application/json".to_owned());
+        assert_eq!(
+            headers.iter().collect::<Vec<_>>(),
+            [
+                ("Content-Type", "application/json"),
+                ("Cache-Control", "no-store")
+            ]
+        );
+        assert_eq!(headers.get("CACHE-CONTROL"), Some("no-store"));
+        assert!(headers.contains("content-type") && !headers.contains("age"));
+        assert_eq!(headers.len(), 2);
+        assert_eq!(
+            serde_json::to_string(&headers).unwrap(),
+            r#"{"Content-Type":"application/json","Cache-Control":"no-store"}"#
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ use warp::reply::{Reply as _, Response};
 
 use crate::dispatch::{Answer, Body, ForwardedRequest, INVOCATION_ID, Route, Runtime};
 use crate::failure::RuntimeError;
-use crate::http::Headers;
+use crate::http::{Headers, ResponseHeaders};
 
 /// The limits the server holds every connection and request to. The names in parentheses are
 /// the app settings a binary conventionally reads them from (the Overloaded and BodyTimeout
@@ -610,7 +610,7 @@ fn plain(status: u16, text: &'static str) -> Answer {
     Answer {
         status,
         reason: None,
-        headers: BTreeMap::from([("Content-Type".to_owned(), "text/plain".to_owned())]),
+        headers: ResponseHeaders::from([("Content-Type", "text/plain")]),
         body: Bytes::from_static(text.as_bytes()),
         abort: false,
     }
@@ -659,10 +659,14 @@ fn reply(answer: Answer, method: &Method, permit: Option<OwnedSemaphorePermit>) 
     };
     *response.status_mut() = status;
     for (name, value) in answer.headers {
-        // The value's own buffer becomes the header's: checked, not copied.
+        // The value's own buffer (or the literal) becomes the header's: checked, not copied.
+        let bytes = match value {
+            Cow::Borrowed(literal) => Bytes::from_static(literal.as_bytes()),
+            Cow::Owned(text) => Bytes::from(text),
+        };
         match (
             HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_maybe_shared(Bytes::from(value)),
+            HeaderValue::from_maybe_shared(bytes),
         ) {
             (Ok(name), Ok(value)) => {
                 response.headers_mut().insert(name, value);
@@ -693,21 +697,10 @@ fn declares_length(method: &Method, status: StatusCode, length: usize) -> bool {
     !bodiless && (length > 0 || method != Method::HEAD)
 }
 
-/// `length` as a header value, in one allocation (`HeaderValue::from(usize)` takes two), its
-/// digits written by hand rather than through the formatting machinery.
+/// `length` as a header value, in one allocation (`HeaderValue::from(usize)` takes two).
 fn length_value(length: usize) -> HeaderValue {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = length;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    HeaderValue::from_bytes(&digits[start..]).unwrap_or_else(|_| HeaderValue::from(length))
+    let mut digits = itoa::Buffer::new();
+    HeaderValue::from_str(digits.format(length)).unwrap_or_else(|_| HeaderValue::from(length))
 }
 
 /// An invocation's answer as warp's stream body: the bytes, then — when aborted — the error that

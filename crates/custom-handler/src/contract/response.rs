@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::http::ResponseHeaders;
+
 /// `{Outputs, Logs, ReturnValue}`, written in PascalCase as the samples do. The host must always
 /// get this with status 200: on any other status it drops `Logs` and `Outputs`
 /// (docs/host-contract.md, 'What counts as a failure, and where the reason goes').
@@ -34,7 +36,7 @@ pub struct HttpOutput {
     /// as it is instead of being escaped again.
     pub body_escaped: bool,
     /// Header name → one string value; always carries `Content-Type`.
-    pub headers: BTreeMap<String, String>,
+    pub headers: ResponseHeaders,
 }
 
 impl Serialize for HttpOutput {
@@ -149,7 +151,7 @@ mod tests {
             status_code: 201,
             body: "Order enqueued".into(),
             body_escaped: false,
-            headers: BTreeMap::from([("Content-Type".into(), "text/plain; charset=utf-8".into())]),
+            headers: ResponseHeaders::from([("Content-Type", "text/plain; charset=utf-8")]),
         };
         let response = InvocationResponse::http("res", output, vec!["order 1005 accepted".into()]);
         let json: Value = serde_json::from_slice(&response.to_json()).unwrap();
@@ -179,9 +181,9 @@ mod tests {
             status_code: 406,
             body: body.to_string(),
             body_escaped: false,
-            headers: BTreeMap::from([
-                ("Content-Type".into(), "application/json".into()),
-                ("X-\"odd\"".into(), "tab\there".into()),
+            headers: ResponseHeaders::from([
+                ("Content-Type", "application/json"),
+                ("X-\"odd\"", "tab\there"),
             ]),
         };
         let mut escaped_body = Vec::new();
