@@ -100,7 +100,11 @@ pub(super) fn answer(token: &Token) -> HttpResponse {
             return HttpResponse::json(200, &report);
         };
         let expires_in = facts.expires_on - now;
-        log::info!(target: super::LOG_TARGET, "{}{expires_in} s left", rendered.log_head);
+        // The number as text (itoa) rather than an integer argument: the formatting machinery's
+        // integer path was a tenth of this function's cost.
+        let mut digits = itoa::Buffer::new();
+        let seconds = digits.format(expires_in);
+        log::info!(target: super::LOG_TARGET, "{}{seconds} s left", rendered.log_head);
         HttpResponse::json_written(200, |body, escaped| {
             rendered.write(body, escaped, expires_in)
         })
@@ -214,15 +218,17 @@ impl Rendered {
     }
 
     fn write(&self, body: &mut Vec<u8>, escaped: bool, expires_in: i64) {
-        use std::io::Write as _;
         let (head, tail) = if escaped {
             (&self.head_escaped, &self.tail_escaped)
         } else {
             (&self.head, &self.tail)
         };
-        body.extend_from_slice(head.as_bytes());
+        let mut digits = itoa::Buffer::new();
         // A number reads the same escaped or not.
-        let _ = write!(body, "{expires_in}");
+        let seconds = digits.format(expires_in);
+        body.reserve_exact(head.len() + seconds.len() + tail.len());
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(seconds.as_bytes());
         body.extend_from_slice(tail.as_bytes());
     }
 }
