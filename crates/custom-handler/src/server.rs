@@ -664,10 +664,7 @@ fn reply(answer: Answer, method: &Method, permit: Option<OwnedSemaphorePermit>) 
             Cow::Borrowed(literal) => Bytes::from_static(literal.as_bytes()),
             Cow::Owned(text) => Bytes::from(text),
         };
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_maybe_shared(bytes),
-        ) {
+        match (header_name(&name), HeaderValue::from_maybe_shared(bytes)) {
             (Ok(name), Ok(value)) => {
                 response.headers_mut().insert(name, value);
             }
@@ -685,6 +682,18 @@ fn reply(answer: Answer, method: &Method, permit: Option<OwnedSemaphorePermit>) 
         response.extensions_mut().insert(phrase);
     }
     response
+}
+
+/// A response header's name: the two that nearly every answer carries are compared rather than
+/// parsed (hyper's parse folds the case through a table, byte by byte).
+fn header_name(name: &str) -> Result<HeaderName, hyper::header::InvalidHeaderName> {
+    if name.eq_ignore_ascii_case("content-type") {
+        Ok(hyper::header::CONTENT_TYPE)
+    } else if name.eq_ignore_ascii_case("cache-control") {
+        Ok(hyper::header::CACHE_CONTROL)
+    } else {
+        HeaderName::from_bytes(name.as_bytes())
+    }
 }
 
 /// Whether hyper writes a Content-Length for a body of `length` bytes it knows the length of:
@@ -805,6 +814,25 @@ mod tests {
             Duration::from_secs(75),
             "the answer's end plus the limit"
         );
+    }
+
+    #[test]
+    fn response_header_names_read_as_hyper_parses_them() {
+        for name in [
+            "Content-Type",
+            "content-type",
+            "CACHE-CONTROL",
+            "Cache-Control",
+            "X-Custom",
+            "Content-Typo",
+        ] {
+            assert_eq!(
+                header_name(name).unwrap(),
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "{name}"
+            );
+        }
+        assert!(header_name("not a name").is_err());
     }
 
     #[test]
