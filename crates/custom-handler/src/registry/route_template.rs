@@ -18,6 +18,9 @@ enum Segment {
 pub struct RouteTemplate {
     text: String,
     segments: Vec<Segment>,
+    /// How many path segments it can match, at least and at most: a path outside the range is
+    /// refused before any segment is compared.
+    parts: std::ops::RangeInclusive<usize>,
 }
 
 impl RouteTemplate {
@@ -36,9 +39,28 @@ impl RouteTemplate {
                 "route '{text}': a catch-all parameter must come last"
             ));
         }
+        let required = segments
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s,
+                    Segment::Literal(_)
+                        | Segment::Param {
+                            optional: false,
+                            ..
+                        }
+                )
+            })
+            .count();
+        let most = if catch_all.is_some() {
+            usize::MAX
+        } else {
+            segments.len()
+        };
         Ok(Self {
             text: trimmed.to_owned(),
             segments,
+            parts: required..=most,
         })
     }
 
@@ -56,6 +78,9 @@ impl RouteTemplate {
     /// [`RouteTemplate::matches`] on a path already split by [`path_segments`], so that one
     /// request tried against every route is split once.
     pub fn matches_segments(&self, parts: &[&str]) -> Option<BTreeMap<String, String>> {
+        if !self.parts.contains(&parts.len()) {
+            return None;
+        }
         let mut params = BTreeMap::new();
         let mut index = 0;
         for segment in &self.segments {
