@@ -261,11 +261,12 @@ impl TokenCache {
         slot
     }
 
-    /// Returns a usable token for `key`, calling `fetch` when the cache cannot answer (see the
-    /// module documentation for the rules).
+    /// Returns a usable token for `key`, calling `fetch` with it when the cache cannot answer
+    /// (see the module documentation for the rules). The fetch takes what it needs from the key
+    /// only then, so a cached answer copies nothing.
     pub(crate) async fn get<F, Fut>(&self, key: CacheKey, fetch: F) -> Result<Token, IdentityError>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(&CacheKey) -> Fut,
         Fut: Future<Output = Result<Token, IdentityError>> + Send + 'static,
     {
         let slot = self.slot(&key);
@@ -281,7 +282,7 @@ impl TokenCache {
                     if refresh_not_before.is_some_and(|t| now < t.unix_timestamp_nanos()) {
                         return Ok(token);
                     }
-                    return Ok(self.refresh_ahead(&slot, &key, token, fetch()));
+                    return Ok(self.refresh_ahead(&slot, &key, token, fetch(&key)));
                 }
                 Freshness::Unusable => {}
             }
@@ -343,7 +344,7 @@ impl TokenCache {
         fetch: F,
     ) -> Result<Token, IdentityError>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(&CacheKey) -> Fut,
         Fut: Future<Output = Result<Token, IdentityError>>,
     {
         let _guard = slot.fetching.lock().await;
@@ -362,7 +363,7 @@ impl TokenCache {
             }
         }
         log::debug!("no usable cached token for {key}; fetching");
-        let result = fetch().await;
+        let result = fetch(key).await;
         let mut state = slot.state();
         state.fetches += 1;
         match &result {

@@ -284,10 +284,10 @@ impl fmt::Display for SourceKind {
 pub struct Token {
     /// The bearer token; read it with [`AccessTokenSecret::expose`].
     pub access_token: AccessTokenSecret,
-    /// Usually `Bearer`.
-    pub token_type: String,
+    /// Usually `Bearer`. Shared, like the value, by every copy the cache hands out.
+    pub token_type: Arc<str>,
     /// The resource (audience) the token is for, as the service echoed it or as requested.
-    pub resource: String,
+    pub resource: Arc<str>,
     /// When the token stops working (the earliest of the expiries the service gave).
     pub expires_on: OffsetDateTime,
     /// From when the cache refreshes it ahead of expiry.
@@ -415,18 +415,24 @@ impl ManagedIdentity {
         };
         self.inner.fetcher.check_supported(&selector)?;
         let key = CacheKey {
-            identity: selector.clone(),
-            resource: resource.clone(),
+            identity: selector,
+            resource,
         };
-        // The fetch owns what it needs, so a refresh-ahead can run in the background.
-        let inner = self.inner.clone();
-        let fetch = move || async move {
-            let request = TokenRequest {
-                resource: &resource,
-                identity: &selector,
-                origin,
-            };
-            inner.fetcher.fetch(request).await
+        // The fetch owns what it needs, so a refresh-ahead can run in the background; it takes
+        // its copies only when the cache cannot answer. Boxed: inline, the source's request
+        // future (kilobytes) would make every caller's future that large, and each move of one
+        // (the runtime boxes a function's future) a copy of it, cached answers included.
+        let fetch = |key: &CacheKey| {
+            let inner = Arc::clone(&self.inner);
+            let (resource, selector) = (key.resource.clone(), key.identity.clone());
+            Box::pin(async move {
+                let request = TokenRequest {
+                    resource: &resource,
+                    identity: &selector,
+                    origin,
+                };
+                inner.fetcher.fetch(request).await
+            })
         };
         self.inner.cache.get(key, fetch).await
     }

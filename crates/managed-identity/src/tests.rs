@@ -301,8 +301,8 @@ async fn expires_in_counts_from_the_request_and_the_earlier_expiry_wins() {
         .unwrap();
     assert_eq!(token.expires_on, T0 + Duration::hours(1));
     assert_eq!(token.refresh_on, T0 + Duration::minutes(55));
-    assert_eq!(token.resource, VAULT);
-    assert_eq!(token.token_type, "Bearer");
+    assert_eq!(&*token.resource, VAULT);
+    assert_eq!(&*token.token_type, "Bearer");
 }
 
 #[tokio::test(start_paused = true)]

@@ -226,10 +226,10 @@ impl Fetcher {
         }
         Token {
             access_token: parsed.access_token,
-            token_type: parsed.token_type.unwrap_or_else(|| "Bearer".into()),
+            token_type: parsed.token_type.map_or_else(|| "Bearer".into(), Arc::from),
             resource: parsed
                 .resource
-                .unwrap_or_else(|| request.resource.to_owned()),
+                .map_or_else(|| Arc::from(request.resource), Arc::from),
             expires_on: parsed.expires_on,
             refresh_on,
             source: kind,
