@@ -118,14 +118,16 @@ pub(crate) fn console_line(
     line
 }
 
+/// A console line's timestamp, as the `time` crate writes it.
+const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+);
+
 /// `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC (milliseconds truncated) into `out`; the bytes
 /// written. By hand from the seconds since 1970 for years up to 9999 (every line's case: the
 /// `time` crate's conversion and general formatter took ≈ 1,400 instructions a line), by the
 /// `time` crate otherwise.
 fn timestamp(at: SystemTime, out: &mut [u8; 32]) -> usize {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
     if let Some(written) = four_digit_stamp(at, out) {
         return written;
     }
@@ -245,10 +247,6 @@ fn install(ordinary_to_stderr: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
 
     fn stamp(at: OffsetDateTime) -> String {
         let mut out = [0u8; 32];
