@@ -379,11 +379,8 @@ impl TokenCache {
 }
 
 #[cfg(test)]
-mod claims_memo_tests {
+mod key_hash_tests {
     use super::*;
-    use crate::{AccessTokenSecret, SourceKind};
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     #[test]
     fn the_key_hash_is_fnv_1a() {
@@ -398,6 +395,14 @@ mod claims_memo_tests {
             assert_eq!(hasher.finish(), hash, "{text:?}");
         }
     }
+}
+
+#[cfg(test)]
+mod claims_memo_tests {
+    use super::*;
+    use crate::{AccessTokenSecret, SourceKind};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn token(access_token: String) -> Token {
         let now = OffsetDateTime::now_utc();
