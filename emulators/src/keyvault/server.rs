@@ -10,10 +10,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, HOST};
-
-/// The header an Azure SDK client names each call with.
-const CLIENT_REQUEST_ID: hyper::header::HeaderName =
-    hyper::header::HeaderName::from_static("x-ms-client-request-id");
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -31,6 +27,9 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to receive request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The header an Azure SDK client names each call with.
+const CLIENT_REQUEST_ID: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-ms-client-request-id");
 
 /// Binds 127.0.0.1:`port`, prints `{"ready":"https://127.0.0.1:P"}` and serves until a signal.
 pub async fn serve(
