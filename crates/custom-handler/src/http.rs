@@ -82,8 +82,8 @@ impl Headers {
     /// Every value of a header, by name without regard to case, in the order sent.
     pub fn all<'a>(&'a self, name: &'a str) -> HeaderValues<'a> {
         match &self.0 {
-            HeaderStore::Pairs(pairs) => HeaderValues::Pairs(pairs.iter(), name),
-            HeaderStore::Wire(map) => HeaderValues::Wire(map.get_all(name).iter()),
+            HeaderStore::Pairs(pairs) => HeaderValues(Values::Pairs(pairs.iter(), name)),
+            HeaderStore::Wire(map) => HeaderValues(Values::Wire(map.get_all(name).iter())),
         }
     }
 
@@ -91,16 +91,16 @@ impl Headers {
     /// parsing it again.
     pub fn all_of<'a>(&'a self, name: &'a HeaderName) -> HeaderValues<'a> {
         match &self.0 {
-            HeaderStore::Pairs(pairs) => HeaderValues::Pairs(pairs.iter(), name.as_str()),
-            HeaderStore::Wire(map) => HeaderValues::Wire(map.get_all(name).iter()),
+            HeaderStore::Pairs(pairs) => HeaderValues(Values::Pairs(pairs.iter(), name.as_str())),
+            HeaderStore::Wire(map) => HeaderValues(Values::Wire(map.get_all(name).iter())),
         }
     }
 
     /// Every (name, value), one per value, in the order sent.
     pub fn iter(&self) -> HeaderIter<'_> {
         match &self.0 {
-            HeaderStore::Pairs(pairs) => HeaderIter::Pairs(pairs.iter()),
-            HeaderStore::Wire(map) => HeaderIter::Wire(map.iter()),
+            HeaderStore::Pairs(pairs) => HeaderIter(Entries::Pairs(pairs.iter())),
+            HeaderStore::Wire(map) => HeaderIter(Entries::Wire(map.iter())),
         }
     }
 
@@ -155,10 +155,10 @@ impl PartialEq for Headers {
 }
 
 /// The values of one header of [`Headers`].
-pub enum HeaderValues<'a> {
-    #[doc(hidden)]
+pub struct HeaderValues<'a>(Values<'a>);
+
+enum Values<'a> {
     Pairs(std::slice::Iter<'a, (String, String)>, &'a str),
-    #[doc(hidden)]
     Wire(header::ValueIter<'a, HeaderValue>),
 }
 
@@ -166,20 +166,20 @@ impl<'a> Iterator for HeaderValues<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            Self::Pairs(pairs, name) => pairs
+        match &mut self.0 {
+            Values::Pairs(pairs, name) => pairs
                 .find(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
                 .map(|(_, value)| value.as_str()),
-            Self::Wire(values) => values.next().map(wire_text),
+            Values::Wire(values) => values.next().map(wire_text),
         }
     }
 }
 
 /// The (name, value) pairs of [`Headers`].
-pub enum HeaderIter<'a> {
-    #[doc(hidden)]
+pub struct HeaderIter<'a>(Entries<'a>);
+
+enum Entries<'a> {
     Pairs(std::slice::Iter<'a, (String, String)>),
-    #[doc(hidden)]
     Wire(header::Iter<'a, HeaderValue>),
 }
 
@@ -187,11 +187,11 @@ impl<'a> Iterator for HeaderIter<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            Self::Pairs(pairs) => pairs
+        match &mut self.0 {
+            Entries::Pairs(pairs) => pairs
                 .next()
                 .map(|(name, value)| (name.as_str(), value.as_str())),
-            Self::Wire(wire) => wire
+            Entries::Wire(wire) => wire
                 .next()
                 .map(|(name, value)| (name.as_str(), wire_text(value))),
         }
