@@ -105,7 +105,7 @@ pub async fn run_with<S: Send + Sync + 'static>(
     let shared = Arc::new(Shared {
         runtime,
         limits,
-        in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        in_flight: Arc::new(InFlight::new(limits.max_in_flight)),
         stopping: watch::channel(false).0,
     });
     let connections = Arc::new(Semaphore::new(limits.max_connections));
@@ -150,8 +150,44 @@ async fn accept(
 struct Shared<S> {
     runtime: Arc<Runtime<S>>,
     limits: Limits,
-    in_flight: Arc<Semaphore>,
+    in_flight: Arc<InFlight>,
     stopping: watch::Sender<bool>,
+}
+
+/// How many invocations run, against the most that may. A counter rather than a semaphore: a
+/// request never waits for a slot (none left is a 503 at once), and a semaphore's release takes
+/// its waiters' lock on every invocation, which the two workers then contend for.
+struct InFlight {
+    running: AtomicUsize,
+    max: usize,
+}
+
+impl InFlight {
+    fn new(max: usize) -> Self {
+        Self {
+            running: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// A slot, held until dropped; none when `max` invocations already run.
+    fn enter(self: &Arc<Self>) -> Option<Slot> {
+        self.running
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |running| {
+                (running < self.max).then_some(running + 1)
+            })
+            .ok()
+            .map(|_| Slot(Arc::clone(self)))
+    }
+}
+
+/// One running invocation's place in [`InFlight`].
+struct Slot(Arc<InFlight>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// Serves one connection until it closes, until it has waited the header timeout for a request
@@ -349,7 +385,7 @@ struct Call<'a, S> {
     /// The most body bytes the function takes.
     limit: usize,
     /// The in-flight slot, held until the answer is written.
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Slot>,
     /// Why the body will not be read: over the in-flight cap, or declared over the limit.
     refusal: Option<RuntimeError>,
     /// The request has no body bytes to read (HTTP/1.1: neither a Content-Length above zero nor
@@ -396,9 +432,9 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
     /// Takes an in-flight slot for a request that runs a function; none left is a 503.
     fn admit(mut self, shared: &Shared<S>) -> Self {
         if self.runs() {
-            match Arc::clone(&shared.in_flight).try_acquire_owned() {
-                Ok(permit) => self.permit = Some(permit),
-                Err(_) => {
+            match shared.in_flight.enter() {
+                Some(slot) => self.permit = Some(slot),
+                None => {
                     self.refusal = Some(RuntimeError::Overloaded {
                         limit: shared.limits.max_in_flight,
                     });
@@ -458,13 +494,7 @@ where
             Some(refusal) => Err(refusal),
             None if bodiless => Ok(Bytes::new()),
             None => {
-                read_body(
-                    body,
-                    limit,
-                    shared.limits.body_timeout,
-                    shared.stopping.subscribe(),
-                )
-                .await
+                read_body(body, limit, shared.limits.body_timeout, &shared.stopping).await
             }
         }
     };
@@ -496,9 +526,16 @@ async fn read_body<B: Buf>(
     body: impl Stream<Item = Result<B, warp::Error>>,
     limit: usize,
     timeout: Duration,
-    mut stopping: watch::Receiver<bool>,
+    stopping: &watch::Sender<bool>,
 ) -> Body {
-    let reading = read_limited(body, limit);
+    let mut reading = std::pin::pin!(read_limited(body, limit));
+    // Most bodies arrive with the request's head: one that is all here already is read without
+    // arming the timer or watching for shutdown.
+    if let Poll::Ready(body) = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await
+    {
+        return body;
+    }
+    let mut stopping = stopping.subscribe();
     tokio::select! {
         body = tokio::time::timeout(timeout, reading) => {
             body.unwrap_or(Err(RuntimeError::BodyTimeout(timeout)))
@@ -512,15 +549,28 @@ async fn read_limited<B: Buf>(
     limit: usize,
 ) -> Body {
     let mut body = std::pin::pin!(body);
+    // The first chunk is kept as it came (no copy); only a second one starts a buffer.
+    let mut first = Bytes::new();
     let mut collected = BytesMut::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| RuntimeError::BodyUnreadable(e.to_string()))?;
-        if collected.len() + chunk.remaining() > limit {
+        let mut chunk = chunk.map_err(|e| RuntimeError::BodyUnreadable(e.to_string()))?;
+        if first.len() + collected.len() + chunk.remaining() > limit {
             return Err(RuntimeError::PayloadTooLarge { limit });
         }
-        collected.put(chunk);
+        if first.is_empty() && collected.is_empty() {
+            first = chunk.copy_to_bytes(chunk.remaining());
+        } else {
+            if collected.is_empty() {
+                collected.put(std::mem::take(&mut first));
+            }
+            collected.put(chunk);
+        }
     }
-    Ok(collected.freeze())
+    Ok(if collected.is_empty() {
+        first
+    } else {
+        collected.freeze()
+    })
 }
 
 /// Query parameters, as warp's query filter decodes them; a key given twice has its values
@@ -643,7 +693,7 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<Cow<'h, 
 /// connection so that the host records a failed invocation. warp's only body that can carry
 /// either is a stream, whose length hyper does not know, so the Content-Length hyper would have
 /// written for the bytes is written here.
-fn reply(answer: Answer, method: &Method, permit: Option<OwnedSemaphorePermit>) -> Response {
+fn reply(answer: Answer, method: &Method, permit: Option<Slot>) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let length = answer.body.len();
     let streamed = permit.is_some() || answer.abort;
@@ -717,7 +767,7 @@ fn length_value(length: usize) -> HeaderValue {
 struct AnswerStream {
     data: Option<Bytes>,
     abort: bool,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<Slot>,
 }
 
 impl Stream for AnswerStream {
@@ -874,5 +924,52 @@ mod tests {
             Some(Cow::Borrowed("only"))
         ));
         assert_eq!(header_text(&hyper::HeaderMap::new(), &INVOCATION_ID), None);
+    }
+
+    fn chunks(parts: &[&'static str]) -> impl Stream<Item = Result<Bytes, warp::Error>> {
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|part| Ok(Bytes::from_static(part.as_bytes())))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_body_in_one_chunk_is_taken_as_is_and_several_are_joined_in_order() {
+        let one = Bytes::from_static(b"{\"Data\":{}}");
+        let single = futures::stream::iter([Ok::<_, warp::Error>(one.clone())]);
+        let read = read_limited(single, 64).await.unwrap();
+        assert_eq!(read, one);
+        assert_eq!(read.as_ptr(), one.as_ptr(), "a lone chunk is not copied");
+        for parts in [&["ab", "", "cd", "e"][..], &["", "abcde"], &["abcd", "e"], &[]] {
+            let read = read_limited(chunks(parts), 64).await.unwrap();
+            assert_eq!(read, parts.concat().as_bytes(), "{parts:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_is_refused_once_its_chunks_together_pass_the_limit() {
+        assert!(read_limited(chunks(&["abc", "de"]), 5).await.is_ok());
+        for parts in [&["abc", "def"][..], &["abcdef"], &["a", "b", "c", "d", "e", "f"]] {
+            let refused = read_limited(chunks(parts), 5).await;
+            assert!(
+                matches!(refused, Err(RuntimeError::PayloadTooLarge { limit: 5 })),
+                "{parts:?}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn in_flight_slots_run_out_at_the_cap_and_come_back_when_dropped() {
+        let in_flight = Arc::new(InFlight::new(2));
+        let first = in_flight.enter().expect("a first slot");
+        let second = in_flight.enter().expect("a second slot");
+        assert!(in_flight.enter().is_none(), "a third slot past a cap of 2");
+        drop(first);
+        let third = in_flight.enter().expect("the slot the first gave back");
+        assert!(in_flight.enter().is_none());
+        drop((second, third));
+        assert_eq!(in_flight.running.load(Ordering::Relaxed), 0);
     }
 }
