@@ -8,7 +8,6 @@
 //! else is skipped without building anything. Values are read as leniently as `raw` reads them:
 //! the tests compare both with the `Value`-based reader on every shape they know.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserializer as _;
@@ -332,9 +331,9 @@ impl<'de> Visitor<'de> for TriggerVisitor {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<HttpTriggerData, A::Error> {
         let mut url: Lookup<'de, String> = Lookup::new();
         let mut method: Lookup<'de, String> = Lookup::new();
-        let mut query: Lookup<'de, BTreeMap<String, String>> = Lookup::new();
-        let mut headers: Lookup<'de, BTreeMap<String, Vec<String>>> = Lookup::new();
-        let mut params: Lookup<'de, BTreeMap<String, Option<String>>> = Lookup::new();
+        let mut query: Lookup<'de, Members<String>> = Lookup::new();
+        let mut headers: Lookup<'de, Members<Vec<String>>> = Lookup::new();
+        let mut params: Lookup<'de, Members<Option<String>>> = Lookup::new();
         let mut identities: Lookup<'de, Vec<String>> = Lookup::new();
         let mut body: Lookup<'de, Option<String>> = Lookup::new();
         each_member(map, |key, map| {
@@ -377,13 +376,17 @@ impl<'de> Visitor<'de> for TriggerVisitor {
                 .resolve(TextSeed)
                 .unwrap_or_default()
                 .to_ascii_uppercase(),
-            query: query.resolve(MapSeed(TextSeed)).unwrap_or_default(),
-            headers: headers
-                .resolve(MapSeed(HeaderSeed))
+            query: query
+                .resolve(MapSeed(TextSeed))
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
-            params: params.resolve(MapSeed(OptionalSeed)).unwrap_or_default(),
+            headers: headers.resolve(MapSeed(HeaderSeed)).unwrap_or_default(),
+            params: params
+                .resolve(MapSeed(OptionalSeed))
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             identities: identities.resolve(ItemsSeed).unwrap_or_default(),
             body: body.resolve(BodySeed).flatten(),
         })
@@ -417,6 +420,24 @@ struct ItemsSeed;
 /// keeps its last value; keys come out in byte order.
 #[derive(Clone, Copy)]
 struct MapSeed<S>(S);
+
+/// An object's members in byte order of their keys, each key once.
+type Members<T> = Vec<(String, T)>;
+
+/// `members` as read, put in byte order of their keys, a key given twice keeping its last value
+/// (a map's rule), without building a map: the host sends a handful of members.
+fn in_key_order<T>(mut members: Members<T>) -> Members<T> {
+    // Stable, so the members of one key stay in the order given.
+    members.sort_by(|(a, _), (b, _)| a.cmp(b));
+    members.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+    members
+}
 
 /// What a value was, before a seed turns it into its final form.
 enum Scalar {
@@ -705,7 +726,7 @@ impl<'de, S> DeserializeSeed<'de> for MapSeed<S>
 where
     S: Seed + for<'a> DeserializeSeed<'a, Value = S::Out>,
 {
-    type Value = BTreeMap<String, S::Out>;
+    type Value = Members<S::Out>;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
@@ -716,25 +737,29 @@ impl<'de, S> Visitor<'de> for MapSeed<S>
 where
     S: Seed + for<'a> DeserializeSeed<'a, Value = S::Out>,
 {
-    type Value = BTreeMap<String, S::Out>;
+    type Value = Members<S::Out>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = BTreeMap::new();
+        let mut members = Vec::new();
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             let value = map.next_value_seed(self.0)?;
-            out.insert(key.into_owned(), value);
+            if members.is_empty() {
+                // One allocation for a typical request's headers; none for an empty object.
+                members.reserve(map.size_hint().unwrap_or(8));
+            }
+            members.push((key.into_owned(), value));
         }
-        Ok(out)
+        Ok(in_key_order(members))
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
         // The pre-2020 form: the object's JSON inside a string.
         if !starts_with(text, b'{') {
-            return Ok(BTreeMap::new());
+            return Ok(Vec::new());
         }
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let parsed = (&mut deserializer)
@@ -745,27 +770,27 @@ where
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(BTreeMap::new())
+        Ok(Vec::new())
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(BTreeMap::new())
+        Ok(Vec::new())
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(BTreeMap::new())
+        Ok(Vec::new())
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(BTreeMap::new())
+        Ok(Vec::new())
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(BTreeMap::new())
+        Ok(Vec::new())
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(BTreeMap::new())
+        Ok(Vec::new())
     }
 }
 
