@@ -413,6 +413,42 @@ async fn forwarded_requests_reach_the_function_by_route_and_return_its_response_
 }
 
 #[tokio::test]
+async fn pipelined_requests_each_reach_the_function_with_their_own_headers() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = spawn().await;
+    let address = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // Three requests in one write: the server reads the next head while the first is answered.
+    let mut requests = String::new();
+    for n in 1..=3 {
+        let close = if n == 3 { "Connection: close\r\n" } else { "" };
+        requests.push_str(&format!(
+            "POST /api/echo/n{n} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/type-{n}\r\n\
+             X-Azure-Functions-InvocationId: id-{n}\r\n{close}Content-Length: 1\r\n\r\n{n}"
+        ));
+    }
+    stream.write_all(requests.as_bytes()).await.unwrap();
+    let mut answers = String::new();
+    stream.read_to_string(&mut answers).await.unwrap();
+    let bodies: Vec<Value> = answers
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|answer| {
+            assert!(answer.starts_with("200"), "{answer}");
+            let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+            serde_json::from_str(body).unwrap()
+        })
+        .collect();
+    assert_eq!(bodies.len(), 3, "{answers}");
+    for (n, body) in (1..=3).zip(&bodies) {
+        assert_eq!(body["name"], format!("n{n}"), "{body}");
+        assert_eq!(body["invocation_id"], format!("id-{n}"), "{body}");
+        assert_eq!(body["content_type"], format!("text/type-{n}"), "{body}");
+        assert_eq!(body["body"], n.to_string(), "{body}");
+    }
+}
+
+#[tokio::test]
 async fn forwarding_answers_404_for_unknown_routes_and_405_for_wrong_methods() {
     let app = spawn().await;
     let missing = app.get("/api/nothing/here").await;
