@@ -363,17 +363,15 @@ fn routes<'c, S: Send + Sync + 'static>(
         .and(warp::path::full())
         .and(query())
         .and(warp::body::stream())
-        .then(
-            move |method: Method, path: FullPath, query, body| {
-                let headers = handoff.take();
-                let call = Call::route(shared, method, path.as_str())
-                    .admit(shared)
-                    .check_declared_length(&headers);
-                // Boxed: hyper moves the request's future between its states several times, and
-                // unboxed it holds the whole invocation.
-                Box::pin(answer(shared, call, headers, query, body))
-            },
-        )
+        .then(move |method: Method, path: FullPath, query, body| {
+            let headers = handoff.take();
+            let call = Call::route(shared, method, path.as_str())
+                .admit(shared)
+                .check_declared_length(&headers);
+            // Boxed: hyper moves the request's future between its states several times, and
+            // unboxed it holds the whole invocation.
+            Box::pin(answer(shared, call, headers, query, body))
+        })
 }
 
 /// A connection's request headers, handed from the connection to the end of the filter chain
@@ -397,7 +395,9 @@ impl HeadersHandOff {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<HeaderMap>> {
         // Nothing panics while holding it; a poisoned lock still holds a whole map.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -521,9 +521,7 @@ where
         match refusal {
             Some(refusal) => Err(refusal),
             None if bodiless => Ok(Bytes::new()),
-            None => {
-                read_body(body, limit, shared.limits.body_timeout, &shared.stopping).await
-            }
+            None => read_body(body, limit, shared.limits.body_timeout, &shared.stopping).await,
         }
     };
     let answer = match route {
@@ -559,7 +557,8 @@ async fn read_body<B: Buf>(
     let mut reading = std::pin::pin!(read_limited(body, limit));
     // Most bodies arrive with the request's head: one that is all here already is read without
     // arming the timer or watching for shutdown.
-    if let Poll::Ready(body) = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await
+    if let Poll::Ready(body) =
+        std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await
     {
         return body;
     }
@@ -970,7 +969,12 @@ mod tests {
         let read = read_limited(single, 64).await.unwrap();
         assert_eq!(read, one);
         assert_eq!(read.as_ptr(), one.as_ptr(), "a lone chunk is not copied");
-        for parts in [&["ab", "", "cd", "e"][..], &["", "abcde"], &["abcd", "e"], &[]] {
+        for parts in [
+            &["ab", "", "cd", "e"][..],
+            &["", "abcde"],
+            &["abcd", "e"],
+            &[],
+        ] {
             let read = read_limited(chunks(parts), 64).await.unwrap();
             assert_eq!(read, parts.concat().as_bytes(), "{parts:?}");
         }
@@ -979,7 +983,11 @@ mod tests {
     #[tokio::test]
     async fn a_body_is_refused_once_its_chunks_together_pass_the_limit() {
         assert!(read_limited(chunks(&["abc", "de"]), 5).await.is_ok());
-        for parts in [&["abc", "def"][..], &["abcdef"], &["a", "b", "c", "d", "e", "f"]] {
+        for parts in [
+            &["abc", "def"][..],
+            &["abcdef"],
+            &["a", "b", "c", "d", "e", "f"],
+        ] {
             let refused = read_limited(chunks(parts), 5).await;
             assert!(
                 matches!(refused, Err(RuntimeError::PayloadTooLarge { limit: 5 })),
