@@ -416,9 +416,6 @@ struct Call<'a, S> {
     permit: Option<Slot>,
     /// Why the body will not be read: over the in-flight cap, or declared over the limit.
     refusal: Option<RuntimeError>,
-    /// The request has no body bytes to read (HTTP/1.1: neither a Content-Length above zero nor
-    /// a Transfer-Encoding), so reading it needs no timer.
-    bodiless: bool,
 }
 
 impl<'a, S: Send + Sync + 'static> Call<'a, S> {
@@ -449,7 +446,6 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
             limit,
             permit: None,
             refusal: None,
-            bodiless: false,
         }
     }
 
@@ -472,8 +468,7 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
         self
     }
 
-    /// Refuses a body whose Content-Length is over the function's limit, before reading any;
-    /// notes a request that has no body at all.
+    /// Refuses a body whose Content-Length is over the function's limit, before reading any.
     fn check_declared_length(mut self, headers: &HeaderMap) -> Self {
         if !self.runs() || self.refusal.is_some() {
             return self;
@@ -482,11 +477,6 @@ impl<'a, S: Send + Sync + 'static> Call<'a, S> {
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok());
-        // hyper has already refused a request whose length headers disagree or do not parse.
-        self.bodiless = match declared {
-            Some(length) => length == 0,
-            None => !headers.contains_key(hyper::header::TRANSFER_ENCODING),
-        };
         if declared.is_some_and(|length| length > self.limit as u64) {
             self.refusal = Some(RuntimeError::PayloadTooLarge { limit: self.limit });
         }
@@ -514,13 +504,11 @@ where
         limit,
         permit,
         refusal,
-        bodiless,
     } = call;
     let runtime = &shared.runtime;
     let body = || async {
         match refusal {
             Some(refusal) => Err(refusal),
-            None if bodiless => Ok(Bytes::new()),
             None => read_body(body, limit, shared.limits.body_timeout, &shared.stopping).await,
         }
     };
@@ -555,8 +543,8 @@ async fn read_body<B: Buf>(
     stopping: &watch::Sender<bool>,
 ) -> Body {
     let mut reading = std::pin::pin!(read_limited(body, limit));
-    // Most bodies arrive with the request's head: one that is all here already is read without
-    // arming the timer or watching for shutdown.
+    // Most bodies arrive with the request's head, and most forwarded requests have none: a body
+    // that is all here already is read without arming the timer or watching for shutdown.
     if let Poll::Ready(body) =
         std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await
     {
@@ -576,20 +564,20 @@ async fn read_limited<B: Buf>(
     limit: usize,
 ) -> Body {
     let mut body = std::pin::pin!(body);
-    // The first chunk is kept as it came (no copy); only a second one starts a buffer.
+    // The bytes so far are the first chunk as it came (no copy) until a second one arrives;
+    // from then on they are in `collected`.
     let mut first = Bytes::new();
     let mut collected = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|e| RuntimeError::BodyUnreadable(e.to_string()))?;
-        if first.len() + collected.len() + chunk.remaining() > limit {
+        let so_far = first.len() + collected.len();
+        if so_far + chunk.remaining() > limit {
             return Err(RuntimeError::PayloadTooLarge { limit });
         }
-        if first.is_empty() && collected.is_empty() {
+        if so_far == 0 {
             first = chunk.copy_to_bytes(chunk.remaining());
         } else {
-            if collected.is_empty() {
-                collected.put(std::mem::take(&mut first));
-            }
+            collected.put(std::mem::take(&mut first));
             collected.put(chunk);
         }
     }
